@@ -1,0 +1,68 @@
+"""Training augmentations that keep images, 2D and 3D labels consistent.
+
+* :class:`Photometric`: albumentations colour jitter, noise and blur on the image only.
+* :func:`flip_horizontal`: mirror chosen samples of a batch; the image is flipped, 2D points
+  map to ``u' = W - 1 - u`` (pixel centres at integer coordinates, as in
+  :func:`pose3d.camera.project`), 3D points to ``x' = -x``, the principal point to
+  ``cx' = W - 1 - cx`` (so 3D still projects onto 2D), and left/right joints swap.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pose3d.skeleton import FLIP_PERMUTATION
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+class Photometric:
+    """Colour jitter, sensor noise and blur with albumentations, applied per image."""
+
+    def __init__(self, seed: int = 0):
+        import albumentations as A
+
+        self.pipeline = A.Compose(
+            [
+                A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.04, p=0.8),
+                A.GaussNoise(std_range=(0.01, 0.04), p=0.3),
+                A.GaussianBlur(blur_limit=(3, 3), p=0.15),
+            ],
+            seed=seed,
+        )
+
+    def __call__(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) float images in [0, 1] -> augmented copies."""
+        array = images.permute(0, 2, 3, 1).contiguous().numpy()
+        out = np.stack([self.pipeline(image=image)["image"] for image in array])
+        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def flip_horizontal(batch: dict[str, Tensor], which: Tensor) -> dict[str, Tensor]:
+    """Mirror the samples where ``which`` (B,) is true; returns a new batch dict."""
+    if not bool(which.any()):
+        return batch
+    out = dict(batch)
+    width = batch["image"].shape[-1]
+    sel = which.view(-1, *([1] * 3))
+    out["image"] = torch.where(sel, batch["image"].flip(-1), batch["image"])
+    perm = list(FLIP_PERMUTATION)
+
+    def mirrored(key: str, axis_flip) -> Tensor:
+        value = batch[key]
+        flipped = axis_flip(value)[:, perm]
+        return torch.where(which.view(-1, *([1] * (value.dim() - 1))), flipped, value)
+
+    out["joints_2d"] = mirrored("joints_2d", lambda p: torch.stack((width - 1 - p[..., 0], p[..., 1]), -1))
+    out["joints_3d"] = mirrored("joints_3d", lambda p: p * p.new_tensor([-1.0, 1.0, 1.0]))
+    out["visible"] = mirrored("visible", lambda v: v)
+    camera = batch["camera"].clone()
+    camera[which, 2] = width - 1 - camera[which, 2]
+    out["camera"] = camera
+    for key in ("heatmaps", "skeleton_maps"):
+        if key in batch:
+            raise ValueError(f"flip_horizontal must run before '{key}' are made; expected a batch without them")
+    return out

@@ -1,0 +1,46 @@
+"""The batch contract every DataModule produces (DESIGN.md).
+
+A batch is a dict of tensors; ``B`` samples, ``J`` = 17 joints in the Human3.6M order.
+Methods read what they need and must work when a 2D-only sample has zeros in ``joints_3d``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# key -> (shape with symbolic dims, dtype)
+BATCH_KEYS: dict[str, tuple[tuple[str | int, ...], torch.dtype]] = {
+    "image": (("B", 3, "H", "W"), torch.float32),
+    "joints_2d": (("B", "J", 2), torch.float32),
+    "joints_3d": (("B", "J", 3), torch.float32),
+    "has_3d": (("B",), torch.bool),
+    "has_2d": (("B",), torch.bool),
+    "visible": (("B", "J"), torch.bool),
+    "camera": (("B", 4), torch.float32),
+    "root_depth": (("B",), torch.float32),
+    "subject": (("B",), torch.int64),
+    "action": (("B",), torch.int64),
+}
+
+
+def check_batch(batch: dict[str, Tensor], num_joints: int = 17) -> None:
+    """Raise ``ValueError`` naming the first key that breaks the contract."""
+    sizes: dict[str, int] = {"J": num_joints}
+    for key, (shape, dtype) in BATCH_KEYS.items():
+        if key not in batch:
+            raise ValueError(f"batch is missing '{key}'; expected keys: {', '.join(BATCH_KEYS)}")
+        value = batch[key]
+        if value.dtype != dtype or value.dim() != len(shape):
+            raise ValueError(f"batch['{key}'] is {value.dtype} {tuple(value.shape)}; expected {dtype} {shape}")
+        for dim, expected in zip(value.shape, shape):
+            if isinstance(expected, int):
+                ok = dim == expected
+            else:
+                ok = sizes.setdefault(expected, dim) == dim
+            if not ok:
+                raise ValueError(f"batch['{key}'] has shape {tuple(value.shape)}; expected {shape} with {sizes}")
+
+
+def take(batch: dict[str, Tensor], index: Tensor | slice) -> dict[str, Tensor]:
+    """The sub-batch at ``index`` (every key indexed along the batch dimension)."""
+    return {key: value[index] for key, value in batch.items()}

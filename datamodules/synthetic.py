@@ -1,0 +1,318 @@
+"""The embedded synthetic dataset: the project's default data, rendered on the fly.
+
+A stand-in for Human3.6M / MPI-INF-3DHP that needs no download. Sample ``i`` of a split is a
+pure function of ``(data.seed, split, i)``:
+
+1. a subject (train/val: 1, 5, 6, 7, 8; test: 9, 11, unseen bodies as in H36M Protocol #1),
+   with its own bone lengths, part thickness and clothes (:mod:`pose3d.body`);
+2. a pose and its ``action`` id: an activity family of the kinematic sampler
+   (:mod:`pose3d.pose_sampler`) or a mocap frame (``data.pose_source=bvh:PATH``) retargeted
+   to the subject's bones;
+3. a random body yaw, a camera with H36M-like intrinsics (f ~ 1145 px on a 1000 px frame),
+   distance and elevation, and a person-centred square crop with centre and scale jitter;
+4. a scene (:mod:`pose3d.scene`): ``studio`` (plain backgrounds, 3D labels) or ``wild``
+   (clutter, occluders, colour shifts; *training* samples carry only 2D labels, val/test keep
+   3D for evaluation);
+5. rendering straight into the crop with the crop's intrinsics (:mod:`pose3d.render`), which
+   also gives per-joint visibility from the depth test.
+
+A batch is rendered at once (``__getitems__``); training adds photometric augmentation and
+mirroring (:mod:`datamodules.augment`); heatmaps and skeleton maps are made on demand
+(:mod:`datamodules.targets`).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.augment import Photometric, flip_horizontal
+from datamodules.targets import TargetMaker
+from pose3d import camera as cam
+from pose3d.body import PART_COLOUR_SLOT, TEST_SUBJECTS, TRAIN_SUBJECTS, make_subject
+from pose3d.config import ConfigError, choice
+from pose3d.skeleton import H36M_JOINTS, JOINT_INDEX
+from pose3d.pose_sampler import ACTIVITIES, retarget, sample_pose
+from pose3d.render import render_people
+from pose3d.scene import apply_colour_shift, make_background, sample_scene, stack_scenes
+
+SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+FULL_FRAME = 1000.0  # the virtual camera's frame, pixels (H36M-like)
+
+
+@dataclass
+class SyntheticConfig:
+    name: str = "synthetic"
+    seed: int = 0
+    image_size: int = 64
+    train_size: int = 6000
+    val_size: int = 256
+    test_size: int = 1024
+    batch_size: int = 64
+    num_workers: int = 0
+    train_domain: str = choice("studio", ("studio", "wild", "mixed"))
+    wild_fraction: float = 0.5
+    eval_domain: str = choice("studio", ("studio", "wild"))
+    pose_source: str = "sampler"
+    distance_min_mm: float = 3500.0
+    distance_max_mm: float = 6000.0
+    elevation_min_deg: float = -5.0
+    elevation_max_deg: float = 25.0
+    crop_margin: float = 1.3
+    crop_centre_jitter: float = 0.05
+    crop_scale_jitter: float = 0.1
+    photometric: bool = True
+    flip: bool = True
+
+
+@dataclass
+class SampleSpec:
+    """Everything that defines one sample before rendering."""
+
+    subject: int
+    action: int
+    joints_cam: np.ndarray  # (17, 3) mm, camera frame
+    intrinsics: np.ndarray  # (4,) crop pixels
+    scene: object
+    has_3d: bool
+
+
+class PoseSource:
+    """Draws a canonical-frame pose (17, 3) and its action id for a subject's bones."""
+
+    action_names: tuple[str, ...] = ACTIVITIES
+
+    def draw(self, rng: np.random.Generator, bone_lengths: np.ndarray, split: str) -> tuple[np.ndarray, int]:
+        action = int(rng.integers(len(ACTIVITIES)))
+        return sample_pose(rng, bone_lengths, action), action
+
+
+class MocapSource(PoseSource):
+    """Frames of BVH files, retargeted to the subject. Files are split by clip: every fifth
+    clip (sorted by name) is held out for the test split, so test motion is unseen."""
+
+    def __init__(self, path: str):
+        clips = _load_mocap(path)
+        self.action_names = tuple(sorted({category for category, _ in clips}))
+        test = [c for k, c in enumerate(clips) if k % 5 == 4] or clips
+        train = [c for k, c in enumerate(clips) if k % 5 != 4] or clips
+        self.frames = {split: self._stack(c) for split, c in (("train", train), ("test", test))}
+
+    def _stack(self, clips) -> tuple[np.ndarray, np.ndarray]:
+        poses = np.concatenate([poses for _, poses in clips])
+        actions = np.concatenate([np.full(len(p), self.action_names.index(c)) for c, p in clips])
+        return poses, actions
+
+    def draw(self, rng, bone_lengths, split):
+        poses, actions = self.frames["test" if split == "test" else "train"]
+        k = int(rng.integers(len(poses)))
+        return retarget(poses[k : k + 1], bone_lengths)[0], int(actions[k])
+
+
+@functools.lru_cache(maxsize=4)
+def _load_mocap(path: str) -> list[tuple[str, np.ndarray]]:
+    """``(category, poses (T,17,3))`` per BVH file under ``path`` (category = name before '_')."""
+    from pose3d.bvh import bvh_to_h36m
+
+    root = Path(path)
+    files = sorted(root.rglob("*.bvh")) if root.is_dir() else [root]
+    if not root.exists() or not files:
+        raise ConfigError(f"data.pose_source=bvh:{path}: no .bvh file found there; expected a BVH file or a folder of them")
+    clips = []
+    for file in files:
+        poses, mask = bvh_to_h36m(file)
+        clips.append((file.stem.split("_")[0], _complete_for_rendering(poses, mask, file)))
+    return clips
+
+
+HEAD_TOP_OVER_NECK = 0.95  # head-top bone / thorax-to-neck bone, from the mean body (pose3d.body)
+
+
+def _complete_for_rendering(poses: np.ndarray, mask: np.ndarray, file: Path) -> np.ndarray:
+    """The renderer needs all 17 joints. Rigs without a crown joint (the iClone and Daz rigs end
+    the head at the eyes: the skeleton mapping masks H36M's head top) get the head top continued
+    along the thorax -> neck direction; any other missing joint is an error."""
+    missing = [H36M_JOINTS[j] for j in np.flatnonzero(~mask)]
+    if not missing:
+        return poses.astype(np.float32)
+    if missing != ["head"]:
+        raise ConfigError(f"{file}: the rig lacks joints {missing}; the synthetic renderer needs all 17 (head top may be missing)")
+    neck, thorax = poses[:, JOINT_INDEX["neck"]], poses[:, JOINT_INDEX["thorax"]]
+    completed = poses.copy()
+    completed[:, JOINT_INDEX["head"]] = neck + HEAD_TOP_OVER_NECK * (neck - thorax)
+    return completed.astype(np.float32)
+
+
+def make_pose_source(spec: str) -> PoseSource:
+    if spec == "sampler":
+        return PoseSource()
+    if spec.startswith("bvh:"):
+        return MocapSource(spec[len("bvh:"):])
+    raise ConfigError(f"bad value for data.pose_source: '{spec}'; expected 'sampler' or 'bvh:PATH'")
+
+
+def _rotation(yaw: float, pitch: float) -> np.ndarray:
+    """Body yaw about the vertical (y) axis, then the camera's elevation as a pitch about x."""
+    cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
+    r_yaw = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    r_pitch = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    return r_pitch @ r_yaw
+
+
+class SyntheticPoseDataset(Dataset):
+    """One split of the synthetic dataset; ``dataset[i]`` and batched ``__getitems__``."""
+
+    def __init__(self, cfg: SyntheticConfig, split: str, pose_source: PoseSource, targets: TargetMaker):
+        self.cfg, self.split, self.poses, self.targets = cfg, split, pose_source, targets
+        self.subjects = TEST_SUBJECTS if split == "test" else TRAIN_SUBJECTS
+        self.bodies = {s: make_subject(s) for s in self.subjects}
+        self.size = {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size}[split]
+        self.training = split == "train"
+        # training randomness follows the run seed (seed_everything), not the data seed
+        augment_seed = int(torch.randint(2**31 - 1, ()))
+        self.photometric = Photometric(seed=augment_seed) if (self.training and cfg.photometric) else None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _domain(self, rng: np.random.Generator) -> str:
+        if not self.training:
+            return self.cfg.eval_domain
+        if self.cfg.train_domain == "mixed":
+            return "wild" if rng.random() < self.cfg.wild_fraction else "studio"
+        return self.cfg.train_domain
+
+    def describe(self, index: int) -> SampleSpec:
+        """The pure function (seed, split, index) -> sample specification."""
+        if not 0 <= index < self.size:
+            raise IndexError(f"sample {index} out of range for the {self.split} split of {self.size}")
+        cfg = self.cfg
+        rng = np.random.default_rng((cfg.seed, SPLIT_IDS[self.split], index))
+        subject = int(self.subjects[rng.integers(len(self.subjects))])
+        body = self.bodies[subject]
+        pose, action = self.poses.draw(rng, body.bone_lengths, self.split)
+        yaw = rng.uniform(-np.pi, np.pi)
+        pitch = np.deg2rad(rng.uniform(cfg.elevation_min_deg, cfg.elevation_max_deg))
+        depth = rng.uniform(cfg.distance_min_mm, cfg.distance_max_mm)
+        root = np.array([rng.uniform(-0.1, 0.1) * depth, rng.uniform(-0.05, 0.1) * depth, depth])
+        joints_cam = pose @ _rotation(yaw, pitch).T + root
+        focal = 1145.0 * rng.uniform(0.97, 1.03)
+        full = np.array([focal, focal, *(FULL_FRAME / 2 + rng.uniform(-8, 8, size=2))])
+        intrinsics = self._crop(rng, joints_cam, full)
+        domain = self._domain(rng)
+        scene = sample_scene(rng, domain, (cfg.image_size, cfg.image_size), root_cam=joints_cam[0])
+        has_3d = not (self.training and domain == "wild")
+        return SampleSpec(subject, action, joints_cam.astype(np.float32), intrinsics, scene, has_3d)
+
+    def _crop(self, rng: np.random.Generator, joints_cam: np.ndarray, full: np.ndarray) -> np.ndarray:
+        """Intrinsics of a jittered square crop around the projected joints, resized to image_size."""
+        cfg = self.cfg
+        points = cam.project(torch.from_numpy(joints_cam), torch.from_numpy(full)).numpy()
+        low, high = points.min(0), points.max(0)
+        side = (high - low).max() * cfg.crop_margin * (1 + rng.uniform(-1, 1) * cfg.crop_scale_jitter)
+        centre = (low + high) / 2 + rng.uniform(-1, 1, size=2) * cfg.crop_centre_jitter * side
+        box = np.array([*(centre - side / 2), side, side])
+        size = (cfg.image_size, cfg.image_size)
+        return cam.crop_intrinsics(torch.from_numpy(full), torch.from_numpy(box), size).numpy().astype(np.float32)
+
+    def render(self, specs: list[SampleSpec]) -> dict[str, Tensor]:
+        """Render a list of samples as one batch (the batch contract of DESIGN.md)."""
+        size = (self.cfg.image_size, self.cfg.image_size)
+        joints_cam = torch.from_numpy(np.stack([s.joints_cam for s in specs]))
+        intrinsics = torch.from_numpy(np.stack([s.intrinsics for s in specs]))
+        bodies = [self.bodies[s.subject] for s in specs]
+        radii = torch.from_numpy(np.stack([b.part_radii for b in bodies]))
+        colours = torch.from_numpy(np.stack([b.colours[PART_COLOUR_SLOT] for b in bodies]))
+        scenes = stack_scenes([s.scene for s in specs])
+        out = render_people(
+            joints_cam, intrinsics, radii, colours, size,
+            light_dir=scenes.light_dir, ambient=scenes.ambient,
+            background=make_background(scenes, size), extra_capsules=scenes.occluders,
+        )
+        image = apply_colour_shift(out.image, scenes)
+        return {
+            "image": image,
+            "joints_2d": cam.project(joints_cam, intrinsics),
+            "joints_3d": joints_cam - joints_cam[:, :1],
+            "has_3d": torch.tensor([s.has_3d for s in specs]),
+            "has_2d": torch.ones(len(specs), dtype=torch.bool),
+            "visible": out.visible,
+            "camera": intrinsics,
+            "root_depth": joints_cam[:, 0, 2].clone(),
+            "subject": torch.tensor([s.subject for s in specs]),
+            "action": torch.tensor([s.action for s in specs]),
+        }
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Tensor]]:
+        batch = self.render([self.describe(int(i)) for i in indices])
+        if self.training:
+            batch = self._augment(batch)
+        batch = self.targets(batch)
+        return [{k: v[i] for k, v in batch.items()} for i in range(len(indices))]
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return self.__getitems__([index])[0]
+
+    def _augment(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        if self.photometric is not None:
+            batch["image"] = self.photometric(batch["image"])
+        if self.cfg.flip:
+            which = torch.rand(len(batch["image"])) < 0.5
+            batch = flip_horizontal(batch, which)
+        return batch
+
+
+class SyntheticDataModule(pl.LightningDataModule):
+    """Train/val on subjects 1, 5, 6, 7, 8 (separate sample streams), test on 9 and 11."""
+
+    Config = SyntheticConfig
+    test_subjects_label = "9, 11 (synthetic)"
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.cfg = SyntheticConfig(**cfg)
+        self.pose_source = make_pose_source(self.cfg.pose_source)
+        self.targets = TargetMaker(self.cfg.image_size)
+        self.datasets: dict[str, SyntheticPoseDataset] = {}
+
+    @property
+    def info(self) -> dict:
+        return {
+            "num_joints": 17,
+            "image_size": self.cfg.image_size,
+            "action_names": tuple(self.pose_source.action_names),
+        }
+
+    def request_targets(self, spec: dict) -> None:
+        """Ask for optional batch keys (``heatmaps``, ``skeleton_maps``): see :class:`TargetMaker`."""
+        self.targets.request(spec)
+
+    def dataset(self, split: str) -> SyntheticPoseDataset:
+        if split not in self.datasets:
+            self.datasets[split] = SyntheticPoseDataset(self.cfg, split, self.pose_source, self.targets)
+        return self.datasets[split]
+
+    def _loader(self, split: str) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.cfg.batch_size,
+            shuffle=split == "train",
+            drop_last=split == "train" and self.cfg.train_size >= 2 * self.cfg.batch_size,
+            num_workers=self.cfg.num_workers,
+            persistent_workers=self.cfg.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

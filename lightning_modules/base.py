@@ -1,0 +1,142 @@
+"""What every method shares: evaluation with the metric suite, logging, the optimiser, a NaN guard.
+
+A method subclasses :class:`PoseModule`, declares its ``Config`` dataclass (the schema of
+``model.*`` in a run config), and implements two methods:
+
+* ``training_loss(batch) -> (loss, logs)``: the paper's objective on one batch;
+* ``predict(batch) -> dict``: at least ``joints_3d`` (B, J, 3) root-relative mm, and
+  ``joints_2d`` (B, J, 2) crop pixels when the method predicts 2D.
+
+Validation and test then log ``val/<metric>`` and ``test/<metric>`` (DESIGN.md), with a
+per-action breakdown of the test metrics in :attr:`PoseModule.test_per_action`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor
+
+from pose3d.metrics import PixelError, pose3d_metrics
+
+
+@dataclass
+class DataInfo:
+    """What a method needs to know about its data: filled in by the DataModule."""
+
+    num_joints: int = 17
+    image_size: int = 64
+    action_names: tuple[str, ...] = ()
+
+
+class PoseModule(pl.LightningModule):
+    Config: type
+
+    def __init__(self, model: dict, optim: dict, data_info: dict):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = OmegaConf.merge(OmegaConf.structured(self.Config), model)
+        self.optim_cfg = OmegaConf.create(optim)
+        self.data_info = DataInfo(**data_info)
+        num_actions = len(self.data_info.action_names) or None
+        self.val_metrics = pose3d_metrics()
+        self.test_metrics = pose3d_metrics(num_actions=num_actions)
+        self.val_pixel_error = PixelError()
+        self.test_pixel_error = PixelError()
+        self.test_per_action: dict[str, dict[str, float]] = {}
+
+    # -- to implement -------------------------------------------------------------
+    def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def predict(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def required_targets(self) -> dict[str, dict]:
+        """Optional batch keys this method trains on (see :mod:`datamodules.targets`)."""
+        return {}
+
+    # -- training -----------------------------------------------------------------
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss, logs = self.training_loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
+                "expected a finite loss: lower optim.lr or check the data (checkpoints already written are kept)"
+            )
+        batch_size = batch["image"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        for name, value in logs.items():
+            self.log(f"train/{name}", value, batch_size=batch_size)
+        return loss
+
+    # -- evaluation ---------------------------------------------------------------
+    def _update_metrics(self, batch: dict[str, Tensor], metrics, pixel_error) -> None:
+        prediction = self.predict(batch)
+        joint_mask = batch["has_3d"][:, None].expand(-1, prediction["joints_3d"].shape[1])
+        metrics.update(prediction["joints_3d"].float(), batch["joints_3d"], joint_mask, batch["action"])
+        if "joints_2d" in prediction:
+            mask_2d = batch["has_2d"][:, None] & batch["visible"]
+            pixel_error.update(prediction["joints_2d"].float(), batch["joints_2d"], mask_2d)
+
+    def _log_metrics(self, stage: str, metrics, pixel_error) -> dict[str, Tensor]:
+        values = {f"{stage}/{name}": value for name, value in metrics.compute().items()}
+        if pixel_error.update_called:
+            values[f"{stage}/pixel_error"] = pixel_error.compute()
+        self.log_dict(values, prog_bar=stage == "val")
+        return values
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._update_metrics(batch, self.val_metrics, self.val_pixel_error)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val", self.val_metrics, self.val_pixel_error)
+        self.val_metrics.reset()
+        self.val_pixel_error.reset()
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._update_metrics(batch, self.test_metrics, self.test_pixel_error)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test", self.test_metrics, self.test_pixel_error)
+        names = self.data_info.action_names
+        self.test_per_action = {
+            names[action] if action < len(names) else str(action): {}
+            for action in self.test_metrics["mpjpe"].compute_per_action()
+        }
+        for metric_name, metric in self.test_metrics.items():
+            for action, value in metric.compute_per_action().items():
+                label = names[action] if action < len(names) else str(action)
+                self.test_per_action[label][metric_name] = float(value)
+        self.test_metrics.reset()
+        self.test_pixel_error.reset()
+
+    # -- optimisation -------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        return build_optimizer(self.parameters(), self.optim_cfg, self.trainer.max_epochs)
+
+
+def build_optimizer(parameters, optim, max_epochs: int) -> Any:
+    """Adam / AdamW / SGD with an optional per-epoch cosine or step schedule."""
+    if optim.name == "adam":
+        optimizer = torch.optim.Adam(parameters, lr=optim.lr, weight_decay=optim.weight_decay)
+    elif optim.name == "adamw":
+        optimizer = torch.optim.AdamW(parameters, lr=optim.lr, weight_decay=optim.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(parameters, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+    if optim.scheduler == "none":
+        return optimizer
+    if optim.scheduler == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, max_epochs))
+    else:
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=optim.step_size, gamma=optim.gamma)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``values`` (B, ...) over samples where ``mask`` (B,) is true; 0 (with a gradient) if none."""
+    weights = mask.to(values.dtype).view(-1, *([1] * (values.dim() - 1))).expand_as(values)
+    return (values * weights).sum() / weights.sum().clamp(min=1.0)

@@ -1,0 +1,1 @@
+"""Networks shared between methods: backbones and heads."""

@@ -1,0 +1,243 @@
+"""Run configuration: a structured OmegaConf schema, experiment files, presets and overrides.
+
+A run's config is built in layers, each validated against the schema:
+
+1. the schema defaults (:class:`RunConfig`, plus the chosen model's and data module's own
+   ``Config`` dataclasses under ``model`` and ``data``),
+2. the experiment file ``experiments/<experiment>.yaml`` (without its ``presets`` block),
+3. the global preset (:data:`PRESETS`: ``smoke``, ``quick`` or ``paper``),
+4. the experiment's own ``presets.<preset>`` block,
+5. the command-line dotlist (``key.sub=value``).
+
+Any unknown key or bad value raises :class:`ConfigError` whose message is one line naming the
+key and the valid keys or choices; the train entry prints it and exits with status 2.
+A field declares its valid values with ``field(default=..., metadata={"choices": (...)})``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS_DIR = REPO_ROOT / "experiments"
+
+
+class ConfigError(ValueError):
+    """A bad configuration; its message is a single line meant for the user."""
+
+
+def choice(default: Any, choices: tuple) -> Any:
+    """A dataclass field whose value must be one of ``choices``."""
+    return field(default=default, metadata={"choices": tuple(choices)})
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 10
+    max_steps: int = -1
+    limit_train_batches: Optional[int] = None
+    limit_val_batches: Optional[int] = None
+    limit_test_batches: Optional[int] = None
+    accelerator: str = choice("auto", ("auto", "cpu", "gpu", "cuda", "mps"))
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = choice("32-true", ("32-true", "16-mixed", "bf16-mixed", "64-true"))
+    gradient_clip_val: Optional[float] = None
+    check_val_every_n_epoch: int = 1
+    log_every_n_steps: int = 10
+    enable_progress_bar: bool = True
+    deterministic: bool = False
+
+
+@dataclass
+class OptimConfig:
+    name: str = choice("adam", ("adam", "adamw", "sgd"))
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    scheduler: str = choice("none", ("none", "cosine", "step"))
+    step_size: int = 10
+    gamma: float = 0.1
+
+
+@dataclass
+class LoggerConfig:
+    wandb: bool = True
+    project: str = "pose3d-lab"
+    csv: bool = True
+
+
+@dataclass
+class RunConfig:
+    experiment: str = "baseline"
+    preset: str = choice("quick", ("smoke", "quick", "paper"))
+    seed: int = 0
+    variant: str = "default"
+    name: Optional[str] = None
+    results_dir: str = "results"
+    ckpt_path: Optional[str] = None
+    test_only: bool = False
+    overwrite: bool = False
+    threads: int = 0
+    model: Any = None
+    data: Any = None
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+# Global presets; an experiment refines them in its own `presets:` block.
+PRESETS: dict[str, dict] = {
+    "smoke": {
+        "data": {"train_size": 64, "val_size": 32, "test_size": 32, "batch_size": 16},
+        "trainer": {"max_epochs": 1, "log_every_n_steps": 1, "enable_progress_bar": False},
+    },
+    "quick": {
+        "data": {"train_size": 6000, "val_size": 256, "test_size": 1024, "batch_size": 64},
+        "trainer": {"max_epochs": 8},
+    },
+    "paper": {
+        "data": {"train_size": 200_000, "val_size": 2048, "test_size": 8192, "batch_size": 64},
+        "trainer": {"max_epochs": 50},
+    },
+}
+
+
+def available_experiments() -> list[str]:
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+
+
+def read_experiment(name: str) -> dict:
+    """The experiment file as a plain dict, or a one-line error naming the known experiments."""
+    path = EXPERIMENTS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown experiment '{name}'; choose one of: {', '.join(available_experiments())}")
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys, got {type(content).__name__}")
+    return content
+
+
+def _deep_get(tree: dict, dotted: str) -> Any:
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _schema_for(section: str, name: str, registry: dict[str, Any]) -> type:
+    if name not in registry:
+        raise ConfigError(f"bad value for {section}.name: '{name}'; choose one of: {', '.join(sorted(registry))}")
+    return registry[name]
+
+
+def _valid_keys(cfg: DictConfig, dotted_parent: str) -> str:
+    node = OmegaConf.select(cfg, dotted_parent) if dotted_parent else cfg
+    keys = list(node.keys()) if isinstance(node, DictConfig) else []
+    return ", ".join(str(k) for k in keys)
+
+
+def _merge(base: DictConfig, layer: Any, source: str) -> DictConfig:
+    """Merge one layer into the structured config, turning OmegaConf errors into one-line ConfigErrors."""
+    try:
+        return OmegaConf.merge(base, layer)
+    except ConfigKeyError as error:
+        key = error.full_key or str(error.key)
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        raise ConfigError(
+            f"unknown config key '{key}' ({source}); valid keys{' under ' + repr(parent) if parent else ''}: "
+            f"{_valid_keys(base, parent)}"
+        ) from None
+    except ValidationError as error:
+        raise ConfigError(f"bad value for {error.full_key} ({source}): {error.msg.splitlines()[0]}") from None
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"bad config ({source}): {str(error).splitlines()[0]}") from None
+
+
+def _check_choices(schema: type, cfg: DictConfig, prefix: str = "") -> None:
+    """Every field declared with :func:`choice` holds one of its choices (recursing into sub-configs)."""
+    for f in dataclasses.fields(schema):
+        value = cfg.get(f.name)
+        key = f"{prefix}{f.name}"
+        choices = f.metadata.get("choices")
+        if choices is not None and value not in choices:
+            raise ConfigError(f"bad value for {key}: '{value}'; choose one of: {', '.join(map(str, choices))}")
+        if f.default_factory is not dataclasses.MISSING and isinstance(value, DictConfig):
+            _check_choices(type(f.default_factory()), value, key + ".")
+
+
+def parse_overrides(args: list[str]) -> DictConfig:
+    """``key=value`` command-line arguments (a leading ``--`` is accepted) as an OmegaConf dotlist."""
+    cleaned = []
+    for arg in args:
+        arg = arg[2:] if arg.startswith("--") else arg
+        if "=" not in arg:
+            raise ConfigError(f"bad argument '{arg}': expected key=value, e.g. experiment=baseline preset=smoke")
+        cleaned.append(arg)
+    try:
+        return OmegaConf.from_dotlist(cleaned)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"bad argument list: {str(error).splitlines()[0]}") from None
+
+
+def build_config(
+    overrides: list[str] | DictConfig,
+    model_schemas: dict[str, type],
+    data_schemas: dict[str, type],
+) -> DictConfig:
+    """The validated run config for command-line ``overrides`` (see the module docstring)."""
+    cli = parse_overrides(overrides) if isinstance(overrides, list) else overrides
+    cli_dict = OmegaConf.to_container(cli, resolve=False)
+    experiment_name = str(cli_dict.get("experiment", RunConfig.experiment))
+    experiment = read_experiment(experiment_name)
+    experiment_presets = experiment.pop("presets", {}) or {}
+    preset = str(cli_dict.get("preset", RunConfig.preset))
+    if preset not in PRESETS:
+        raise ConfigError(f"bad value for preset: '{preset}'; choose one of: {', '.join(PRESETS)}")
+
+    layers = [
+        (experiment, f"experiments/{experiment_name}.yaml"),
+        (PRESETS[preset], f"preset {preset}"),
+        (experiment_presets.get(preset, {}) or {}, f"experiments/{experiment_name}.yaml presets.{preset}"),
+        (cli_dict, "command line"),
+    ]
+    # the model and data schemas are chosen by the last layer that names them
+    model_name = data_name = None
+    for layer, _ in layers:
+        model_name = _deep_get(layer, "model.name") or model_name
+        data_name = _deep_get(layer, "data.name") or data_name
+    if model_name is None:
+        raise ConfigError(f"experiments/{experiment_name}.yaml does not set model.name")
+    model_schema = _schema_for("model", model_name, model_schemas)
+    data_schema = _schema_for("data", data_name or "synthetic", data_schemas)
+
+    cfg = OmegaConf.structured(RunConfig)
+    cfg.model = OmegaConf.structured(model_schema)
+    cfg.data = OmegaConf.structured(data_schema)
+    cfg.experiment = experiment_name
+    for layer, source in layers:
+        cfg = _merge(cfg, layer, source)
+    _check_choices(RunConfig, cfg)
+    _check_choices(model_schema, cfg.model, "model.")
+    _check_choices(data_schema, cfg.data, "data.")
+    OmegaConf.set_readonly(cfg, False)
+    return cfg
+
+
+def run_name(cfg: DictConfig) -> str:
+    """``<experiment>-<variant>-<preset>-s<seed>`` unless ``name`` is set."""
+    if cfg.name:
+        return str(cfg.name)
+    return f"{cfg.experiment}-{cfg.variant}-{cfg.preset}-s{cfg.seed}"

@@ -1,0 +1,114 @@
+"""The embedded synthetic dataset: batch contract, determinism, splits, label consistency."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from datamodules.augment import flip_horizontal
+from datamodules.batch import check_batch
+from datamodules.synthetic import SyntheticDataModule
+from pose3d import camera as cam
+from pose3d.body import TEST_SUBJECTS, TRAIN_SUBJECTS
+from pose3d.skeleton import JOINT_INDEX
+
+
+def make_dm(**overrides) -> SyntheticDataModule:
+    cfg = {"image_size": 32, "train_size": 16, "val_size": 8, "test_size": 8, "batch_size": 8}
+    cfg.update(overrides)
+    return SyntheticDataModule(cfg)
+
+
+def first_batch(dm: SyntheticDataModule, split: str) -> dict:
+    return next(iter(getattr(dm, f"{split}_dataloader")()))
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_batches_follow_the_contract(split):
+    batch = first_batch(make_dm(), split)
+    check_batch(batch)
+    assert batch["image"].shape == (8, 3, 32, 32)
+    assert 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
+    assert torch.all(batch["joints_3d"][:, 0] == 0), "root-relative"
+    assert batch["has_3d"].all() and batch["has_2d"].all()
+
+
+def test_split_subjects_and_test_bodies_are_unseen():
+    dm = make_dm(train_size=64, test_size=64)
+    train_subjects = {dm.dataset("train").describe(i).subject for i in range(64)}
+    test_subjects = {dm.dataset("test").describe(i).subject for i in range(64)}
+    assert train_subjects <= set(TRAIN_SUBJECTS) and len(train_subjects) > 2
+    assert test_subjects == set(TEST_SUBJECTS)
+
+
+def test_sample_is_a_pure_function_of_seed_split_index():
+    a = make_dm().dataset("test")
+    b = make_dm().dataset("test")
+    single = a[5]
+    batched = b.__getitems__([3, 5, 7])[1]
+    for key in single:
+        assert torch.equal(single[key], batched[key]) or torch.allclose(single[key], batched[key], atol=1e-5), key
+    other_seed = make_dm(seed=1).dataset("test")[5]
+    assert not torch.allclose(other_seed["joints_3d"], single["joints_3d"])
+    val, train = make_dm().dataset("val").describe(5), make_dm().dataset("train").describe(5)
+    assert not np.allclose(val.joints_cam, train.joints_cam), "val is its own sample stream"
+
+
+def test_3d_labels_project_onto_2d_labels():
+    batch = first_batch(make_dm(), "test")
+    # the root's x, y are not stored; recover it from the root pixel, then compare all joints
+    root_cam = cam.backproject(batch["joints_2d"][:, :1], batch["root_depth"][:, None], batch["camera"])
+    points = batch["joints_3d"] + root_cam
+    assert torch.allclose(cam.project(points, batch["camera"]), batch["joints_2d"], atol=1e-2)
+
+
+def test_person_is_centred_and_inside_the_crop():
+    batch = first_batch(make_dm(test_size=32, batch_size=32), "test")
+    uv = batch["joints_2d"]
+    assert (uv.min() > -2) and (uv.max() < 34)
+    assert batch["visible"].float().mean() > 0.6
+
+
+def test_wild_training_samples_are_2d_only_but_wild_test_keeps_3d():
+    dm = make_dm(train_domain="wild", eval_domain="wild")
+    train, test = first_batch(dm, "train"), first_batch(dm, "test")
+    assert not train["has_3d"].any() and train["has_2d"].all()
+    assert test["has_3d"].all()
+    mixed = make_dm(train_domain="mixed", wild_fraction=0.5, train_size=64, batch_size=64)
+    has_3d = first_batch(mixed, "train")["has_3d"]
+    assert 0 < has_3d.sum() < 64
+
+
+def test_flip_keeps_3d_projecting_onto_2d_and_swaps_sides():
+    batch = first_batch(make_dm(), "test")
+    flipped = flip_horizontal(batch, torch.ones(8, dtype=torch.bool))
+    root_cam = cam.backproject(flipped["joints_2d"][:, :1], flipped["root_depth"][:, None], flipped["camera"])
+    projected = cam.project(flipped["joints_3d"] + root_cam, flipped["camera"])
+    assert torch.allclose(projected, flipped["joints_2d"], atol=1e-2)
+    l_wrist, r_wrist = JOINT_INDEX["l_wrist"], JOINT_INDEX["r_wrist"]
+    assert torch.allclose(flipped["joints_3d"][:, l_wrist, 0], -batch["joints_3d"][:, r_wrist, 0])
+    assert torch.equal(flipped["image"], batch["image"].flip(-1))
+
+
+def test_targets_on_demand():
+    dm = make_dm()
+    dm.request_targets({"heatmaps": {"size": 16, "sigma": 1.0}, "skeleton_maps": {"size": 16, "stick_width": 2.0}})
+    batch = first_batch(dm, "test")
+    assert batch["heatmaps"].shape == (8, 17, 16, 16)
+    assert batch["skeleton_maps"].shape[0] == 8 and batch["skeleton_maps"].shape[-2:] == (16, 16)
+    with pytest.raises(ValueError, match="unknown target"):
+        dm.request_targets({"depth_maps": {}})
+
+
+def test_bvh_pose_source(shared_data):
+    dm = make_dm(pose_source=f"bvh:{shared_data / 'cmu_bvh' / 'cmu_original'}")
+    batch = first_batch(dm, "train")
+    check_batch(batch)
+    assert dm.info["action_names"] == ("131",)
+
+
+def test_missing_bvh_path_is_a_one_line_error(tmp_path):
+    from pose3d.config import ConfigError
+
+    with pytest.raises(ConfigError, match="no .bvh file found"):
+        make_dm(pose_source=f"bvh:{tmp_path / 'nowhere'}")
