@@ -20,14 +20,15 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 class Photometric:
-    """Colour jitter, sensor noise and blur with albumentations, applied per image."""
+    """Colour jitter (optionally with hue rotation), sensor noise and blur with albumentations, per image."""
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, hue: float = 0.0):
+        """``hue``: largest hue rotation as a fraction of the colour circle (0.5 = any hue)."""
         import albumentations as A
 
         self.pipeline = A.Compose(
             [
-                A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.04, p=0.8),
+                A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=hue, p=0.8),
                 A.GaussNoise(std_range=(0.01, 0.04), p=0.3),
                 A.GaussianBlur(blur_limit=(3, 3), p=0.15),
             ],

@@ -39,8 +39,3 @@ def check_batch(batch: dict[str, Tensor], num_joints: int = 17) -> None:
                 ok = sizes.setdefault(expected, dim) == dim
             if not ok:
                 raise ValueError(f"batch['{key}'] has shape {tuple(value.shape)}; expected {shape} with {sizes}")
-
-
-def take(batch: dict[str, Tensor], index: Tensor | slice) -> dict[str, Tensor]:
-    """The sub-batch at ``index`` (every key indexed along the batch dimension)."""
-    return {key: value[index] for key, value in batch.items()}

@@ -3,8 +3,9 @@
 A method's ``required_targets()`` returns e.g.
 ``{"heatmaps": {"size": 16, "sigma": 1.0}, "skeleton_maps": {"size": 56, "stick_width": 4.0}}``;
 the DataModule passes it to :meth:`TargetMaker.request` and every batch then carries
-``heatmaps`` (B, J, size, size) and ``skeleton_maps`` (B, 6, size, size: foreground RGB then
-background RGB) rendered from its labels. Shared by every DataModule.
+``heatmaps`` (B, J, size, size; :func:`pose3d.heatmaps.render_heatmaps`) and ``skeleton_maps``
+(B, 6, size, size: foreground RGB then background RGB; :func:`pose3d.skeleton_maps.render_skeleton_maps`)
+rendered from its labels (the depth order of skeleton maps uses ``joints_3d`` z + ``root_depth``). Shared by every DataModule.
 """
 from __future__ import annotations
 
@@ -34,11 +35,10 @@ class TargetMaker:
                 batch["joints_2d"], size, (s["size"], s["size"]), sigma=s.get("sigma", 1.0), visible=batch["visible"]
             )
         if "skeleton_maps" in self.spec:
-            from pose3d.skeleton_maps import render_skeleton_maps
+            from pose3d.skeleton_maps import render_skeleton_maps, stack_skeleton_maps
 
             s = self.spec["skeleton_maps"]
             depth = batch["joints_3d"][..., 2] + batch["root_depth"][:, None]
-            batch["skeleton_maps"] = render_skeleton_maps(
-                batch["joints_2d"], depth, size, (s["size"], s["size"]), s.get("stick_width", 4.0)
-            )
+            maps = render_skeleton_maps(batch["joints_2d"], depth, size, (s["size"], s["size"]), s.get("stick_width", 4.0))
+            batch["skeleton_maps"] = stack_skeleton_maps(maps).contiguous()
         return batch

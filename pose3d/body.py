@@ -2,7 +2,8 @@
 
 A subject is a pure function of its integer id, so subject 9 looks the same in every
 run. Train subjects 1, 5, 6, 7, 8 and test subjects 9, 11 mirror Human3.6M Protocol #1:
-the test bodies (proportions, thickness, clothes) are never seen in training.
+the test bodies (proportions, thickness, clothes) are never seen in training; validation
+uses two more unseen bodies (2, 3).
 
 Canonical body frame (used by the pose sampler and the renderer before the camera
 transform): millimetres, y down, the person facing -z (towards a camera at the origin
@@ -13,10 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch import Tensor
 
-from pose3d.skeleton import H36M_PARENTS, NUM_JOINTS
+from pose3d.skeleton import JOINT_INDEX, NUM_JOINTS
 
 TRAIN_SUBJECTS: tuple[int, ...] = (1, 5, 6, 7, 8)
+# Two further bodies for validation, so that model selection also faces unseen people
+# without ever looking at the test subjects.
+VAL_SUBJECTS: tuple[int, ...] = (2, 3)
 TEST_SUBJECTS: tuple[int, ...] = (9, 11)
 
 # Mean bone length (mm) from each joint to its parent, close to Human3.6M's averages.
@@ -54,6 +60,7 @@ NUM_COLOUR_SLOTS = 5
 PART_JOINTS = np.array([[a, b] for _, a, b, _, _ in PARTS], dtype=np.int64)
 PART_COLOUR_SLOT = np.array([slot for *_, slot in PARTS], dtype=np.int64)
 MEAN_PART_RADII = np.array([r for _, _, _, r, _ in PARTS], dtype=np.float32)
+PART_INDEX = {name: i for i, (name, *_) in enumerate(PARTS)}
 
 
 @dataclass(frozen=True)
@@ -64,12 +71,6 @@ class SubjectBody:
     bone_lengths: np.ndarray
     part_radii: np.ndarray
     colours: np.ndarray
-
-    @property
-    def height_mm(self) -> float:
-        """Approximate standing height: ankle to head top along the kinematic chain."""
-        chain = [3, 2, 1, 0, 7, 8, 9, 10]
-        return float(sum(self.bone_lengths[j] for j in chain if H36M_PARENTS[j] >= 0 and j != 1))
 
 
 def make_subject(subject: int) -> SubjectBody:
@@ -87,3 +88,35 @@ def make_subject(subject: int) -> SubjectBody:
     hair = np.array([0.25, 0.17, 0.10]) * rng.uniform(0.2, 2.5)
     colours = np.clip(np.stack([skin, shirt, trousers, shoes * 0.5, hair]), 0.0, 1.0).astype(np.float32)
     return SubjectBody(subject, bone_lengths, part_radii, colours)
+
+
+def facing_direction(joints: Tensor) -> Tensor:
+    """Unit forward direction (B, 3) of people (B, 17, 3): ``(l_hip - r_hip) x (thorax - pelvis)``,
+    which is -z in the canonical frame (the person faces the camera)."""
+    j = JOINT_INDEX
+    forward = torch.cross(joints[:, j["l_hip"]] - joints[:, j["r_hip"]], joints[:, j["thorax"]] - joints[:, j["pelvis"]], dim=-1)
+    return forward / forward.norm(dim=-1, keepdim=True).clamp(min=1e-6)
+
+
+def accessory_capsules(joints: Tensor, part_radii: Tensor, colours: Tensor) -> Tensor:
+    """Feet, a nose and hair as capsules (B, 4, 10) in the renderer's layout (start, end, radius, rgb).
+
+    Capsule limbs alone look the same from the front and from the back; real people do not.
+    Feet point forward from the ankles, the nose sits on the front of the head and the hair
+    covers its back, so the facing direction can be seen, as in real images. ``colours`` is
+    (B, 5, 3) by colour slot (:attr:`SubjectBody.colours`); ``part_radii`` (B, P).
+    """
+    j, p = JOINT_INDEX, PART_INDEX
+    forward = facing_direction(joints)[:, None]  # (B, 1, 3)
+    foot_radius = part_radii[:, [p["r_foot"], p["l_foot"]], None] * 0.75
+    ankles = joints[:, [j["r_ankle"], j["l_ankle"]]]
+    toes = ankles + forward * 3.0 * foot_radius
+    head_centre = (joints[:, j["neck"]] + joints[:, j["head"]])[:, None] / 2
+    head_radius = part_radii[:, p["head"], None, None]
+    nose = head_centre + forward * head_radius
+    hair = head_centre - forward * 0.25 * head_radius
+    starts = torch.cat((ankles, nose, hair), 1)
+    ends = torch.cat((toes, nose, hair), 1)
+    radii = torch.cat((foot_radius, head_radius * 0.25, head_radius * 0.85), 1)
+    rgb = colours[:, [3, 3, 0, 4]]  # shoes, shoes, skin, hair
+    return torch.cat((starts, ends, radii, rgb), -1)

@@ -192,14 +192,9 @@ def parse_overrides(args: list[str]) -> DictConfig:
         raise ConfigError(f"bad argument list: {str(error).splitlines()[0]}") from None
 
 
-def build_config(
-    overrides: list[str] | DictConfig,
-    model_schemas: dict[str, type],
-    data_schemas: dict[str, type],
-) -> DictConfig:
+def build_config(overrides: list[str], model_schemas: dict[str, type], data_schemas: dict[str, type]) -> DictConfig:
     """The validated run config for command-line ``overrides`` (see the module docstring)."""
-    cli = parse_overrides(overrides) if isinstance(overrides, list) else overrides
-    cli_dict = OmegaConf.to_container(cli, resolve=False)
+    cli_dict = OmegaConf.to_container(parse_overrides(overrides), resolve=False)
     experiment_name = str(cli_dict.get("experiment", RunConfig.experiment))
     experiment = read_experiment(experiment_name)
     experiment_presets = experiment.pop("presets", {}) or {}
@@ -232,7 +227,6 @@ def build_config(
     _check_choices(RunConfig, cfg)
     _check_choices(model_schema, cfg.model, "model.")
     _check_choices(data_schema, cfg.data, "data.")
-    OmegaConf.set_readonly(cfg, False)
     return cfg
 
 

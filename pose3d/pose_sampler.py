@@ -113,28 +113,43 @@ def _depth(j: int) -> int:
     return 0 if H36M_PARENTS[j] < 0 else 1 + _depth(H36M_PARENTS[j])
 
 
-# Bones grouped by tree depth, so forward kinematics runs one batched step per level.
-_LEVELS = [
-    (np.array(c), np.array([H36M_PARENTS[j] for j in c]))
-    for d in range(1, max(_depth(j) for j in range(NUM_JOINTS)) + 1)
-    for c in [[j for j in range(NUM_JOINTS) if _depth(j) == d]]
-]
+# Forward kinematics works on the joints sorted by tree depth, so that every level is a
+# contiguous slice and one batched matmul per level composes the frames.
+_BY_DEPTH = np.array(sorted(range(NUM_JOINTS), key=_depth))
+_FROM_DEPTH = np.argsort(_BY_DEPTH)
+_LEVELS = []
+for _d in range(1, max(map(_depth, range(NUM_JOINTS))) + 1):
+    _members = [i for i, j in enumerate(_BY_DEPTH) if _depth(j) == _d]
+    _parents = np.array([_FROM_DEPTH[H36M_PARENTS[_BY_DEPTH[i]]] for i in _members])
+    _LEVELS.append((slice(_members[0], _members[-1] + 1), _parents))
+
+# _ANCESTORS[j, k] = 1 when bone k lies on the path from the root to joint j.
+_ANCESTORS = np.zeros((NUM_JOINTS, NUM_JOINTS))
+for _j in range(1, NUM_JOINTS):
+    _k = _j
+    while _k > 0:
+        _ANCESTORS[_j, _k] = 1.0
+        _k = H36M_PARENTS[_k]
 
 
 # --------------------------------------------------------------------------- kinematics
 
 def local_rotations(angles: np.ndarray) -> np.ndarray:
-    """(..., 17, 3) anatomical angles in radians -> (..., 17, 3, 3) local rotation matrices."""
+    """(..., 17, 3) anatomical angles in radians -> (..., 17, 3, 3) local rotation matrices.
+
+    ``Rx(sx*flexion) @ Rz(sz*abduction) @ Ry(sy*twist)``, written out entry by entry.
+    """
     signed = np.asarray(angles, dtype=np.float64) * ANGLE_SIGNS
     c, s = np.cos(signed), np.sin(signed)
-    one, zero = np.ones_like(c[..., 0]), np.zeros_like(c[..., 0])
     cx, cz, cy = c[..., 0], c[..., 1], c[..., 2]
     sx, sz, sy = s[..., 0], s[..., 1], s[..., 2]
-    rx = np.stack([one, zero, zero, zero, cx, -sx, zero, sx, cx], -1)
-    rz = np.stack([cz, -sz, zero, sz, cz, zero, zero, zero, one], -1)
-    ry = np.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1)
-    shape = signed.shape[:-1] + (3, 3)
-    return rx.reshape(shape) @ rz.reshape(shape) @ ry.reshape(shape)
+    # rows of Rz @ Ry: (cz*cy, -sz, cz*sy), (sz*cy, cz, sz*sy), (-sy, 0, cy); Rx mixes rows 1 and 2
+    r1 = (sz * cy, cz, sz * sy)
+    r2 = (-sy, np.zeros_like(cz), cy)
+    entries = (cz * cy, -sz, cz * sy,
+               cx * r1[0] - sx * r2[0], cx * r1[1], cx * r1[2] - sx * r2[2],
+               sx * r1[0] + cx * r2[0], sx * r1[1], sx * r1[2] + cx * r2[2])
+    return np.stack(entries, axis=-1).reshape(signed.shape[:-1] + (3, 3))
 
 
 def rest_pose(bone_lengths: np.ndarray) -> np.ndarray:
@@ -147,18 +162,18 @@ def forward_kinematics(angles: np.ndarray, bone_lengths: np.ndarray, return_fram
 
     Bone ``j`` points along ``frames[j] @ REST_DIRECTIONS[j]`` with length
     ``bone_lengths[j]``, where ``frames[j] = frames[parent(j)] @ local[j]`` (the
-    pelvis frame is ``local[0]``). With ``return_frames`` also returns the (..., 17, 3, 3)
-    global bone frames, float64.
+    pelvis frame is ``local[0]``); a joint is the sum of the bone vectors above it.
+    With ``return_frames`` also returns the (..., 17, 3, 3) global bone frames, float64.
     """
-    local = local_rotations(angles)
-    offsets = REST_DIRECTIONS * np.asarray(bone_lengths, dtype=np.float64)[:, None]
-    frames = np.empty_like(local)
-    joints = np.zeros(local.shape[:-1])
+    local = local_rotations(angles)[..., _BY_DEPTH, :, :]
+    frames = np.empty_like(local)          # in _BY_DEPTH order: each tree level is a slice
     frames[..., 0, :, :] = local[..., 0, :, :]
-    for child, parent in _LEVELS:
-        frames[..., child, :, :] = frames[..., parent, :, :] @ local[..., child, :, :]
-        joints[..., child, :] = joints[..., parent, :] + (frames[..., child, :, :] @ offsets[child, :, None])[..., 0]
-    joints = joints.astype(np.float32)
+    for level, parents in _LEVELS:
+        np.matmul(frames[..., parents, :, :], local[..., level, :, :], out=frames[..., level, :, :])
+    frames = frames[..., _FROM_DEPTH, :, :]
+    offsets = REST_DIRECTIONS * np.asarray(bone_lengths, dtype=np.float64)[:, None]
+    bones = (frames @ offsets[:, :, None])[..., 0]
+    joints = (_ANCESTORS @ bones).astype(np.float32)   # each joint: sum of the bones above it
     return (joints, frames) if return_frames else joints
 
 
@@ -193,10 +208,17 @@ def _arm(rng: np.random.Generator, a: np.ndarray, side: int, mode: str) -> None:
         a[ELBOW[side], 0] = u(40, 80)
 
 
+def _pick(rng: np.random.Generator, options: tuple, p: tuple[float, ...] | None = None):
+    """One of ``options`` (uniform, or with probabilities ``p``); cheaper than rng.choice."""
+    if p is None:
+        return options[int(rng.integers(len(options)))]
+    return options[min(int(np.searchsorted(np.cumsum(p), rng.random(), side="right")), len(options) - 1)]
+
+
 def _arms(rng: np.random.Generator, a: np.ndarray, modes: tuple[str, ...], p: tuple[float, ...]) -> None:
     """Both arms from ``modes``: the same mode on both sides half of the time."""
-    first = modes[rng.choice(len(modes), p=p)]
-    second = first if rng.random() < 0.5 else modes[rng.choice(len(modes), p=p)]
+    first = _pick(rng, modes, p)
+    second = first if rng.random() < 0.5 else _pick(rng, modes, p)
     side = int(rng.integers(2))
     _arm(rng, a, side, first)
     _arm(rng, a, 1 - side, second)
@@ -227,8 +249,8 @@ def _walking(rng, a):
     """Gait cycle at a random phase: legs in anti-phase, each arm swings against its leg."""
     phase, stride = rng.uniform(0, 2 * np.pi), rng.uniform(12, 28)
     swing = np.sin(phase) * np.array([1.0, -1.0])          # + when that leg is in front
-    lift = np.maximum(0.0, np.cos(phase + 0.3) * np.array([1.0, -1.0])) ** 2  # swing-phase knee
-    knee_peak, arm_gain = rng.uniform(35, 65), rng.uniform(0.4, 1.2)
+    lift = np.maximum(0.0, np.cos(phase - 0.3) * np.array([1.0, -1.0])) ** 2  # swing-phase knee
+    knee_peak, arm_gain = rng.uniform(30, 55), rng.uniform(0.4, 1.2)
     for s in (RIGHT, LEFT):
         a[HIP[s]] = [8 + stride * swing[s], rng.uniform(0, 8), rng.uniform(-5, 15)]
         a[KNEE[s], 0] = rng.uniform(3, 15) + knee_peak * lift[s]
@@ -236,7 +258,7 @@ def _walking(rng, a):
         a[SHOULDER[s]] = [flex, rng.uniform(5, 14), rng.uniform(0, 25)]
         a[ELBOW[s], 0] = rng.uniform(10, 30) + 0.6 * max(0.0, flex)
     if rng.random() < 0.2:                                  # carrying something: one arm still
-        _arm(rng, a, int(rng.integers(2)), str(rng.choice(["front", "hang"])))
+        _arm(rng, a, int(rng.integers(2)), _pick(rng, ("front", "hang")))
     a[PELVIS, 0] = rng.uniform(0, 8)                        # slight forward lean
     a[THORACIC, 2] = -rng.uniform(2, 8) * np.sin(phase)     # shoulders counter-rotate
     _head(rng, a, (-10, 25))
@@ -259,10 +281,10 @@ def _sitting(rng, a):
 
 def _crouching(rng, a):
     """Squat: deep hip and knee flexion, knees apart, trunk leaning forward, face forward."""
-    lean = rng.uniform(15, 45)
+    lean = rng.uniform(10, 35)
     a[PELVIS, 0] = lean
     for s in (RIGHT, LEFT):
-        hip = min(rng.uniform(85, 125) + lean, 132.0)
+        hip = min(rng.uniform(90, 125) + lean, 133.0)
         shin = rng.uniform(-40, -5)                         # knee in front of the ankle
         a[HIP[s]] = [hip, rng.uniform(5, 35), rng.uniform(-30, 5)]
         a[KNEE[s], 0] = (hip - lean) - shin
@@ -289,7 +311,7 @@ def _reaching(rng, a):
         a[ELBOW[s], 0] = rng.uniform(0, 40)
         a[CLAVICLE[s], 1] = rng.uniform(0, 20) * flex / 175
     if not both:
-        _arm(rng, a, 1 - side, str(rng.choice(["hang", "hang", "front", "hips"])))
+        _arm(rng, a, 1 - side, _pick(rng, ("hang", "hang", "front", "hips")))
         toward = 1 if side == LEFT else -1
         a[LUMBAR, 1] = toward * rng.uniform(0, 12)           # lean towards the reaching arm
         a[THORACIC, 2] = -toward * rng.uniform(0, 20)        # and turn its shoulder forward

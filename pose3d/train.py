@@ -65,7 +65,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
 
     loggers = []
     if cfg.logger.csv:
-        loggers.append(CSVLogger(save_dir=str(run_dir), name="", version="csv"))
+        loggers.append(CSVLogger(save_dir=str(run_dir), name="csv"))  # csv/version_N: a resume adds one
     mode = wandb_mode()
     if cfg.logger.wandb and mode != "disabled":
         os.environ.setdefault("WANDB_DIR", str(run_dir))

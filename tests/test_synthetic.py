@@ -9,7 +9,7 @@ from datamodules.augment import flip_horizontal
 from datamodules.batch import check_batch
 from datamodules.synthetic import SyntheticDataModule
 from pose3d import camera as cam
-from pose3d.body import TEST_SUBJECTS, TRAIN_SUBJECTS
+from pose3d.body import TEST_SUBJECTS, TRAIN_SUBJECTS, VAL_SUBJECTS
 from pose3d.skeleton import JOINT_INDEX
 
 
@@ -34,11 +34,12 @@ def test_batches_follow_the_contract(split):
 
 
 def test_split_subjects_and_test_bodies_are_unseen():
-    dm = make_dm(train_size=64, test_size=64)
-    train_subjects = {dm.dataset("train").describe(i).subject for i in range(64)}
-    test_subjects = {dm.dataset("test").describe(i).subject for i in range(64)}
-    assert train_subjects <= set(TRAIN_SUBJECTS) and len(train_subjects) > 2
-    assert test_subjects == set(TEST_SUBJECTS)
+    dm = make_dm(train_size=64, val_size=64, test_size=64)
+    seen = {split: {dm.dataset(split).describe(i).subject for i in range(64)} for split in ("train", "val", "test")}
+    assert seen["train"] == set(TRAIN_SUBJECTS)
+    assert seen["val"] == set(VAL_SUBJECTS)
+    assert seen["test"] == set(TEST_SUBJECTS)
+    assert not (seen["train"] & seen["val"]) and not (seen["train"] | seen["val"]) & seen["test"]
 
 
 def test_sample_is_a_pure_function_of_seed_split_index():
