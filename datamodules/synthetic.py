@@ -37,11 +37,11 @@ from torch.utils.data import DataLoader, Dataset
 from datamodules.augment import Photometric, flip_horizontal
 from datamodules.targets import TargetMaker
 from pose3d import camera as cam
-from pose3d.body import PART_COLOUR_SLOT, accessory_capsules, TEST_SUBJECTS, TRAIN_SUBJECTS, VAL_SUBJECTS, make_subject
+from pose3d.body import PART_COLOUR_SLOT, TEST_SUBJECTS, TRAIN_SUBJECTS, VAL_SUBJECTS, accessory_capsules, make_subject
 from pose3d.config import ConfigError, choice
-from pose3d.skeleton import H36M_JOINTS, JOINT_INDEX
 from pose3d.pose_sampler import ACTIVITIES, retarget, sample_pose
 from pose3d.scene import render_scene, sample_scene, stack_scenes
+from pose3d.skeleton import H36M_JOINTS, JOINT_INDEX
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 FULL_FRAME = 1000.0  # the virtual camera's frame, pixels (H36M-like)
@@ -266,6 +266,12 @@ class SyntheticPoseDataset(Dataset):
         return batch
 
 
+def _one_thread_per_worker(worker_id: int) -> None:
+    """Render workers use one thread each: torch's default (all cores) in every worker
+    oversubscribes the CPU that training also needs and slows everything down."""
+    torch.set_num_threads(1)
+
+
 class SyntheticDataModule(pl.LightningDataModule):
     """Train on subjects 1, 5, 6, 7, 8, validate on 2 and 3, test on 9 and 11."""
 
@@ -304,6 +310,7 @@ class SyntheticDataModule(pl.LightningDataModule):
             drop_last=split == "train" and self.cfg.train_size >= 2 * self.cfg.batch_size,
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,
+            worker_init_fn=_one_thread_per_worker,
         )
 
     def train_dataloader(self) -> DataLoader:
