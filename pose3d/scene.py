@@ -250,6 +250,8 @@ def make_background(scenes: SceneBatch, image_size: tuple[int, int]) -> Tensor:
     image = torch.lerp(near.expand(size), far.expand(size), weight)
 
     for k in range(scenes.blob_alpha.shape[1]):
+        if not bool((scenes.blob_alpha[:, k] > 0).any()):
+            continue  # no sample of the batch has a k-th blob (always so in the studio)
         for is_rect in (False, True):
             rows = ((scenes.blob_alpha[:, k] > 0) & ((scenes.blob_rect[:, k] > 0.5) == is_rect)).nonzero()[:, 0]
             if rows.numel():
@@ -259,6 +261,8 @@ def make_background(scenes: SceneBatch, image_size: tuple[int, int]) -> Tensor:
                 _update_rows(image, rows, lambda part: part.lerp_(colour, alpha))
 
     for k in range(scenes.wave_phase.shape[1]):
+        if not bool((scenes.wave_colour[:, k] != 0).any()):
+            continue
         rows = (scenes.wave_colour[:, k] != 0).any(-1).nonzero()[:, 0]
         if rows.numel():
             fx, fy = (f[rows, None, None] for f in scenes.wave_freq[:, k].unbind(-1))

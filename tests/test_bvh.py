@@ -6,10 +6,10 @@ import pytest
 
 from pose3d.bvh import FILE_TO_PROJECT, bvh_to_h36m, euler_to_matrix, guess_unit_mm, load_bvh, load_bvh_poses
 from pose3d.skeleton import H36M_BONES, JOINT_INDEX, BvhRig
+from tests.conftest import SHARED_DATA
 
 J = JOINT_INDEX
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CMU_BVH = DATA / "cmu_bvh"
+CMU_BVH = SHARED_DATA / "cmu_bvh"
 
 
 def _write_bvh(path: Path, root_channels: str, frames: list[list[float]]) -> Path:
