@@ -12,6 +12,7 @@ per-action breakdown of the test metrics in :attr:`PoseModule.test_per_action`.
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,12 +83,11 @@ class PoseModule(pl.LightningModule):
             mask_2d = batch["has_2d"][:, None] & batch["visible"]
             pixel_error.update(prediction["joints_2d"].float(), batch["joints_2d"], mask_2d)
 
-    def _log_metrics(self, stage: str, metrics, pixel_error) -> dict[str, Tensor]:
+    def _log_metrics(self, stage: str, metrics, pixel_error) -> None:
         values = {f"{stage}/{name}": value for name, value in metrics.compute().items()}
         if pixel_error.update_called:
             values[f"{stage}/pixel_error"] = pixel_error.compute()
         self.log_dict(values, prog_bar=stage == "val")
-        return values
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._update_metrics(batch, self.val_metrics, self.val_pixel_error)
@@ -103,14 +103,11 @@ class PoseModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test", self.test_metrics, self.test_pixel_error)
         names = self.data_info.action_names
-        self.test_per_action = {
-            names[action] if action < len(names) else str(action): {}
-            for action in self.test_metrics["mpjpe"].compute_per_action()
-        }
+        per_action: dict[str, dict[str, float]] = defaultdict(dict)
         for metric_name, metric in self.test_metrics.items():
             for action, value in metric.compute_per_action().items():
-                label = names[action] if action < len(names) else str(action)
-                self.test_per_action[label][metric_name] = float(value)
+                per_action[names[action] if action < len(names) else str(action)][metric_name] = value
+        self.test_per_action = dict(per_action)
         self.test_metrics.reset()
         self.test_pixel_error.reset()
 
