@@ -44,6 +44,9 @@ class Photometric:
 
 def flip_horizontal(batch: dict[str, Tensor], which: Tensor) -> dict[str, Tensor]:
     """Mirror the samples where ``which`` (B,) is true; returns a new batch dict."""
+    for key in ("heatmaps", "skeleton_maps"):
+        if key in batch:
+            raise ValueError(f"flip_horizontal must run before '{key}' are made; expected a batch without them")
     if not bool(which.any()):
         return batch
     out = dict(batch)
@@ -63,7 +66,4 @@ def flip_horizontal(batch: dict[str, Tensor], which: Tensor) -> dict[str, Tensor
     camera = batch["camera"].clone()
     camera[which, 2] = width - 1 - camera[which, 2]
     out["camera"] = camera
-    for key in ("heatmaps", "skeleton_maps"):
-        if key in batch:
-            raise ValueError(f"flip_horizontal must run before '{key}' are made; expected a batch without them")
     return out

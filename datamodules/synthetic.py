@@ -40,7 +40,7 @@ from pose3d import camera as cam
 from pose3d.body import PART_COLOUR_SLOT, TEST_SUBJECTS, TRAIN_SUBJECTS, VAL_SUBJECTS, accessory_capsules, make_subject
 from pose3d.config import ConfigError, choice
 from pose3d.pose_sampler import ACTIVITIES, retarget, sample_pose
-from pose3d.scene import render_scene, sample_scene, stack_scenes
+from pose3d.scene import SceneParams, render_scene, sample_scene, stack_scenes
 from pose3d.skeleton import H36M_JOINTS, JOINT_INDEX
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
@@ -75,13 +75,17 @@ class SyntheticConfig:
 
 @dataclass
 class SampleSpec:
-    """Everything that defines one sample before rendering."""
+    """Everything that defines one sample before rendering (geometry is applied per batch)."""
 
     subject: int
     action: int
-    joints_cam: np.ndarray  # (17, 3) mm, camera frame
-    intrinsics: np.ndarray  # (4,) crop pixels
-    scene: object
+    pose: np.ndarray  # (17, 3) mm, canonical body frame, root at the origin
+    yaw: float  # body turn about the vertical axis, radians
+    pitch: float  # camera elevation, radians
+    root: np.ndarray  # (3,) mm, the root in the camera frame
+    full_intrinsics: np.ndarray  # (4,) pixels of the virtual 1000 px frame
+    crop_jitter: np.ndarray  # (3,) in [-1, 1]: crop scale, then centre u, v
+    scene: SceneParams
     has_3d: bool
 
 
@@ -159,14 +163,6 @@ def make_pose_source(spec: str) -> PoseSource:
     raise ConfigError(f"bad value for data.pose_source: '{spec}'; expected 'sampler' or 'bvh:PATH'")
 
 
-def _rotation(yaw: float, pitch: float) -> np.ndarray:
-    """Body yaw about the vertical (y) axis, then the camera's elevation as a pitch about x."""
-    cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
-    r_yaw = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    r_pitch = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
-    return r_pitch @ r_yaw
-
-
 class SyntheticPoseDataset(Dataset):
     """One split of the synthetic dataset; ``dataset[i]`` and batched ``__getitems__``."""
 
@@ -203,31 +199,38 @@ class SyntheticPoseDataset(Dataset):
         pitch = np.deg2rad(rng.uniform(cfg.elevation_min_deg, cfg.elevation_max_deg))
         depth = rng.uniform(cfg.distance_min_mm, cfg.distance_max_mm)
         root = np.array([rng.uniform(-0.1, 0.1) * depth, rng.uniform(-0.05, 0.1) * depth, depth])
-        joints_cam = pose @ _rotation(yaw, pitch).T + root
         focal = 1145.0 * rng.uniform(0.97, 1.03)
         full = np.array([focal, focal, *(FULL_FRAME / 2 + rng.uniform(-8, 8, size=2))])
-        intrinsics = self._crop(rng, joints_cam, full)
+        crop_jitter = rng.uniform(-1, 1, size=3)
         domain = self._domain(rng)
-        scene = sample_scene(rng, domain, (cfg.image_size, cfg.image_size), root_cam=joints_cam[0])
+        scene = sample_scene(rng, domain, (cfg.image_size, cfg.image_size), root_cam=root)
         has_3d = not (self.training and domain == "wild")
-        return SampleSpec(subject, action, joints_cam.astype(np.float32), intrinsics, scene, has_3d)
+        return SampleSpec(subject, action, pose, yaw, pitch, root, full, crop_jitter, scene, has_3d)
 
-    def _crop(self, rng: np.random.Generator, joints_cam: np.ndarray, full: np.ndarray) -> np.ndarray:
-        """Intrinsics of a jittered square crop around the projected joints, resized to image_size."""
+    def _place(self, specs: list[SampleSpec]) -> tuple[Tensor, Tensor]:
+        """Joints in the camera frame (B, 17, 3) and the intrinsics (B, 4) of a jittered square
+        crop around their projection, resized to image_size."""
         cfg = self.cfg
-        points = joints_cam[:, :2] / joints_cam[:, 2:] * full[:2] + full[2:]  # pose3d.camera.project
-        low, high = points.min(0), points.max(0)
-        side = (high - low).max() * cfg.crop_margin * (1 + rng.uniform(-1, 1) * cfg.crop_scale_jitter)
-        corner = (low + high) / 2 + rng.uniform(-1, 1, size=2) * cfg.crop_centre_jitter * side - side / 2
-        # pose3d.camera.crop_intrinsics for a square box resized to image_size
-        scale = cfg.image_size / side
-        return np.concatenate([full[:2] * scale, (full[2:] - corner) * scale]).astype(np.float32)
+
+        def stack(field: str) -> Tensor:
+            return torch.from_numpy(np.stack([getattr(s, field) for s in specs])).double()
+
+        yaw, pitch = stack("yaw"), stack("pitch")
+        rotation = cam.rotation_about_axis(pitch, "x") @ cam.rotation_about_axis(yaw, "y")
+        joints_cam = stack("pose") @ rotation.transpose(-1, -2) + stack("root")[:, None]
+        full, jitter = stack("full_intrinsics"), stack("crop_jitter")
+        points = cam.project(joints_cam, full)
+        low, high = points.amin(1), points.amax(1)
+        side = (high - low).amax(-1) * cfg.crop_margin * (1 + jitter[:, 0] * cfg.crop_scale_jitter)
+        centre = (low + high) / 2 + jitter[:, 1:] * cfg.crop_centre_jitter * side[:, None]
+        box = torch.cat((centre - side[:, None] / 2, side[:, None], side[:, None]), -1)
+        intrinsics = cam.crop_intrinsics(full, box, (cfg.image_size, cfg.image_size))
+        return joints_cam.float(), intrinsics.float()
 
     def render(self, specs: list[SampleSpec]) -> dict[str, Tensor]:
         """Render a list of samples as one batch (the batch contract of DESIGN.md)."""
         size = (self.cfg.image_size, self.cfg.image_size)
-        joints_cam = torch.from_numpy(np.stack([s.joints_cam for s in specs]))
-        intrinsics = torch.from_numpy(np.stack([s.intrinsics for s in specs]))
+        joints_cam, intrinsics = self._place(specs)
         bodies = [self.bodies[s.subject] for s in specs]
         radii = torch.from_numpy(np.stack([b.part_radii for b in bodies]))
         slot_colours = torch.from_numpy(np.stack([b.colours for b in bodies]))

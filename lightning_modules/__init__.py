@@ -1,22 +1,9 @@
 """One LightningModule per method; shared networks live in :mod:`lightning_modules.blocks`.
 
-The registry maps a config's ``model.name`` to ``module:Class``; classes are imported
-on demand so that loading one method never imports the others.
+``MODELS`` maps a config's ``model.name`` to its class, imported on demand.
 """
-from __future__ import annotations
+from pose3d.registry import Registry
 
-import importlib
-
-MODELS: dict[str, str] = {
+MODELS = Registry({
     "baseline": "lightning_modules.baseline:DirectRegression",
-}
-
-
-def model_class(name: str) -> type:
-    module, cls = MODELS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
-
-
-def model_schemas() -> dict[str, type]:
-    """``model.name`` -> the method's config dataclass."""
-    return {name: model_class(name).Config for name in MODELS}
+})

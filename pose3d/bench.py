@@ -33,11 +33,11 @@ def _throughput(step, images_per_call: int, calls: int) -> float:
 def bench_render(batches: int, rounds: int, device: str) -> dict:
     """Median over ``rounds`` of alternating measurements, so that load from other processes
     on a shared machine hits rendering and training alike."""
-    from datamodules import datamodule_class
-    from lightning_modules import model_class
+    from datamodules import DATAMODULES
+    from lightning_modules import MODELS
 
     cfg = load_config(["experiment=baseline", "preset=quick"])
-    datamodule = datamodule_class(cfg.data.name)(dict(cfg.data))
+    datamodule = DATAMODULES.load(cfg.data.name)(dict(cfg.data))
     train_set = datamodule.dataset("train")
     batch_size = cfg.data.batch_size
     starts = itertools.count(0, batch_size)
@@ -52,7 +52,7 @@ def bench_render(batches: int, rounds: int, device: str) -> dict:
     def pipeline_step() -> None:  # what the training loader does: + augmentation, targets
         train_set.__getitems__(next_indices())
 
-    model = model_class(cfg.model.name)(dict(cfg.model), dict(cfg.optim), datamodule.info).to(device)
+    model = MODELS.load(cfg.model.name)(dict(cfg.model), dict(cfg.optim), datamodule.info).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
     samples = train_set.__getitems__(list(range(batch_size)))
     batch = {k: torch.stack([s[k] for s in samples]).to(device) for k in samples[0]}

@@ -21,10 +21,10 @@ EXIT_BAD_CONFIG = 2
 
 
 def load_config(args: list[str]) -> DictConfig:
-    from datamodules import datamodule_schemas
-    from lightning_modules import model_schemas
+    from datamodules import DATAMODULES
+    from lightning_modules import MODELS
 
-    return build_config(args, model_schemas(), datamodule_schemas())
+    return build_config(args, MODELS.schemas(), DATAMODULES.schemas())
 
 
 def wandb_mode() -> str:
@@ -144,8 +144,8 @@ def run(cfg: DictConfig) -> dict:
     import torch
     from lightning.pytorch.utilities import rank_zero_only
 
-    from datamodules import datamodule_class
-    from lightning_modules import model_class
+    from datamodules import DATAMODULES
+    from lightning_modules import MODELS
 
     is_main = rank_zero_only.rank == 0
     run_dir, resume_from = prepare_run_dir(cfg, is_main)
@@ -156,8 +156,8 @@ def run(cfg: DictConfig) -> dict:
         run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / "config.yaml")
 
-    datamodule = datamodule_class(cfg.data.name)(OmegaConf.to_container(cfg.data))
-    model = model_class(cfg.model.name)(
+    datamodule = DATAMODULES.load(cfg.data.name)(OmegaConf.to_container(cfg.data))
+    model = MODELS.load(cfg.model.name)(
         model=OmegaConf.to_container(cfg.model),
         optim=OmegaConf.to_container(cfg.optim),
         data_info=datamodule.info,
