@@ -8,6 +8,7 @@ EXP ?= baseline
 PRESET ?= quick
 SEEDS ?= 1
 ARGS ?=
+DEVICES ?=
 
 export NO_ALBUMENTATIONS_UPDATE := 1
 export WANDB_DIR ?= $(CURDIR)/results/wandb
@@ -38,8 +39,15 @@ smoke: install
 		WANDB_MODE=$${WANDB_MODE:-offline} $(PY) -m pose3d.train experiment=$$exp preset=smoke overwrite=true || exit 1; \
 	done
 
+# make ablation-fusion [PRESET=smoke|quick|paper] [SEEDS=n] [DEVICES=0,1] [ARGS="key=value ..."]
+ablation-%: install
+	$(PY) -m pose3d.ablation run ablations/$*.yaml --preset $(PRESET) --seeds $(SEEDS) $(if $(DEVICES),--devices $(DEVICES)) -- $(ARGS)
+
+sweep-%: install
+	$(PY) -m pose3d.ablation sweep ablations/$*.yaml
+
 bench: install
 	$(PY) -m pose3d.bench render
 
 clean:
-	rm -rf results/runs results/bench
+	rm -rf results/runs results/bench results/ablation-*

@@ -6,4 +6,6 @@ from pose3d.registry import Registry
 
 MODELS = Registry({
     "baseline": "lightning_modules.baseline:DirectRegression",
+    "heatmap2d": "lightning_modules.heatmap2d:HeatmapNetwork",
+    "tekin_fusion": "lightning_modules.tekin_fusion:TrainableFusion",
 })

@@ -4,11 +4,15 @@ A method subclasses :class:`PoseModule`, declares its ``Config`` dataclass (the 
 ``model.*`` in a run config), and implements two methods:
 
 * ``training_loss(batch) -> (loss, logs)``: the paper's objective on one batch;
-* ``predict(batch) -> dict``: at least ``joints_3d`` (B, J, 3) root-relative mm, and
-  ``joints_2d`` (B, J, 2) crop pixels when the method predicts 2D.
+* ``predict(batch) -> dict``: ``joints_3d`` (B, J, 3) root-relative mm and/or
+  ``joints_2d`` (B, J, 2) crop pixels (a 2D-only network such as the heatmap net gives
+  only the latter).
 
-Validation and test then log ``val/<metric>`` and ``test/<metric>`` (DESIGN.md), with a
+Validation and test then log ``val/<metric>`` and ``test/<metric>`` (DESIGN.md): the 3D
+suite for ``joints_3d``; pixel error and PCKh@0.5 for ``joints_2d`` (the head size is the
+ground-truth 2D neck-to-head-top segment, our stand-in for MPII's head box), with a
 per-action breakdown of the test metrics in :attr:`PoseModule.test_per_action`.
+``monitor`` names the validation metric that picks the best checkpoint.
 """
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 
-from pose3d.metrics import PixelError, pose3d_metrics
+from pose3d.metrics import PCKh, PixelError, pose3d_metrics
+from pose3d.skeleton import JOINT_INDEX
 
 
 @dataclass
@@ -33,8 +38,15 @@ class DataInfo:
     action_names: tuple[str, ...] = ()
 
 
+def head_size_2d(joints_2d: Tensor) -> Tensor:
+    """PCKh normaliser (B,): the 2D length of the neck -> head-top segment (MPII's upper neck ->
+    head top, whose length the official 0.6 x head-box diagonal approximates)."""
+    return (joints_2d[:, JOINT_INDEX["head"]] - joints_2d[:, JOINT_INDEX["neck"]]).norm(dim=-1)
+
+
 class PoseModule(pl.LightningModule):
     Config: type
+    monitor: tuple[str, str] = ("val/mpjpe", "min")  # (metric, mode) choosing the best checkpoint
 
     def __init__(self, model: dict, optim: dict, data_info: dict):
         super().__init__()
@@ -47,6 +59,8 @@ class PoseModule(pl.LightningModule):
         self.test_metrics = pose3d_metrics(num_actions=num_actions)
         self.val_pixel_error = PixelError()
         self.test_pixel_error = PixelError()
+        self.val_pckh = PCKh(alpha=0.5)
+        self.test_pckh = PCKh(alpha=0.5)
         self.test_per_action: dict[str, dict[str, float]] = {}
 
     # -- to implement -------------------------------------------------------------
@@ -55,6 +69,11 @@ class PoseModule(pl.LightningModule):
 
     def predict(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         raise NotImplementedError
+
+    @classmethod
+    def prepare(cls, cfg) -> None:
+        """Called with the run config before the model is built; may fill in ``cfg.model``
+        (e.g. train a prerequisite network with :func:`pose3d.train.ensure_run`)."""
 
     def required_targets(self) -> dict[str, dict]:
         """Optional batch keys this method trains on (see :mod:`datamodules.targets`)."""
@@ -75,41 +94,58 @@ class PoseModule(pl.LightningModule):
         return loss
 
     # -- evaluation ---------------------------------------------------------------
-    def _update_metrics(self, batch: dict[str, Tensor], metrics, pixel_error) -> None:
+    def _stage_metrics(self, stage: str) -> tuple:
+        if stage == "val":
+            return self.val_metrics, self.val_pixel_error, self.val_pckh
+        return self.test_metrics, self.test_pixel_error, self.test_pckh
+
+    def _update_metrics(self, batch: dict[str, Tensor], stage: str) -> dict[str, Tensor]:
+        metrics, pixel_error, pckh = self._stage_metrics(stage)
         prediction = self.predict(batch)
-        joint_mask = batch["has_3d"][:, None].expand(-1, prediction["joints_3d"].shape[1])
-        metrics.update(prediction["joints_3d"].float(), batch["joints_3d"], joint_mask, batch["action"])
+        if "joints_3d" in prediction:
+            joint_mask = batch["has_3d"][:, None].expand(-1, prediction["joints_3d"].shape[1])
+            metrics.update(prediction["joints_3d"].float(), batch["joints_3d"], joint_mask, batch["action"])
         if "joints_2d" in prediction:
             mask_2d = batch["has_2d"][:, None] & batch["visible"]
             pixel_error.update(prediction["joints_2d"].float(), batch["joints_2d"], mask_2d)
+            pckh.update(prediction["joints_2d"].float(), batch["joints_2d"], head_size_2d(batch["joints_2d"]), mask_2d)
+        return prediction
 
-    def _log_metrics(self, stage: str, metrics, pixel_error) -> None:
-        values = {f"{stage}/{name}": value for name, value in metrics.compute().items()}
+    def _log_metrics(self, stage: str) -> None:
+        metrics, pixel_error, pckh = self._stage_metrics(stage)
+        values = {}
+        if any(m.update_called for m in metrics.values()):
+            values.update({f"{stage}/{name}": value for name, value in metrics.compute().items()})
         if pixel_error.update_called:
             values[f"{stage}/pixel_error"] = pixel_error.compute()
+            values[f"{stage}/pckh"] = pckh.compute()
         self.log_dict(values, prog_bar=stage == "val")
 
+    def _reset_metrics(self, stage: str) -> None:
+        for metric in self._stage_metrics(stage):
+            metric.reset()
+
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._update_metrics(batch, self.val_metrics, self.val_pixel_error)
+        self._update_metrics(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val", self.val_metrics, self.val_pixel_error)
-        self.val_metrics.reset()
-        self.val_pixel_error.reset()
+        self._log_metrics("val")
+        self._reset_metrics("val")
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._update_metrics(batch, self.test_metrics, self.test_pixel_error)
+        self._update_metrics(batch, "test")
 
     def on_test_epoch_end(self) -> None:
-        self._log_metrics("test", self.test_metrics, self.test_pixel_error)
+        self._log_metrics("test")
         names = self.data_info.action_names
         per_action: dict[str, dict[str, float]] = defaultdict(dict)
         for metric_name, metric in self.test_metrics.items():
+            if not metric.update_called:
+                continue
             for action, value in metric.compute_per_action().items():
                 per_action[names[action] if action < len(names) else str(action)][metric_name] = value
         self.test_per_action = dict(per_action)
-        self.test_metrics.reset()
-        self.test_pixel_error.reset()
+        self._reset_metrics("test")
 
     # -- optimisation -------------------------------------------------------------
     def configure_optimizers(self) -> Any:

@@ -4,10 +4,13 @@ A run's config is built in layers, each validated against the schema:
 
 1. the schema defaults (:class:`RunConfig`, plus the chosen model's and data module's own
    ``Config`` dataclasses under ``model`` and ``data``),
-2. the experiment file ``experiments/<experiment>.yaml`` (without its ``presets`` block),
+2. the experiment file ``experiments/<experiment>.yaml`` (without its ``presets`` and
+   ``variants`` blocks),
 3. the global preset (:data:`PRESETS`: ``smoke``, ``quick`` or ``paper``),
 4. the experiment's own ``presets.<preset>`` block,
-5. the command-line dotlist (``key.sub=value``).
+5. the experiment's ``variants.<variant>`` block: an ablation's named settings, so that a
+   sweep grid over ``variant`` (and ``seed``) runs exactly the paper's configurations,
+6. the command-line dotlist (``key.sub=value``).
 
 Any unknown key or bad value raises :class:`ConfigError` whose message is one line naming the
 key and the valid keys or choices; the train entry prints it and exits with status 2.
@@ -110,6 +113,11 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def experiment_variants(name: str) -> list[str]:
+    """The variant names an experiment file defines (empty if it has no ``variants`` block)."""
+    return list((read_experiment(name).get("variants") or {}).keys())
+
+
 def available_experiments() -> list[str]:
     return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
 
@@ -198,14 +206,21 @@ def build_config(overrides: list[str], model_schemas: dict[str, type], data_sche
     experiment_name = str(cli_dict.get("experiment", RunConfig.experiment))
     experiment = read_experiment(experiment_name)
     experiment_presets = experiment.pop("presets", {}) or {}
+    variants = experiment.pop("variants", {}) or {}
     preset = str(cli_dict.get("preset", RunConfig.preset))
     if preset not in PRESETS:
         raise ConfigError(f"bad value for preset: '{preset}'; choose one of: {', '.join(PRESETS)}")
+    variant = str(cli_dict.get("variant", experiment.get("variant", RunConfig.variant)))
+    if variants and variant not in variants:
+        raise ConfigError(
+            f"bad value for variant: '{variant}'; experiments/{experiment_name}.yaml defines: {', '.join(variants)}"
+        )
 
     layers = [
         (experiment, f"experiments/{experiment_name}.yaml"),
         (PRESETS[preset], f"preset {preset}"),
         (experiment_presets.get(preset, {}) or {}, f"experiments/{experiment_name}.yaml presets.{preset}"),
+        (variants.get(variant, {}) or {}, f"experiments/{experiment_name}.yaml variants.{variant}"),
         (cli_dict, "command line"),
     ]
     # the model and data schemas are chosen by the last layer that names them

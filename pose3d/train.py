@@ -4,6 +4,9 @@ Writes ``results/runs/<run>/``: ``config.yaml``, ``checkpoints/{last,best}.ckpt`
 ``val/mpjpe``), ``csv/metrics.csv`` (and a W&B run, offline unless logged in) and, at the end,
 ``metrics.json`` with the final ``test/*`` metrics of the best checkpoint. ``ckpt_path=last``
 resumes the run from its last checkpoint. A bad config exits with status 2 and one line.
+
+:func:`ensure_run` trains a prerequisite run (e.g. the 2D heatmap network that the Tekin
+fusion network reads) once and returns its best checkpoint; later callers reuse it.
 """
 from __future__ import annotations
 
@@ -83,15 +86,15 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
     return loggers
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path):
+def build_trainer(cfg: DictConfig, run_dir: Path, monitor: tuple[str, str] = ("val/mpjpe", "min")):
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     checkpoint = ModelCheckpoint(
         dirpath=str(run_dir / "checkpoints"),
         filename="best",
-        monitor="val/mpjpe",
-        mode="min",
+        monitor=monitor[0],
+        mode=monitor[1],
         save_last=True,
         save_top_k=1,
         auto_insert_metric_name=False,
@@ -156,14 +159,18 @@ def run(cfg: DictConfig) -> dict:
         run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / "config.yaml")
 
+    method = MODELS.load(cfg.model.name)
+    method.prepare(cfg)  # e.g. train a prerequisite network and record its checkpoint in cfg.model
+    if is_main:
+        OmegaConf.save(cfg, run_dir / "config.yaml")
     datamodule = DATAMODULES.load(cfg.data.name)(OmegaConf.to_container(cfg.data))
-    model = MODELS.load(cfg.model.name)(
+    model = method(
         model=OmegaConf.to_container(cfg.model),
         optim=OmegaConf.to_container(cfg.optim),
         data_info=datamodule.info,
     )
     datamodule.request_targets(model.required_targets())
-    trainer = build_trainer(cfg, run_dir)
+    trainer = build_trainer(cfg, run_dir, method.monitor)
     started = time.perf_counter()
     if cfg.test_only:
         if resume_from is None:
@@ -189,6 +196,34 @@ def run(cfg: DictConfig) -> dict:
         )
         print_table(f"{run_name(cfg)}: test subjects {datamodule.test_subjects_label}", metrics)
     return metrics
+
+
+def ensure_run(overrides: list[str], data: DictConfig | None = None) -> str:
+    """The best checkpoint of the run described by ``overrides``, training it first if its
+    ``metrics.json`` does not exist yet (resuming an interrupted one). ``data`` replaces the
+    run's data config (a prerequisite must see the same data as the run that needs it).
+    Concurrent callers (sweep agents) wait on a lock file instead of training it twice."""
+    import fcntl
+
+    cfg = load_config(overrides)
+    if data is not None:
+        cfg.data = OmegaConf.merge(cfg.data, data)
+    run_dir = Path(cfg.results_dir) / "runs" / run_name(cfg)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.parent / f".{run_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        metrics_file = run_dir / "metrics.json"
+        if not metrics_file.is_file():
+            print(f"training prerequisite run {run_dir.name}")
+            if (run_dir / "checkpoints" / "last.ckpt").is_file():
+                cfg.ckpt_path = "last"
+            else:
+                cfg.overwrite = True
+            run(cfg)
+        checkpoint = json.loads(metrics_file.read_text())["checkpoint"]
+    if not checkpoint or not Path(checkpoint).is_file():
+        raise ConfigError(f"{metrics_file} names checkpoint {checkpoint!r}, which is missing; delete {run_dir} to retrain it")
+    return checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:

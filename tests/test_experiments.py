@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -12,6 +13,8 @@ from pose3d.train import main
 @pytest.mark.parametrize("experiment", available_experiments())
 def test_every_experiment_smoke_trains(experiment, tmp_path, smoke_args):
     assert main([f"experiment={experiment}", *smoke_args]) == 0
-    (run,) = (tmp_path / "runs").iterdir()
+    run = next(p for p in (tmp_path / "runs").iterdir() if p.name.startswith(f"{experiment}-"))
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["test/mpjpe"] > 0
+    tests = {k: v for k, v in metrics.items() if k.startswith("test/")}
+    assert tests and all(math.isfinite(v) for v in tests.values())
+    assert metrics.get("test/mpjpe", 1.0) > 0 and metrics.get("test/pixel_error", 1.0) > 0

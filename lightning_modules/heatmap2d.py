@@ -1,0 +1,71 @@
+"""The shared 2D joint heatmap network: a stacked hourglass trained by heatmap regression.
+
+Tekin et al. 2017 (Section 3.2) feed the confidence maps of a stacked hourglass network
+(Newell et al. 2016) into their fusion network; Tome et al. 2017 and DeepSkeleton read 2D
+detections from the same kind of network. This module trains it on any DataModule with 2D
+labels: the loss is the mean squared error between every stack's heatmaps and Gaussians
+rendered at the ground-truth joints (intermediate supervision), summed over stacks; joints
+that are not visible get all-zero target maps. The prediction decodes the last stack's maps
+with the quarter-pixel arg-max (:func:`pose3d.heatmaps.decode_argmax`) and is evaluated
+with the 2D pixel error and PCKh@0.5 (see :mod:`lightning_modules.base`); the best
+checkpoint is chosen on ``val/pixel_error``.
+
+Simplifications for CPU, one preset away from the paper: the quick preset uses 2 stacks of
+64 features, depth 3, on 64 px crops with 16 px heatmaps; ``preset=paper`` uses the
+hourglass paper's 8 stacks, 256 features, depth 4, 256 px input and 64 px heatmaps with
+sigma 1 heatmap pixel (Newell et al. Sec. 5.1; they train with RMSProp at 2.5e-4, ours with
+Adam). The Tekin paper fine-tunes an MPII-pretrained network; we train from scratch on the
+run's data (no weights are downloaded).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from lightning_modules.base import PoseModule, masked_mean
+from lightning_modules.blocks.hourglass import StackedHourglass
+from pose3d.heatmaps import decode_argmax
+
+
+@dataclass
+class Heatmap2DConfig:
+    name: str = "heatmap2d"
+    stacks: int = 2
+    channels: int = 64
+    depth: int = 3
+    sigma: float = 1.0  # Gaussian target width in heatmap pixels
+
+
+class HeatmapNetwork(PoseModule):
+    Config = Heatmap2DConfig
+    monitor = ("val/pixel_error", "min")
+
+    def __init__(self, model: dict, optim: dict, data_info: dict):
+        super().__init__(model, optim, data_info)
+        self.network = StackedHourglass(self.data_info.num_joints, self.cfg.stacks, self.cfg.channels, self.cfg.depth)
+        self.heatmap_size = self.data_info.image_size // StackedHourglass.stride
+
+    def required_targets(self) -> dict[str, dict]:
+        return {"heatmaps": {"size": self.heatmap_size, "sigma": self.cfg.sigma}}
+
+    def forward(self, image: Tensor) -> list[Tensor]:
+        """(B, 3, H, W) -> every stack's heatmaps (B, J, H/4, W/4)."""
+        return self.network(image)
+
+    def confidence_maps(self, image: Tensor) -> Tensor:
+        """The last stack's heatmaps: the confidence maps other methods consume."""
+        return self.network(image)[-1]
+
+    def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        target = batch["heatmaps"]
+        per_stack = [(heatmaps - target).pow(2).mean(dim=(1, 2, 3)) for heatmaps in self(batch["image"])]
+        per_sample = torch.stack(per_stack).sum(0)
+        logs = {f"stack{k}": masked_mean(loss, batch["has_2d"]).detach() for k, loss in enumerate(per_stack)}
+        return masked_mean(per_sample, batch["has_2d"]), logs
+
+    def predict(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        size = batch["image"].shape[-1], batch["image"].shape[-2]
+        joints_2d, _ = decode_argmax(self.confidence_maps(batch["image"]), size)
+        return {"joints_2d": joints_2d}

@@ -1,0 +1,265 @@
+"""Tekin, Marquez-Neila, Salzmann, Fua 2017: "Learning to Fuse 2D and 3D Image Cues for
+Monocular Body Pose Estimation" (ICCV).
+
+An image stream and a 2D confidence-map stream are fused by a third, fusion stream whose
+layer ``l + 1`` reads ``(1 - w_l) concat(I_l, X_l) + w_l Z_l`` (Sec. 3.1, Eq. 1; the network
+is :class:`lightning_modules.blocks.fusion.FusionNetwork`). ``model.fusion`` chooses ``w``:
+
+=============  =================================================  =====================
+``fusion``     weights                                            paper
+=============  =================================================  =====================
+image_only     image stream alone (late fusion of one stream)      Image-Only, Table 5
+cm_only        confidence-map stream alone                         CM-Only, Table 5
+early          ``w = 1``                                           Fig. 2(a), Table 5
+late           ``w_l = [l > L]`` = 0                               Fig. 2(c), Table 5
+fixed          ``w_l = [l > model.fixed_beta]``                    Fig. 2(b)
+trainable      ``w_l = sigmoid(alpha (l - beta))`` (Eq. 3)          Table 5
+=============  =================================================  =====================
+
+Loss (Eq. 2 / Eq. 4): the squared L2 error of the 3J-vector in mm^2 per sample, averaged
+over the batch (the paper sums over the training set), plus ``lambda / alpha^2`` for the
+trainable variant; lambda = 5e3 as in Sec. 3.1 (with errors in mm^2 the two terms are of
+comparable size, as the paper says they should be), alpha starts at 0.1, beta at the middle
+layer L / 2, Adam at 1e-3.
+
+The confidence maps ``X_0`` (``model.cm_source``) are ``predicted`` by the shared heatmap
+network (:mod:`lightning_modules.heatmap2d`, frozen; the paper's setting, Sec. 3.2) or
+rendered from the ``ground_truth`` 2D joints (an oracle for analysis). With ``predicted`` and
+no ``model.heatmap_ckpt``, :meth:`TrainableFusion.prepare` trains the heatmap network first
+(once per preset and data config; every variant and seed reuses it). The maps are upsampled
+to the image size, since ``I_l`` and ``X_l`` must have the same resolution.
+
+After testing, :mod:`lightning_modules.tekin_analysis` writes the Figure 5 plot (alpha, beta
+and ``w`` over training), the pruned network's size and speed, and the Figure 7 feature
+correlations into the run folder.
+
+Simplifications for CPU, one preset away from the paper: Figure 3's layer sizes are not in
+the text we have, so the streams are config values (``conv_widths``, ``fc_widths``; one
+stride-2 3x3 conv per conv layer); the quick preset uses 4 conv + 1 fc layers of 16..64
+channels at 64 px, ``preset=paper`` 5 conv + 2 fc layers (64..512 channels, 2048 units) at
+256 px. ``model.fusion_lr`` gives alpha and beta their own learning rate (null = the
+paper's single 1e-3): with Adam a parameter moves by about one learning rate per step, so
+alpha needs thousands of steps to sharpen, more than a CPU preset has.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import Tensor
+
+from lightning_modules.base import PoseModule, build_optimizer, masked_mean
+from lightning_modules.blocks.fusion import FixedFusionWeights, FusionNetwork, SigmoidFusionWeights
+from pose3d.config import ConfigError, choice
+from pose3d.heatmaps import decode_argmax
+
+FUSIONS = ("image_only", "cm_only", "early", "late", "fixed", "trainable")
+MM_PER_UNIT = 1000.0  # the output layer regresses metres; the loss is in mm^2 as in the paper
+
+
+@dataclass
+class TrainableFusionConfig:
+    name: str = "tekin_fusion"
+    fusion: str = choice("trainable", FUSIONS)
+    fixed_beta: int = 2  # fusion=fixed: w_l = [l > fixed_beta]
+    conv_widths: list[int] = field(default_factory=lambda: [16, 32, 64, 64])
+    fc_widths: list[int] = field(default_factory=lambda: [256])
+    dropout: float = 0.2
+    alpha_init: float = 0.1
+    beta_init: Optional[float] = None  # None: the middle layer L / 2
+    penalty_lambda: float = 5.0e3
+    fusion_lr: Optional[float] = None  # learning rate of alpha and beta; None: optim.lr
+    cm_source: str = choice("predicted", ("predicted", "ground_truth"))
+    heatmap_ckpt: Optional[str] = None  # None with cm_source=predicted: train heatmap_experiment first
+    heatmap_experiment: str = "heatmap2d"
+    heatmap_sigma: float = 1.0  # ground-truth maps, heatmap pixels
+    prune_tolerance: float = 1.0e-3
+    analysis_images: int = 128  # Figure 7 and the pruning check use this many test images
+
+
+class TrainableFusion(PoseModule):
+    Config = TrainableFusionConfig
+
+    def __init__(self, model: dict, optim: dict, data_info: dict):
+        super().__init__(model, optim, data_info)
+        cfg, joints = self.cfg, self.data_info.num_joints
+        streams = {"image": 3, "cms": joints}
+        if cfg.fusion == "image_only":
+            streams = {"image": 3}
+        elif cfg.fusion == "cm_only":
+            streams = {"cms": joints}
+        self.network = FusionNetwork(
+            streams, list(cfg.conv_widths), list(cfg.fc_widths), self.data_info.image_size, 3 * joints,
+            self._fusion_weights(len(cfg.conv_widths) + len(cfg.fc_widths)), cfg.dropout,
+        )
+        self.uses_cms = "cms" in streams
+        self.heatmap_net = self._load_heatmap_net() if self.uses_cms and cfg.cm_source == "predicted" else None
+        self.heatmap_size = self.data_info.image_size // 4
+        self.history: list[dict[str, float]] = []  # alpha, beta, w over training (Figure 5)
+        self.analysis_batch: dict[str, Tensor] = {}
+
+    def _fusion_weights(self, num_layers: int):
+        cfg = self.cfg
+        if cfg.fusion == "trainable":
+            return SigmoidFusionWeights(num_layers, cfg.alpha_init, cfg.beta_init)
+        beta = {"early": 0, "fixed": cfg.fixed_beta}.get(cfg.fusion, num_layers)
+        if not 0 <= beta <= num_layers:
+            raise ConfigError(f"bad value for model.fixed_beta: {beta}; expected 0..{num_layers} (the number of layers)")
+        return FixedFusionWeights.after_layer(beta, num_layers)
+
+    # -- confidence maps ------------------------------------------------------------
+    @classmethod
+    def prepare(cls, cfg) -> None:
+        """Train (or reuse) the heatmap network that predicts the confidence maps."""
+        m = cfg.model
+        if m.fusion == "image_only" or m.cm_source != "predicted" or m.heatmap_ckpt:
+            return
+        from pose3d.train import ensure_run
+
+        data_key = hashlib.sha1(OmegaConf.to_yaml(cfg.data).encode()).hexdigest()[:8]
+        m.heatmap_ckpt = ensure_run(
+            [
+                f"experiment={m.heatmap_experiment}",
+                f"preset={cfg.preset}",
+                "seed=0",
+                f"name={m.heatmap_experiment}-{cfg.preset}-data{data_key}",
+                f"results_dir={cfg.results_dir}",
+                f"logger.wandb={cfg.logger.wandb}",
+                f"trainer.accelerator={cfg.trainer.accelerator}",
+                f"trainer.enable_progress_bar={cfg.trainer.enable_progress_bar}",
+            ],
+            data=cfg.data,
+        )
+
+    def _load_heatmap_net(self) -> torch.nn.Module:
+        from lightning_modules.heatmap2d import HeatmapNetwork
+
+        path = self.cfg.heatmap_ckpt
+        if not path:
+            raise ConfigError("model.cm_source=predicted needs model.heatmap_ckpt (a heatmap2d checkpoint); train one with "
+                              "`make train EXP=heatmap2d` or use cm_source=ground_truth")
+        try:
+            trained = HeatmapNetwork.load_from_checkpoint(path, map_location="cpu")
+        except FileNotFoundError:
+            raise ConfigError(f"model.heatmap_ckpt={path} does not exist; expected a heatmap2d checkpoint") from None
+        if trained.data_info.image_size != self.data_info.image_size:
+            raise ConfigError(
+                f"model.heatmap_ckpt={path} was trained on {trained.data_info.image_size} px crops; expected "
+                f"{self.data_info.image_size} px like data.image_size"
+            )
+        network = trained.network.eval()
+        network.requires_grad_(False)
+        return network
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.heatmap_net is not None:
+            self.heatmap_net.eval()  # frozen: batch-norm statistics stay those of its training
+        return self
+
+    def required_targets(self) -> dict[str, dict]:
+        if self.uses_cms and self.cfg.cm_source == "ground_truth":
+            return {"heatmaps": {"size": self.heatmap_size, "sigma": self.cfg.heatmap_sigma}}
+        return {}
+
+    def confidence_maps(self, batch: dict[str, Tensor]) -> Tensor:
+        """X_0: (B, J, h, w) non-negative maps at heatmap resolution."""
+        if self.heatmap_net is None:
+            return batch["heatmaps"]
+        with torch.no_grad():
+            return self.heatmap_net(batch["image"])[-1].clamp(min=0.0)
+
+    def stream_inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        inputs = {"image": batch["image"]}
+        if self.uses_cms:
+            maps = self.confidence_maps(batch)
+            inputs["cms"] = F.interpolate(maps, size=batch["image"].shape[-2:], mode="bilinear", align_corners=False)
+        return inputs
+
+    # -- the method -------------------------------------------------------------------
+    def forward(self, inputs: dict[str, Tensor]) -> Tensor:
+        """Stream inputs -> (B, J, 3) root-relative joints in mm."""
+        return self.network(inputs).view(-1, self.data_info.num_joints, 3) * MM_PER_UNIT
+
+    @property
+    def trainable_fusion(self) -> bool:
+        return isinstance(self.network.weights, SigmoidFusionWeights)
+
+    def penalty(self) -> Tensor:
+        """Eq. 4's ``lambda / alpha^2``, favouring a sharp (prunable) fusion."""
+        return self.cfg.penalty_lambda / self.network.weights.alpha.pow(2)
+
+    def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        error = self(self.stream_inputs(batch)) - batch["joints_3d"]
+        squared = masked_mean(error.pow(2).sum(dim=(1, 2)), batch["has_3d"])  # ||f(i, x) - y||^2, mm^2
+        if not self.trainable_fusion:
+            return squared, {}
+        penalty = self.penalty()
+        return squared + penalty, {"squared_error": squared.detach(), "penalty": penalty.detach()}
+
+    def predict(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        inputs = self.stream_inputs(batch)
+        prediction = {"joints_3d": self(inputs)}
+        if self.heatmap_net is not None:  # the 2D the network was given: the heatmap net's accuracy
+            size = batch["image"].shape[-1], batch["image"].shape[-2]
+            prediction["joints_2d"] = decode_argmax(self.confidence_maps(batch), size)[0]
+        return prediction
+
+    # -- fusion weights over training (Figure 5) ---------------------------------------
+    def fusion_state(self) -> dict[str, float]:
+        weights = self.network.weights
+        state = {f"w{l + 1}": float(w) for l, w in enumerate(weights().detach().cpu())}
+        if self.trainable_fusion:
+            state = {"alpha": float(weights.alpha.detach()), "beta": float(weights.beta.detach()), **state}
+        return state
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        every = max(1, self.trainer.log_every_n_steps)
+        if self.trainable_fusion and self.global_step % every == 0:
+            self.history.append({"step": float(self.global_step), **self.fusion_state()})
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict({f"fusion/{k}": v for k, v in self.fusion_state().items()})
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["fusion_history"] = self.history
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = list(checkpoint.get("fusion_history", []))
+
+    def on_fit_end(self) -> None:
+        if self.trainer.is_global_zero and self.history:
+            from lightning_modules.tekin_analysis import write_fusion_history
+
+            write_fusion_history(self.history, self.trainer.default_root_dir)
+
+    # -- test-time analyses (pruning, Figure 7) ----------------------------------------
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        super().test_step(batch, batch_idx)
+        have = len(self.analysis_batch.get("image", ()))
+        if have < self.cfg.analysis_images:
+            take = {k: v[: self.cfg.analysis_images - have].detach().cpu() for k, v in self.stream_inputs(batch).items()}
+            self.analysis_batch = {k: torch.cat([self.analysis_batch[k], v]) if k in self.analysis_batch else v for k, v in take.items()}
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        if self.trainable_fusion:
+            self.log_dict({"test/alpha": self.network.weights.alpha.detach(), "test/beta": self.network.weights.beta.detach()})
+        if self.trainer.is_global_zero and self.analysis_batch:
+            from lightning_modules.tekin_analysis import analyse
+
+            analyse(self, self.analysis_batch, self.trainer.default_root_dir)
+        self.analysis_batch = {}
+
+    # -- optimisation -------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        fusion = list(self.network.weights.parameters())
+        ids = {id(p) for p in fusion}
+        groups = [{"params": [p for p in self.parameters() if p.requires_grad and id(p) not in ids]}]
+        if fusion:
+            groups.append({"params": fusion, "lr": self.cfg.fusion_lr or self.optim_cfg.lr, "weight_decay": 0.0})
+        return build_optimizer(groups, self.optim_cfg, self.trainer.max_epochs)

@@ -1,0 +1,108 @@
+"""The ablation runner: sweep files parse and expand, runs resume, summaries are right."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pose3d import ablation
+from pose3d.ablation import Sweep, plan_runs
+from pose3d.config import REPO_ROOT, experiment_variants
+
+SWEEP_FILES = sorted(p for p in (REPO_ROOT / "ablations").glob("*.yaml") if p.name != "references.yaml")
+
+
+@pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda p: p.stem)
+def test_sweep_file_is_a_wandb_grid_over_known_variants(path):
+    config = yaml.safe_load(path.read_text())
+    assert config["method"] == "grid" and config["metric"] == {"name": "val/mpjpe", "goal": "minimize"}
+    assert config["command"][-1] == "${args_no_hyphens}" and "pose3d.train" in config["command"]
+    experiment = config["parameters"]["experiment"]["value"]
+    assert set(config["parameters"]["variant"]["values"]) <= set(experiment_variants(experiment))
+
+
+def test_fusion_grid_expands_to_variants_times_seeds(tmp_path):
+    sweep = Sweep.read(REPO_ROOT / "ablations" / "fusion.yaml")
+    points = sweep.grid(preset="smoke", seeds=2)
+    variants = ["image_only", "cm_only", "early", "late", "fixed_b2", "trainable"]
+    assert len(points) == 12
+    assert points[0] == {"experiment": "tekin_fusion", "preset": "smoke", "seed": "0", "variant": "image_only"}
+    assert [p["variant"] for p in points[:6]] == variants and {p["seed"] for p in points[6:]} == {"1"}
+    runs = plan_runs(points, [f"results_dir={tmp_path}"])
+    assert runs[0].run_dir == tmp_path / "runs" / "tekin_fusion-image_only-smoke-s0"
+    assert sweep.grid() [0]["preset"] == "paper" and len(sweep.grid()) == 18  # the file itself: 3 seeds
+
+
+def test_bad_sweep_files_are_one_line_errors(tmp_path, capsys):
+    assert ablation.main(["run", str(tmp_path / "missing.yaml")]) == 2
+    assert "does not exist; expected one of ablations/: fusion.yaml" in capsys.readouterr().err
+    random = tmp_path / "random.yaml"
+    random.write_text("method: random\nparameters: {seed: {values: [0]}}\n")
+    assert ablation.main(["run", str(random)]) == 2
+    assert "only 'grid'" in capsys.readouterr().err
+
+
+def fake_train(calls: list[list[str]]):
+    """Stands in for `python -m pose3d.train`: writes metrics.json with an MPJPE per variant/seed."""
+
+    def call(command, **kwargs):
+        calls.append(command)
+        args = dict(a.split("=", 1) for a in command[3:])
+        run_dir = Path(args["results_dir"]) / "runs" / f"{args['experiment']}-{args['variant']}-{args['preset']}-s{args['seed']}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        mpjpe = {"early": 100.0, "late": 90.0}[args["variant"]] + 10 * int(args["seed"])
+        (run_dir / "metrics.json").write_text(json.dumps({"test/mpjpe": mpjpe, "test/pck3d": 50.0, "fit_seconds": 3.0}))
+        return 0
+
+    return call
+
+
+def test_runner_skips_finished_runs_resumes_interrupted_ones_and_summarises(tmp_path, monkeypatch, capsys):
+    sweep_file = tmp_path / "fusion.yaml"
+    sweep_file.write_text(yaml.safe_dump({
+        "method": "grid", "command": ["python", "-m", "pose3d.train", "${args_no_hyphens}"],
+        "parameters": {"experiment": {"value": "tekin_fusion"}, "seed": {"values": [0]},
+                       "variant": {"values": ["early", "late"]}},
+    }))
+    finished = tmp_path / "runs" / "tekin_fusion-early-smoke-s0"
+    finished.mkdir(parents=True)
+    (finished / "metrics.json").write_text(json.dumps({"test/mpjpe": 100.0, "test/pck3d": 50.0, "fit_seconds": 3.0}))
+    interrupted = tmp_path / "runs" / "tekin_fusion-late-smoke-s1" / "checkpoints"
+    interrupted.mkdir(parents=True)
+    (interrupted / "last.ckpt").write_text("")
+    calls: list[list[str]] = []
+    monkeypatch.setattr(ablation.subprocess, "call", fake_train(calls))
+
+    args = ["run", str(sweep_file), "--preset", "smoke", "--seeds", "2", "--", f"results_dir={tmp_path}"]
+    assert ablation.main(args) == 0
+    ran = sorted(" ".join(c[3:]) for c in calls)
+    assert len(ran) == 3  # early-s0 was done already
+    assert any("variant=late" in c and "seed=1" in c and "ckpt_path=last" in c for c in ran)
+
+    rows = list(csv.DictReader(open(tmp_path / "ablation-fusion" / "summary.csv")))
+    assert [(r["variant"], r["seed"], float(r["mpjpe"])) for r in rows] == [
+        ("early", "0", 100.0), ("late", "0", 90.0), ("early", "1", 110.0), ("late", "1", 100.0)]
+    table = (tmp_path / "ablation-fusion" / "summary.md").read_text()
+    assert "| early | 2 | 105.0 +/- 7.1 |" in table  # mean and sample std of 100, 110
+    assert "| 76.41 |" in table and "| 74.12 |" in table  # the paper's Table 5 beside ours
+    assert (tmp_path / "ablation-fusion" / "summary.png").is_file()
+
+    calls.clear()
+    assert ablation.main(args) == 0 and calls == []  # everything done: nothing reruns
+    assert "4 of 4 runs already done" in capsys.readouterr().out
+
+
+def test_sweep_without_login_says_so(monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert ablation.main(["sweep", str(REPO_ROOT / "ablations" / "fusion.yaml")]) == 1
+    assert "W&B is not logged in" in capsys.readouterr().err
+
+
+def test_cli_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "pose3d.ablation", "--help"], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 0 and "sweep_file" in result.stdout

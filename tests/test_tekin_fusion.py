@@ -1,0 +1,114 @@
+"""The Tekin 2017 LightningModule (Eq. 4 loss, variants, analyses) and the shared heatmap network."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lightning_modules.heatmap2d import HeatmapNetwork
+from lightning_modules.tekin_fusion import TrainableFusion
+from lightning_modules.tekin_analysis import analyse
+from pose3d.config import ConfigError
+from pose3d.heatmaps import render_heatmaps
+
+INFO = {"num_joints": 17, "image_size": 32, "action_names": ("a", "b")}
+OPTIM = {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9, "scheduler": "none", "step_size": 1, "gamma": 0.1}
+
+
+def fusion(**model) -> TrainableFusion:
+    torch.manual_seed(0)
+    cfg = {"conv_widths": [4, 8], "fc_widths": [16], "cm_source": "ground_truth", **model}
+    return TrainableFusion(model=cfg, optim=OPTIM, data_info=INFO)
+
+
+def batch(size: int = 4) -> dict[str, torch.Tensor]:
+    torch.manual_seed(2)
+    joints_2d = torch.rand(size, 17, 2) * 28 + 2
+    return {
+        "image": torch.rand(size, 3, 32, 32),
+        "joints_2d": joints_2d,
+        "joints_3d": torch.randn(size, 17, 3) * 200,
+        "has_3d": torch.tensor([True] * (size - 1) + [False]),
+        "has_2d": torch.ones(size, dtype=torch.bool),
+        "visible": torch.ones(size, 17, dtype=torch.bool),
+        "action": torch.zeros(size, dtype=torch.long),
+        "heatmaps": render_heatmaps(joints_2d, (32, 32), (8, 8), sigma=1.0),
+    }
+
+
+def test_eq4_loss_is_squared_error_in_mm2_plus_lambda_over_alpha_squared():
+    model = fusion(penalty_lambda=5e3, alpha_init=0.1).eval()  # no dropout: two passes agree
+    data = batch()
+    loss, logs = model.training_loss(data)
+    prediction = model(model.stream_inputs(data))
+    squared = (prediction - data["joints_3d"]).pow(2).sum(dim=(1, 2))[:3].mean()  # the 2D-only sample is left out
+    assert logs["penalty"].item() == pytest.approx(5e3 / 0.1**2, rel=1e-5)
+    assert loss.item() == pytest.approx(squared.item() + 5e5, rel=1e-5)
+
+
+def test_fixed_variants_have_no_penalty_and_no_fusion_parameters():
+    for variant in ("image_only", "cm_only", "early", "late", "fixed"):
+        model = fusion(fusion=variant)
+        loss, logs = model.training_loss(batch())
+        assert logs == {} and torch.isfinite(loss)
+        assert not any("alpha" in n or "beta" in n for n, _ in model.named_parameters())
+    assert "cms" not in fusion(fusion="image_only").network.streams
+    assert "image" not in fusion(fusion="cm_only").network.streams
+
+
+def test_training_step_moves_alpha_up_and_beta():
+    model = fusion(fusion_lr=0.05)
+    groups = [{"params": [p for n, p in model.named_parameters() if "weights." not in n]},
+              {"params": list(model.network.weights.parameters()), "lr": 0.05}]
+    optimizer = torch.optim.Adam(groups, lr=1e-3)
+    alpha0, beta0 = model.network.weights.alpha.item(), model.network.weights.beta.item()
+    for _ in range(5):
+        optimizer.zero_grad()
+        model.training_loss(batch())[0].backward()
+        optimizer.step()
+    assert model.network.weights.alpha.item() > alpha0 + 0.1  # the penalty sharpens the sigmoid
+    assert model.network.weights.beta.item() != beta0
+
+
+def test_bad_fixed_beta_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.fixed_beta: 7; expected 0..3"):
+        fusion(fusion="fixed", fixed_beta=7)
+
+
+def test_predicted_source_needs_a_checkpoint():
+    with pytest.raises(ConfigError, match="model.heatmap_ckpt"):
+        fusion(cm_source="predicted")
+
+
+def test_analysis_writes_pruning_and_correlation(tmp_path):
+    model = fusion().eval()
+    with torch.no_grad():
+        model.network.weights.alpha.fill_(80.0)
+        model.network.weights.beta.fill_(1.5)
+    result = analyse(model, model.stream_inputs(batch(8)), tmp_path)
+    pruning = result["pruning"]
+    assert pruning["prunable"] and pruning["pruned_parameters"] < pruning["parameters"]
+    assert pruning["max_output_difference_mm"] < 1e-2
+    assert 0 <= result["feature_correlation"]["mean_r2_across_streams"] <= 1
+    assert (tmp_path / "feature_correlation.png").is_file()
+    assert json.loads((tmp_path / "fusion_analysis.json").read_text())["beta"] == pytest.approx(1.5)
+
+
+def test_heatmap_network_learns_a_fixed_batch():
+    torch.manual_seed(0)
+    model = HeatmapNetwork(model={"stacks": 2, "channels": 16, "depth": 2}, optim=OPTIM, data_info=INFO)
+    assert model.required_targets() == {"heatmaps": {"size": 8, "sigma": 1.0}}
+    data = batch()
+    outputs = model(data["image"])
+    assert len(outputs) == 2 and outputs[-1].shape == (4, 17, 8, 8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = None
+    for _ in range(15):
+        optimizer.zero_grad()
+        loss, _ = model.training_loss(data)
+        loss.backward()
+        optimizer.step()
+        first = loss.item() if first is None else first
+    assert loss.item() < 0.5 * first
+    assert model.predict(data)["joints_2d"].shape == (4, 17, 2)
