@@ -6,4 +6,9 @@ from pose3d.registry import Registry
 
 DATAMODULES = Registry({
     "synthetic": "datamodules.synthetic:SyntheticDataModule",
+    "human36m": "datamodules.human36m:Human36MDataModule",
+    "mpi_inf_3dhp": "datamodules.mpi_inf_3dhp:MPIInf3DHPDataModule",
+    "mpii": "datamodules.mpii:MPIIDataModule",
+    "lsp": "datamodules.lsp:LSPDataModule",
+    "mixed": "datamodules.mixed:MixedDataModule",
 })

@@ -10,7 +10,9 @@ A method subclasses :class:`PoseModule`, declares its ``Config`` dataclass (the 
 
 Validation and test then log ``val/<metric>`` and ``test/<metric>`` (DESIGN.md): the 3D
 suite for ``joints_3d``; pixel error and PCKh@0.5 for ``joints_2d`` (the head size is the
-ground-truth 2D neck-to-head-top segment, our stand-in for MPII's head box), with a
+ground-truth 2D neck-to-head-top segment, our stand-in for MPII's head box, unless the batch
+carries the dataset's ``head_size``); 3D metrics score ``DataInfo.eval_joints`` only (a
+protocol's joint subset), with a
 per-action breakdown of the test metrics in :attr:`PoseModule.test_per_action`.
 ``monitor`` names the validation metric that picks the best checkpoint.
 """
@@ -36,6 +38,7 @@ class DataInfo:
     num_joints: int = 17
     image_size: int = 64
     action_names: tuple[str, ...] = ()
+    eval_joints: tuple[int, ...] | None = None  # joints the protocol scores (H36M #2/#3: 14); None = all
 
 
 def head_size_2d(joints_2d: Tensor) -> Tensor:
@@ -62,6 +65,9 @@ class PoseModule(pl.LightningModule):
         self.val_pckh = PCKh(alpha=0.5)
         self.test_pckh = PCKh(alpha=0.5)
         self.test_per_action: dict[str, dict[str, float]] = {}
+        scored = torch.zeros(self.data_info.num_joints, dtype=torch.bool)
+        scored[list(self.data_info.eval_joints or range(self.data_info.num_joints))] = True
+        self.register_buffer("scored_joints", scored, persistent=False)
 
     # -- to implement -------------------------------------------------------------
     def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -103,12 +109,13 @@ class PoseModule(pl.LightningModule):
         metrics, pixel_error, pckh = self._stage_metrics(stage)
         prediction = self.predict(batch)
         if "joints_3d" in prediction:
-            joint_mask = batch["has_3d"][:, None].expand(-1, prediction["joints_3d"].shape[1])
+            joint_mask = batch["has_3d"][:, None] & self.scored_joints
             metrics.update(prediction["joints_3d"].float(), batch["joints_3d"], joint_mask, batch["action"])
         if "joints_2d" in prediction:
             mask_2d = batch["has_2d"][:, None] & batch["visible"]
+            head_size = batch["head_size"] if "head_size" in batch else head_size_2d(batch["joints_2d"])
             pixel_error.update(prediction["joints_2d"].float(), batch["joints_2d"], mask_2d)
-            pckh.update(prediction["joints_2d"].float(), batch["joints_2d"], head_size_2d(batch["joints_2d"]), mask_2d)
+            pckh.update(prediction["joints_2d"].float(), batch["joints_2d"], head_size, mask_2d)
         return prediction
 
     def _log_metrics(self, stage: str) -> None:
@@ -140,7 +147,7 @@ class PoseModule(pl.LightningModule):
         names = self.data_info.action_names
         per_action: dict[str, dict[str, float]] = defaultdict(dict)
         for metric_name, metric in self.test_metrics.items():
-            if not metric.update_called:
+            if not metric.update_called or not names:  # no actions (MPII, LSP): no breakdown
                 continue
             for action, value in metric.compute_per_action().items():
                 per_action[names[action] if action < len(names) else str(action)][metric_name] = value

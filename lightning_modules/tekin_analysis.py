@@ -63,7 +63,7 @@ def pruning_report(network: FusionNetwork, inputs: dict[str, Tensor], tolerance:
     """Parameters and speed of the network before and after pruning, and their largest output gap."""
     full = FusionNetwork(weights=SigmoidFusionWeights(network.num_layers), **network.spec)
     report = {
-        "weights": [round(float(w), 6) for w in network.weights()],
+        "weights": [round(float(w), 6) for w in network.weights().detach()],
         "parameters_all_layers": count_parameters(full) - 2,  # without alpha and beta
         "parameters": count_parameters(network),
         "ms_per_batch": inference_ms(network, inputs),

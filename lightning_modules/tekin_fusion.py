@@ -44,6 +44,7 @@ alpha needs thousands of steps to sharpen, more than a CPU preset has.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -56,6 +57,9 @@ from lightning_modules.base import PoseModule, build_optimizer, masked_mean
 from lightning_modules.blocks.fusion import FixedFusionWeights, FusionNetwork, SigmoidFusionWeights
 from pose3d.config import ConfigError, choice
 from pose3d.heatmaps import decode_argmax
+
+# the frozen heatmap network is in eval mode on purpose
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
 FUSIONS = ("image_only", "cm_only", "early", "late", "fixed", "trainable")
 MM_PER_UNIT = 1000.0  # the output layer regresses metres; the loss is in mm^2 as in the paper

@@ -1,0 +1,280 @@
+"""Mixed 3D + 2D training: every batch holds ``round(ratio_3d * B)`` samples of a 3D-labelled
+source and the rest from a 2D-only source; validation and test run on one named source.
+
+Config (``data.*``)::
+
+    data:
+      name: mixed
+      ratio_3d: 0.5                 # share of each training batch from sources.three_d
+      eval_source: three_d          # val/test on this source (three_d or two_d)
+      sources:
+        three_d: {name: mpi_inf_3dhp, root: /data/mpi_inf_3dhp, cameras: [0, 2, 4]}
+        two_d:   {name: mpii, root: /data/mpii}
+
+Each source is a full data config of its own DataModule (its ``name`` picks the class from
+:data:`datamodules.DATAMODULES`). ``sources`` is free-form in the schema; it is validated here
+(:func:`validate_sources`, run when :class:`MixedConfig` is built) against the source's own
+``Config`` dataclass, so an unknown key gives the usual one-line :class:`ConfigError` naming
+``data.sources.<source>``. ``image_size``, ``batch_size`` and ``num_workers`` are the mixed
+module's and are passed to both sources (a source may not set a different ``image_size``).
+``train_size`` is the number of training samples per epoch (default: both sources' sizes
+added); ``val_size`` / ``test_size`` cap the evaluation source.
+
+Batches are composed by :class:`MixedBatchSampler`: 3D samples first, then 2D ones, each
+source walked through in its own reshuffled order (a smaller source is cycled). Under DDP
+Lightning hands the sampler a ``DistributedSampler``, from which it only reads the rank, so
+every rank draws its own batches of the same composition. Keys that only one source makes
+(``head_size`` of MPII, ``torso_size`` of LSP) are dropped from mixed training batches;
+the batch-contract keys and requested targets are common to all sources.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, SequentialSampler
+
+from pose3d.config import ConfigError, _check_choices, _merge, choice
+from pose3d.registry import Registry
+
+SOURCE_KEYS = ("three_d", "two_d")
+SHARED_KEYS = ("image_size", "batch_size", "num_workers")
+
+
+def source_class(name: str, key: str) -> type:
+    """The DataModule class of source ``key`` named ``name``."""
+    from datamodules import DATAMODULES
+
+    known = {k: v for k, v in DATAMODULES.entries.items() if k != "mixed"}
+    if name not in known:
+        raise ConfigError(f"bad value for data.sources.{key}.name: '{name}'; choose one of: {', '.join(sorted(known))}")
+    return Registry(known).load(name)
+
+
+def validate_sources(sources: Any, shared: dict[str, Any]) -> dict[str, tuple[type, dict]]:
+    """``{key: (DataModule class, validated config dict)}`` for ``three_d`` and ``two_d``.
+
+    ``shared`` (image_size, batch_size, num_workers) is written into each source config.
+    Raises a one-line :class:`ConfigError` for a missing or unknown source, a missing ``name``,
+    an unknown key or a bad value.
+    """
+    if OmegaConf.is_config(sources):
+        sources = OmegaConf.to_container(sources, resolve=True)
+    if not isinstance(sources, dict):
+        raise ConfigError(f"data.sources must map {' and '.join(SOURCE_KEYS)} to data configs, got {sources!r}")
+    unknown = sorted(set(sources) - set(SOURCE_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown config key 'data.sources.{unknown[0]}'; valid keys under 'data.sources': {', '.join(SOURCE_KEYS)}")
+    out = {}
+    for key in SOURCE_KEYS:
+        spec = sources.get(key)
+        if not isinstance(spec, dict) or not spec.get("name"):
+            raise ConfigError(f"data.sources.{key} must be a data config with a name, e.g. {{name: mpii, root: PATH}}; got {spec!r}")
+        cls = source_class(str(spec["name"]), key)
+        for shared_key, value in shared.items():
+            if shared_key in spec and shared_key == "image_size" and spec[shared_key] != value:
+                raise ConfigError(
+                    f"data.sources.{key}.image_size={spec[shared_key]} differs from data.image_size={value}; "
+                    "expected one image size for all sources (set data.image_size)"
+                )
+        spec = {**spec, **shared}
+        schema = cls.Config
+        merged = _merge(OmegaConf.structured(schema), spec, f"data.sources.{key}")
+        _check_choices(schema, merged, f"data.sources.{key}.")
+        out[key] = (cls, OmegaConf.to_container(merged))
+    return out
+
+
+@dataclass
+class MixedConfig:
+    name: str = "mixed"
+    sources: Any = None  # {three_d: {name: ..., ...}, two_d: {name: ..., ...}}
+    ratio_3d: float = 0.5
+    eval_source: str = choice("three_d", SOURCE_KEYS)
+    image_size: int = 256
+    batch_size: int = 64
+    num_workers: int = 0
+    train_size: Optional[int] = None  # training samples per epoch; None/0 = both sources' sizes added
+    val_size: Optional[int] = None  # caps of the evaluation source
+    test_size: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.ratio_3d) <= 1.0:
+            raise ConfigError(f"bad value for data.ratio_3d: {self.ratio_3d}; expected a share in [0, 1]")
+        if self.eval_source not in SOURCE_KEYS:
+            raise ConfigError(f"bad value for data.eval_source: '{self.eval_source}'; choose one of: {', '.join(SOURCE_KEYS)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"bad value for data.batch_size: {self.batch_size}; expected an integer >= 1")
+        self.validated = validate_sources(self.sources, {k: getattr(self, k) for k in SHARED_KEYS})
+
+
+class MixedDataset(Dataset):
+    """The concatenation of the sources' training datasets; ``__getitems__`` asks each source
+    for its part of a batch at once (their own batched rendering / cropping)."""
+
+    def __init__(self, parts: list[Dataset]):
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Tensor]]:
+        indices = [int(i) for i in indices]
+        part_of = np.searchsorted(self.offsets, indices, side="right") - 1
+        out: list[dict[str, Tensor] | None] = [None] * len(indices)
+        for p, part in enumerate(self.parts):
+            where = [n for n, q in enumerate(part_of) if q == p]
+            if not where:
+                continue
+            local = [indices[n] - int(self.offsets[p]) for n in where]
+            if hasattr(part, "__getitems__"):
+                samples = part.__getitems__(local)
+            else:
+                samples = [part[i] for i in local]
+            for n, sample in zip(where, samples):
+                out[n] = sample
+        common = set.intersection(*(set(s) for s in out))
+        return [{k: v for k, v in s.items() if k in common} for s in out]
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return self.__getitems__([index])[0]
+
+
+class MixedBatchSampler(BatchSampler):
+    """Batches of ``count_3d = round(ratio_3d * batch_size)`` indices below ``sizes[0]`` (the 3D
+    source, first) and the rest from ``[sizes[0], sizes[0] + sizes[1])`` (the 2D source).
+
+    Each source is walked through in a fresh random order per pass (cycled when exhausted); the
+    order depends on ``seed``, the epoch (:meth:`set_epoch`) and the DDP rank, read from
+    ``sampler`` when Lightning has replaced it with a ``DistributedSampler`` (its indices are
+    not used). ``num_batches`` is the total over all ranks.
+    """
+
+    def __init__(self, sampler, batch_size: int, drop_last: bool = True, *, sizes: tuple[int, int] = (0, 0),
+                 ratio_3d: float = 0.5, num_batches: int = 1, seed: int = 0):
+        super().__init__(sampler, batch_size, drop_last)
+        self.sizes = (int(sizes[0]), int(sizes[1]))
+        self.count_3d = min(batch_size, max(0, int(round(ratio_3d * batch_size))))
+        self.count_2d = batch_size - self.count_3d
+        for count, size, which in ((self.count_3d, self.sizes[0], "3D"), (self.count_2d, self.sizes[1], "2D")):
+            if count and not size:
+                raise ConfigError(f"the {which} source of data.sources has no training samples, but batches need {count}")
+        self.num_batches = max(1, int(num_batches))
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _replica(self) -> tuple[int, int]:
+        if isinstance(self.sampler, DistributedSampler):
+            return int(self.sampler.rank), int(self.sampler.num_replicas)
+        return 0, 1
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_batches / self._replica()[1])
+
+    @staticmethod
+    def _stream(rng: np.random.Generator, size: int) -> Iterator[int]:
+        while True:
+            yield from rng.permutation(size).tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rank, _ = self._replica()
+        rng = np.random.default_rng((self.seed, self.epoch, rank))
+        stream_3d = self._stream(rng, self.sizes[0]) if self.count_3d else iter(())
+        stream_2d = self._stream(rng, self.sizes[1]) if self.count_2d else iter(())
+        for _ in range(len(self)):
+            batch = [next(stream_3d) for _ in range(self.count_3d)]
+            batch += [self.sizes[0] + next(stream_2d) for _ in range(self.count_2d)]
+            yield batch
+
+
+def _one_thread_per_worker(worker_id: int) -> None:
+    torch.set_num_threads(1)
+
+
+class MixedDataModule(pl.LightningDataModule):
+    """Train on batches mixing ``sources.three_d`` and ``sources.two_d``; validate and test on
+    ``sources.<eval_source>``."""
+
+    Config = MixedConfig
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.cfg = MixedConfig(**cfg)
+        self.sources: dict[str, pl.LightningDataModule] = {}
+        for key, (cls, source_cfg) in self.cfg.validated.items():
+            if key == self.cfg.eval_source:
+                for split in ("val", "test"):
+                    cap = getattr(self.cfg, f"{split}_size")
+                    if cap is not None:
+                        source_cfg[f"{split}_size"] = cap
+            self.sources[key] = cls(source_cfg)
+        self._train: MixedDataset | None = None
+        # training order follows the run seed (seed_everything), as the other modules' augmentation
+        self.seed = int(torch.randint(2**31 - 1, ()))
+
+    @property
+    def eval_module(self) -> pl.LightningDataModule:
+        return self.sources[self.cfg.eval_source]
+
+    @property
+    def info(self) -> dict:
+        return {**self.eval_module.info, "image_size": self.cfg.image_size}
+
+    @property
+    def test_subjects_label(self) -> str:
+        return self.eval_module.test_subjects_label
+
+    def setup(self, stage: str | None = None) -> None:
+        """The evaluation source sets itself up (real-data modules look for a few frames of each
+        split); the other source is only used for training, so only its training frames are probed."""
+        for key, source in self.sources.items():
+            if key == self.cfg.eval_source:
+                source.setup(stage)
+            elif (stage or "fit") == "fit" and hasattr(source, "probe_images"):
+                source.probe_images("train")
+
+    def request_targets(self, spec: dict) -> None:
+        for source in self.sources.values():
+            source.request_targets(spec)
+
+    def dataset(self, split: str) -> Dataset:
+        if split != "train":
+            return self.eval_module.dataset(split)
+        if self._train is None:
+            self._train = MixedDataset([self.sources[key].dataset("train") for key in SOURCE_KEYS])
+        return self._train
+
+    def batch_sampler(self) -> MixedBatchSampler:
+        dataset = self.dataset("train")
+        sizes = (len(dataset.parts[0]), len(dataset.parts[1]))
+        total = self.cfg.train_size or sum(sizes)
+        return MixedBatchSampler(
+            SequentialSampler(dataset), self.cfg.batch_size, True, sizes=sizes, ratio_3d=self.cfg.ratio_3d,
+            num_batches=max(1, total // self.cfg.batch_size), seed=self.seed,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.dataset("train"),
+            batch_sampler=self.batch_sampler(),
+            num_workers=self.cfg.num_workers,
+            persistent_workers=self.cfg.num_workers > 0,
+            worker_init_fn=_one_thread_per_worker,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self.eval_module.val_dataloader()
+
+    def test_dataloader(self) -> DataLoader:
+        return self.eval_module.test_dataloader()

@@ -1,0 +1,352 @@
+"""Real datasets as lists of annotated people: one :class:`PoseRecord` per person per image.
+
+A real-data DataModule (Human3.6M, MPI-INF-3DHP, MPII, LSP) subclasses
+:class:`RecordDataModule` and implements two methods:
+
+* ``load_records(split)``: the split's records (a list, or any sequence such as
+  :class:`LazyRecords` when building millions of objects up front would be wasteful);
+* ``check()``: validate the layout under ``data.root`` and return a human-readable report
+  (``python -m pose3d.data check DATASET PATH``); raise :class:`DatasetLayoutError` naming the
+  missing file. ``check_layout()`` is its cheap part, run by the constructor so that a training
+  run with a wrong path stops at once with the same one-line message (exit 2).
+
+:class:`RecordDataset` turns records into batches of the shared contract (DESIGN.md): it reads
+the frame, crops and augments it with :func:`datamodules.crop.crop_record` and adds heatmaps
+or skeleton maps on request (:class:`~datamodules.targets.TargetMaker`).
+
+The global presets set ``data.train_size/val_size/test_size``; for real data they are *caps*:
+an evenly spaced subset of that many records (``None`` or 0 = all), so a smoke run touches a
+few frames and a ``paper`` run can still use everything (``data.test_size=0``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.crop import DEFAULT_MARGIN, CropAugment, crop_record
+from datamodules.targets import TargetMaker
+from pose3d.config import ConfigError
+from pose3d.skeleton import NUM_JOINTS
+
+
+class DatasetLayoutError(ConfigError):
+    """A dataset folder that does not look as expected. ``str(error)`` is one line naming the
+    missing file and the expected layout; ``hint`` optionally holds a multi-line picture of the
+    expected tree (printed by ``python -m pose3d.data check``)."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(" ".join(str(message).split()))
+        self.hint = hint
+
+
+@dataclass
+class PoseRecord:
+    """One annotated person in one image."""
+
+    image_path: str  # full frame (absolute, or relative to the dataset root); "" = no image (pose-only data)
+    center: np.ndarray  # (2,) person centre, full-image pixels
+    scale: float  # person box side / 200 px (MPII/H36M convention)
+    joints_2d: np.ndarray  # (17, 2) full-image pixels, H36M joint order
+    visible: np.ndarray  # (17,) bool: False for missing / unlabelled joints
+    joints_3d: np.ndarray | None = None  # (17, 3) mm, camera frame, absolute; None = 2D only
+    intrinsics: np.ndarray | None = None  # (4,) fx, fy, cx, cy in full-image pixels; None if unknown
+    subject: int = 0
+    action: int = 0
+
+
+class LazyRecords(Sequence):
+    """A read-only sequence of ``length`` records made on access by ``make(index)``."""
+
+    def __init__(self, length: int, make: Callable[[int], PoseRecord]):
+        self.length, self.make = int(length), make
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.length))]
+        index = int(index)
+        if index < 0:
+            index += self.length
+        if not 0 <= index < self.length:
+            raise IndexError(f"record {index} out of range for {self.length} records")
+        return self.make(index)
+
+
+class RecordSubset(Sequence):
+    """The records of ``base`` at ``indices`` (a view; nothing is copied)."""
+
+    def __init__(self, base: Sequence, indices: Sequence[int]):
+        self.base, self.indices = base, np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self.base[int(self.indices[index])]
+
+
+def evenly_spaced(n: int, cap: int | None) -> np.ndarray:
+    """Indices of an evenly spaced subset of ``cap`` out of ``n`` items (all if ``cap`` is None/0 or >= n)."""
+    if not cap or cap >= n:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, int(cap)).round().astype(np.int64))
+
+
+def cap_records(records: Sequence, cap: int | None) -> Sequence:
+    """``records`` limited to an evenly spaced subset of ``cap`` (see :func:`evenly_spaced`)."""
+    if not cap or cap >= len(records):
+        return records
+    return RecordSubset(records, evenly_spaced(len(records), cap))
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An RGB uint8 image (H, W, 3); a missing or unreadable file raises :class:`DatasetLayoutError` naming it."""
+    import cv2
+
+    if not path.is_file():
+        raise DatasetLayoutError(f"image file not found: {path}; expected the frame the annotation names under data.root")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetLayoutError(f"cannot read image file {path}; expected a JPEG/PNG image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class RecordDataset(Dataset):
+    """Records -> samples of the batch contract; ``__getitems__`` makes a whole batch at once.
+
+    Training randomness (augmentation) follows torch's generator, which Lightning seeds per
+    run and per worker, so runs are reproducible and workers differ.
+    """
+
+    def __init__(self, records: Sequence[PoseRecord], root: Path, image_size: int, augment: CropAugment | None,
+                 targets: TargetMaker, crop_margin: float = DEFAULT_MARGIN):
+        self.records = records
+        self.root = Path(root)
+        self.image_size = int(image_size)
+        self.augment = augment
+        self.targets = targets
+        self.crop_margin = float(crop_margin)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def image_of(self, record: PoseRecord) -> np.ndarray | None:
+        if not record.image_path:
+            return None
+        path = Path(record.image_path)
+        return read_image(path if path.is_absolute() else self.root / path)
+
+    def sample(self, index: int, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+        """The cropped sample as numpy arrays (see :func:`crop_record`) plus ``has_3d``, ``subject``, ``action``."""
+        record = self.records[index]
+        out = crop_record(self.image_of(record), record, self.image_size, self.augment, rng, margin=self.crop_margin)
+        out["has_3d"] = record.joints_3d is not None
+        out["subject"], out["action"] = int(record.subject), int(record.action)
+        return out
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Tensor]]:
+        rng = None
+        if self.augment is not None:
+            rng = np.random.default_rng(int(torch.randint(2**62, ())))
+        samples = [self.sample(int(i), rng) for i in indices]
+        batch = collate_samples(samples)
+        batch = self.targets(batch)
+        return [{k: v[i] for k, v in batch.items()} for i in range(len(indices))]
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return self.__getitems__([index])[0]
+
+
+def collate_samples(samples: list[dict]) -> dict[str, Tensor]:
+    """numpy samples from :meth:`RecordDataset.sample` -> one batch dict of the contract."""
+    images = np.stack([s["image"] for s in samples])
+    image = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    image = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+    joints_3d = torch.from_numpy(np.stack([s["joints_3d"] for s in samples])).float()
+
+    def stack(key: str, dtype: torch.dtype) -> Tensor:
+        return torch.as_tensor(np.stack([np.asarray(s[key]) for s in samples])).to(dtype)
+
+    return {
+        "image": image,
+        "joints_2d": stack("joints_2d", torch.float32),
+        "joints_3d": joints_3d - joints_3d[:, :1],
+        "has_3d": stack("has_3d", torch.bool),
+        "has_2d": torch.ones(len(samples), dtype=torch.bool),
+        "visible": stack("visible", torch.bool),
+        "camera": stack("camera", torch.float32),
+        "root_depth": stack("root_depth", torch.float32),
+        "subject": stack("subject", torch.int64),
+        "action": stack("action", torch.int64),
+    }
+
+
+@dataclass
+class RecordDataConfig:
+    """Fields every real-data Config shares; a subclass adds ``name`` and dataset specifics."""
+
+    root: str = ""
+    image_size: int = 256
+    batch_size: int = 64
+    num_workers: int = 0
+    train_size: Optional[int] = None  # caps: evenly spaced subsets; None/0 = all
+    val_size: Optional[int] = None
+    test_size: Optional[int] = None
+    scale_jitter: float = 0.25
+    rotation_deg: float = 30.0
+    flip: bool = True
+    photometric: bool = True
+    crop_margin: float = DEFAULT_MARGIN  # crop side = 200 * scale * crop_margin full-image pixels
+
+
+def _one_thread_per_worker(worker_id: int) -> None:
+    torch.set_num_threads(1)
+
+
+class RecordDataModule(pl.LightningDataModule):
+    """Shared machinery of real-data modules: configuration, size caps, datasets and loaders."""
+
+    Config = RecordDataConfig
+    dataset_name = "dataset"
+    action_names: tuple[str, ...] = ()
+    # the expected layout, one line (used in error messages) and as a picture (check output)
+    layout_line = ""
+    layout_tree = ""
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.cfg = self.Config(**cfg)
+        self.root = Path(self.cfg.root).expanduser() if self.cfg.root else None
+        if self.root is None:
+            raise self.layout_error(f"data.root is not set; expected the path of your {self.dataset_name} copy")
+        if not self.root.is_dir():
+            raise self.layout_error(f"data.root={self.root} is not a folder; expected the {self.dataset_name} root")
+        self.targets = TargetMaker(self.cfg.image_size)
+        self.datasets: dict[str, RecordDataset] = {}
+        self._records: dict[str, Sequence[PoseRecord]] = {}
+        self.check_layout()
+
+    # -- to implement -------------------------------------------------------------------
+    def load_records(self, split: str) -> Sequence[PoseRecord]:
+        raise NotImplementedError
+
+    def check(self) -> str:
+        raise NotImplementedError
+
+    def check_layout(self) -> None:
+        """Cheap existence checks run by the constructor; raise :meth:`layout_error`."""
+
+    # -- shared -------------------------------------------------------------------------
+    def layout_error(self, message: str) -> DatasetLayoutError:
+        """A :class:`DatasetLayoutError` with the expected layout appended to the one-line message."""
+        line = f"{message}; expected layout: {self.layout_line}" if self.layout_line else message
+        return DatasetLayoutError(line, self.layout_tree)
+
+    def require(self, relative: str | Path) -> Path:
+        """``root / relative``, or a layout error naming it when it does not exist."""
+        path = self.root / relative
+        if not path.exists():
+            raise self.layout_error(f"missing {path}")
+        return path
+
+    eval_joints: tuple[int, ...] = tuple(range(NUM_JOINTS))  # the joints a protocol scores
+
+    @property
+    def info(self) -> dict:
+        return {
+            "num_joints": NUM_JOINTS,
+            "image_size": self.cfg.image_size,
+            "action_names": tuple(self.action_names),
+            "eval_joints": tuple(self.eval_joints),
+        }
+
+    @property
+    def test_subjects_label(self) -> str:
+        subjects = sorted({int(r.subject) for r in self.records("test")[:: max(1, len(self.records("test")) // 200)]})
+        return f"{', '.join(map(str, subjects))} ({self.dataset_name})"
+
+    def request_targets(self, spec: dict) -> None:
+        """Ask for optional batch keys (``heatmaps``, ``skeleton_maps``): see :class:`TargetMaker`."""
+        self.targets.request(spec)
+
+    def split_cap(self, split: str) -> int | None:
+        return {"train": self.cfg.train_size, "val": self.cfg.val_size, "test": self.cfg.test_size}[split]
+
+    def all_records(self, split: str) -> Sequence[PoseRecord]:
+        """The split's records before the size cap (cached)."""
+        key = f"all-{split}"
+        if key not in self._records:
+            self._records[key] = self.load_records(split)
+        return self._records[key]
+
+    def records(self, split: str) -> Sequence[PoseRecord]:
+        """The split's records after the size cap (``data.<split>_size``)."""
+        if split not in self._records:
+            self._records[split] = cap_records(self.all_records(split), self.split_cap(split))
+        return self._records[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        """Before fitting, make every split's records and look for a few of their frames, so that a
+        wrong path or a missing image folder stops the run before training rather than at test time."""
+        splits = {"fit": ("train", "val", "test"), "validate": ("val",), "test": ("test",)}.get(stage or "fit", ())
+        for split in splits:
+            self.probe_images(split)
+
+    def probe_images(self, split: str, count: int = 8) -> None:
+        """Raise a layout error naming the first of ``count`` evenly spaced frames of ``split`` that is missing."""
+        records = self.records(split)
+        for i in evenly_spaced(len(records), count):
+            relative = records[int(i)].image_path
+            if relative:
+                path = Path(relative) if Path(relative).is_absolute() else self.root / relative
+                if not path.is_file():
+                    raise self.layout_error(f"missing image {path} (one of {count} sampled {split} frames)")
+
+    def make_augment(self) -> CropAugment | None:
+        cfg = self.cfg
+        if not (cfg.scale_jitter or cfg.rotation_deg or cfg.flip or cfg.photometric):
+            return None
+        return CropAugment(cfg.scale_jitter, cfg.rotation_deg, cfg.flip, cfg.photometric)
+
+    def dataset(self, split: str) -> RecordDataset:
+        if split not in self.datasets:
+            records = self.records(split)
+            if len(records) == 0:
+                raise self.layout_error(f"the {split} split of {self.root} is empty")
+            augment = self.make_augment() if split == "train" else None
+            self.datasets[split] = RecordDataset(records, self.root, self.cfg.image_size, augment, self.targets,
+                                                 self.cfg.crop_margin)
+        return self.datasets[split]
+
+    def _loader(self, split: str) -> DataLoader:
+        dataset = self.dataset(split)
+        return DataLoader(
+            dataset,
+            batch_size=self.cfg.batch_size,
+            shuffle=split == "train",
+            drop_last=split == "train" and len(dataset) >= 2 * self.cfg.batch_size,
+            num_workers=self.cfg.num_workers,
+            persistent_workers=self.cfg.num_workers > 0,
+            worker_init_fn=_one_thread_per_worker,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

@@ -1,0 +1,76 @@
+"""``python -m pose3d.data check DATASET PATH``: a report, or the missing file and the expected layout (exit 2)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pose3d.config import REPO_ROOT
+from pose3d.data import main
+from tests.fixtures_h36m import write_images_layout, write_poses_layout
+
+
+@pytest.fixture(scope="module")
+def images_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("check_images")
+    write_images_layout(root, num_frames=12)
+    return root
+
+
+def test_report_of_a_good_copy(images_root, capsys):
+    assert main(["check", "human36m", str(images_root)]) == 0
+    out = capsys.readouterr().out
+    for expected in ("images layout", "S1 S5 S6 S7 S8", "S9 S11", "54138969", "Protocol #1", "train:", "val:",
+                     "test:", "sampled frames present"):
+        assert expected in out
+
+
+def test_report_of_the_pose_layout_with_options(tmp_path, capsys):
+    write_poses_layout(tmp_path, num_frames=8, subjects=(1, 9, 11))
+    assert main(["check", "human36m", str(tmp_path), "layout=poses", "protocol=2"]) == 0
+    out = capsys.readouterr().out
+    assert "poses layout" in out and "Protocol #2" in out and "images: none" in out
+
+
+def test_missing_file_names_it_and_shows_the_layout(images_root, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "broken"
+    shutil.copytree(images_root / "annotation_body3d", root / "annotation_body3d")
+    (root / "annotation_body3d/cameras.pkl").unlink()
+    assert main(["check", "human36m", str(root)]) == 2
+    err = capsys.readouterr().err
+    first, rest = err.split("\n", 1)
+    assert first.startswith("error: missing ") and "cameras.pkl" in first
+    assert "expected layout:" in rest and "h36m_train.npz" in rest
+
+
+def test_missing_images_are_reported(images_root, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "no_images"
+    shutil.copytree(images_root / "annotation_body3d", root / "annotation_body3d")
+    (root / "images").mkdir()
+    assert main(["check", "human36m", str(root)]) == 2
+    assert "missing image" in capsys.readouterr().err
+
+
+def test_unknown_dataset_and_bad_arguments(tmp_path, capsys):
+    assert main(["check", "imagenet", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown dataset 'imagenet'; choose one of: " in err and "human36m" in err and "synthetic" not in err
+    assert main(["check", "human36m", str(tmp_path), "layout=videos"]) == 2
+    assert "images, poses" in capsys.readouterr().err
+    assert main(["check", "human36m", str(tmp_path), "nonsense=1"]) == 2
+    assert "nonsense" in capsys.readouterr().err
+    assert main(["check"]) == 2
+    assert "usage" in capsys.readouterr().err
+
+
+def test_module_entry_point():
+    """``python -m pose3d.data`` without arguments prints the usage and the datasets (and imports no DataModule)."""
+    result = subprocess.run([sys.executable, "-m", "pose3d.data"], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: python -m pose3d.data check DATASET PATH") and "human36m" in result.stderr
