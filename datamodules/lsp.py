@@ -44,7 +44,6 @@ import torch
 from torch import Tensor
 
 from datamodules.mpi_inf_3dhp import person_box
-from datamodules.mpii import ReferenceLengthMixin
 from datamodules.records import DatasetLayoutError, PoseRecord, RecordDataConfig, RecordDataModule
 from pose3d.metrics import functional as PF
 from pose3d.skeleton import JOINT_INDEX, SUBSET_14, map_to_h36m
@@ -166,7 +165,7 @@ class LSPConfig(RecordDataConfig):
     extended_root: Optional[str] = None  # LSP extended, added to the training images
 
 
-class LSPDataModule(ReferenceLengthMixin, RecordDataModule):
+class LSPDataModule(RecordDataModule):
     """LSP as a 2D-only source: first 1000 images train, last 1000 test (= val)."""
 
     Config = LSPConfig

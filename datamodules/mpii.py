@@ -55,8 +55,6 @@ from datamodules.records import (
     PoseRecord,
     RecordDataConfig,
     RecordDataModule,
-    RecordDataset,
-    collate_samples,
 )
 from pose3d.config import ConfigError, choice
 from pose3d.metrics import functional as PF
@@ -128,52 +126,6 @@ def pckh(pred: Tensor, target: Tensor, head_size: Tensor, visible: Tensor | None
     out = {"pckh": over(PCKH_JOINTS)}
     out.update({f"pckh/{name}": over(joints) for name, joints in PCKH_GROUPS.items()})
     return out
-
-
-# --------------------------------------------------------------------------- a dataset with a reference length
-
-class ReferenceLengthDataset(RecordDataset):
-    """:class:`RecordDataset` whose batches also carry a per-sample reference length (``key``,
-    e.g. ``head_size``), read from the record attribute of that name in full-image pixels and
-    scaled to crop pixels (the crop is a similarity: the scale is sqrt |det| of its affine)."""
-
-    def __init__(self, *args, key: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.key = key
-
-    def sample(self, index: int, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-        out = super().sample(index, rng)
-        zoom = float(np.sqrt(abs(np.linalg.det(out["affine"][:, :2]))))
-        out[self.key] = float(getattr(self.records[index], self.key, float("nan"))) * zoom
-        return out
-
-    def __getitems__(self, indices: list[int]) -> list[dict[str, Tensor]]:
-        rng = None
-        if self.augment is not None:
-            rng = np.random.default_rng(int(torch.randint(2**62, ())))
-        samples = [self.sample(int(i), rng) for i in indices]
-        batch = collate_samples(samples)
-        batch[self.key] = torch.tensor([s[self.key] for s in samples], dtype=torch.float32)
-        batch = self.targets(batch)
-        return [{k: v[i] for k, v in batch.items()} for i in range(len(indices))]
-
-
-class ReferenceLengthMixin:
-    """For a :class:`RecordDataModule`: build :class:`ReferenceLengthDataset` with ``reference_key``."""
-
-    reference_key = ""
-
-    def dataset(self, split: str) -> RecordDataset:
-        if split not in self.datasets:
-            records = self.records(split)
-            if len(records) == 0:
-                raise self.layout_error(f"the {split} split of {self.root} is empty")
-            augment = self.make_augment() if split == "train" else None
-            self.datasets[split] = ReferenceLengthDataset(
-                records, self.root, self.cfg.image_size, augment, self.targets, self.cfg.crop_margin,
-                key=self.reference_key,
-            )
-        return self.datasets[split]
 
 
 # --------------------------------------------------------------------------- parsing
@@ -295,7 +247,7 @@ class MPIIConfig(RecordDataConfig):
             raise ConfigError(f"bad value for data.holdout_every: {self.holdout_every}; expected an integer >= 2")
 
 
-class MPIIDataModule(ReferenceLengthMixin, RecordDataModule):
+class MPIIDataModule(RecordDataModule):
     """MPII as a 2D-only source: batches carry ``has_3d`` False and ``head_size`` (crop pixels)."""
 
     Config = MPIIConfig

@@ -127,12 +127,16 @@ class RecordDataset(Dataset):
     """Records -> samples of the batch contract; ``__getitems__`` makes a whole batch at once.
 
     Training randomness (augmentation) follows torch's generator, which Lightning seeds per
-    run and per worker, so runs are reproducible and workers differ.
+    run and per worker, so runs are reproducible and workers differ. ``reference_key`` (e.g.
+    MPII's ``head_size``, LSP's ``torso_size``) names a record attribute holding a per-person
+    reference length in full-image pixels; batches then carry it in crop pixels (the crop is a
+    similarity, so lengths scale by sqrt |det| of its affine).
     """
 
     def __init__(self, records: Sequence[PoseRecord], root: Path, image_size: int, augment: CropAugment | None,
-                 targets: TargetMaker, crop_margin: float = DEFAULT_MARGIN):
+                 targets: TargetMaker, crop_margin: float = DEFAULT_MARGIN, reference_key: str = ""):
         self.records = records
+        self.reference_key = reference_key
         self.root = Path(root)
         self.image_size = int(image_size)
         self.augment = augment
@@ -154,6 +158,9 @@ class RecordDataset(Dataset):
         out = crop_record(self.image_of(record), record, self.image_size, self.augment, rng, margin=self.crop_margin)
         out["has_3d"] = record.joints_3d is not None
         out["subject"], out["action"] = int(record.subject), int(record.action)
+        if self.reference_key:
+            zoom = float(np.sqrt(abs(np.linalg.det(out["affine"][:, :2]))))
+            out[self.reference_key] = float(getattr(record, self.reference_key, float("nan"))) * zoom
         return out
 
     def __getitems__(self, indices: list[int]) -> list[dict[str, Tensor]]:
@@ -162,6 +169,8 @@ class RecordDataset(Dataset):
             rng = np.random.default_rng(int(torch.randint(2**62, ())))
         samples = [self.sample(int(i), rng) for i in indices]
         batch = collate_samples(samples)
+        if self.reference_key:
+            batch[self.reference_key] = torch.tensor([s[self.reference_key] for s in samples], dtype=torch.float32)
         batch = self.targets(batch)
         return [{k: v[i] for k, v in batch.items()} for i in range(len(indices))]
 
@@ -224,6 +233,7 @@ class RecordDataModule(pl.LightningDataModule):
     # the expected layout, one line (used in error messages) and as a picture (check output)
     layout_line = ""
     layout_tree = ""
+    reference_key = ""  # a per-person reference length batches carry (see RecordDataset)
 
     def __init__(self, cfg: dict):
         super().__init__()
@@ -327,7 +337,7 @@ class RecordDataModule(pl.LightningDataModule):
                 raise self.layout_error(f"the {split} split of {self.root} is empty")
             augment = self.make_augment() if split == "train" else None
             self.datasets[split] = RecordDataset(records, self.root, self.cfg.image_size, augment, self.targets,
-                                                 self.cfg.crop_margin)
+                                                 self.cfg.crop_margin, self.reference_key)
         return self.datasets[split]
 
     def _loader(self, split: str) -> DataLoader:
