@@ -8,4 +8,5 @@ MODELS = Registry({
     "baseline": "lightning_modules.baseline:DirectRegression",
     "heatmap2d": "lightning_modules.heatmap2d:HeatmapNetwork",
     "tekin_fusion": "lightning_modules.tekin_fusion:TrainableFusion",
+    "tome_lifting": "lightning_modules.tome_lifting:LiftingFromTheDeep",
 })

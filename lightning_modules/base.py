@@ -116,7 +116,11 @@ class PoseModule(pl.LightningModule):
             head_size = batch["head_size"] if "head_size" in batch else head_size_2d(batch["joints_2d"])
             pixel_error.update(prediction["joints_2d"].float(), batch["joints_2d"], mask_2d)
             pckh.update(prediction["joints_2d"].float(), batch["joints_2d"], head_size, mask_2d)
+        self.update_method_metrics(batch, prediction, stage)
         return prediction
+
+    def update_method_metrics(self, batch: dict[str, Tensor], prediction: dict[str, Tensor], stage: str) -> None:
+        """Hook for a method's own evaluation (e.g. per-stage errors) on the same prediction."""
 
     def _log_metrics(self, stage: str) -> None:
         metrics, pixel_error, pckh = self._stage_metrics(stage)

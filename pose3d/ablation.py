@@ -95,7 +95,8 @@ class PlannedRun:
         return self.run_dir / "metrics.json"
 
     def command(self, extra: list[str]) -> list[str]:
-        args = [f"{k}={v}" for k, v in self.params.items()] + list(extra)
+        quiet = ["trainer.enable_progress_bar=false"]  # the run's log file is for reading
+        args = [f"{k}={v}" for k, v in self.params.items()] + quiet + list(extra)
         if (self.run_dir / "checkpoints" / "last.ckpt").is_file():
             args.append("ckpt_path=last")  # interrupted earlier: resume
         elif self.run_dir.exists():

@@ -1,0 +1,193 @@
+"""Tome, Russell, Agapito 2017: "Lifting from the Deep: Convolutional 3D Pose Estimation from a
+Single Image" (CVPR), Section 5.
+
+A multi-stage Convolutional Pose Machine in which every stage t
+
+1. predicts CNN belief maps ``b_t`` from the image features and the previous stage's maps
+   (Sec. 5.2; :mod:`lightning_modules.blocks.cpm`);
+2. lifts them into 3D with the probabilistic pose prior (Sec. 5.3): the arg-max of each map
+   (Eq. 3) gives 2D joints, which :class:`pose3d.lifting.Lifter` explains by a rotation,
+   scale and PPCA coefficients (Eq. 4, quantised ground-plane rotations, closed-form solve,
+   best mixture component);
+3. projects the 3D pose back, ``Y_hat = s Pi E R (mu + a . e)`` (Eq. 5), and renders it as
+   Gaussian belief maps ``b_hat_t`` (Eq. 6; a Gaussian at the sub-pixel position rather than
+   a blurred one-hot pixel);
+4. fuses ``f_t = w_t b_t + (1 - w_t) b_hat_t`` (Eq. 7) with a learned ``w_t = sigmoid(omega_t)``
+   and passes ``f_t`` to the next stage.
+
+The loss is ``sum_t ||f_t - b*||^2`` against Gaussian ground-truth belief maps (Eq. 8): the
+network trains with 2D labels only; 3D comes from the prior, fitted on 3D poses of the
+training distribution (``model.prior``: a :class:`pose3d.ppca.PosePrior` file; when empty,
+:meth:`LiftingFromTheDeep.prepare` fits one from ``model.prior_source`` once and caches it
+under ``results/priors/``). The lifting has no gradient here: the projected maps are
+constants of the loss, as the paper advises (the supplementary's sub-gradient exists as
+``Lifter(..., differentiable=True)``). The final 3D pose is the lift of the last stage's fused
+maps. ``model.fusion=false`` removes steps 2-4 inside the stages (a plain CPM, then one lift
+at the end): the ablation of the projected-belief fusion.
+
+Evaluation adds per-stage 2D pixel errors of the CNN maps and of the fused maps
+(``<stage>/pixel_error_s<t>_cnn``, ``_fused``; Table 2's comparison).
+
+Differences from the paper, each a config value: the CPM is smaller (``stages`` 3, 32
+channels, stride 4 at 64 px in the quick preset; the paper preset has the paper's 6 stages
+and 128 channels at 256 px); the camera's external calibration ``E`` is taken as the identity
+(our crops carry intrinsics only, so camera elevation is absorbed by the prior's
+ground-plane rotation search); the paper initialises from CPM's MPII weights, we train from
+scratch.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from lightning_modules.base import PoseModule, masked_mean
+from lightning_modules.blocks.cpm import BeliefStage, ImageFeatures
+from pose3d.heatmaps import decode_argmax, render_heatmaps
+from pose3d.metrics import PixelError
+
+
+@dataclass
+class TomeLiftingConfig:
+    name: str = "tome_lifting"
+    stages: int = 3
+    channels: int = 32
+    stage_layers: int = 3
+    kernel: int = 5
+    sigma: float = 1.0  # belief-map Gaussian, heatmap pixels
+    fusion: bool = True  # Eq. 7 projected-belief fusion inside the stages
+    fusion_weight_init: float = 0.5  # w_t at the start
+    prior: str = ""  # a PosePrior .npz; "" = fit one (prior_components, prior_basis) from prior_source
+    prior_source: str = "synthetic"  # synthetic | a BVH folder | a VideoPose3D data_3d_h36m.npz
+    prior_components: int = 1
+    prior_basis: int = 10
+    prior_poses: int = 20000  # poses drawn from a synthetic prior_source
+    rotations: int = 80  # quantised ground-plane rotations (Sec. 5.3)
+
+
+class LiftingFromTheDeep(PoseModule):
+    Config = TomeLiftingConfig
+
+    def __init__(self, model: dict, optim: dict, data_info: dict):
+        super().__init__(model, optim, data_info)
+        cfg, joints = self.cfg, self.data_info.num_joints
+        self.features = ImageFeatures(cfg.channels)
+        self.stages = nn.ModuleList(
+            BeliefStage(cfg.channels + (joints if t else 0), cfg.channels, joints, cfg.stage_layers, cfg.kernel)
+            for t in range(cfg.stages)
+        )
+        logit = torch.logit(torch.tensor(cfg.fusion_weight_init).clamp(1e-4, 1 - 1e-4))
+        self.fusion_logits = nn.Parameter(torch.full((cfg.stages,), float(logit))) if cfg.fusion else None
+        self.image_size = self.data_info.image_size
+        self.heatmap_size = self.image_size // ImageFeatures.stride
+        self.prior = _load_prior(cfg.prior)
+        self.stage_errors = nn.ModuleDict(
+            {f"{split}_{t}_{kind}": PixelError() for split in ("val", "test") for t in range(cfg.stages) for kind in ("cnn", "fused")}
+        )
+
+    # -- prior --------------------------------------------------------------------------
+    @classmethod
+    def prepare(cls, cfg) -> None:
+        """Fit the pose prior once per (source, components, basis) when ``model.prior`` is empty."""
+        m = cfg.model
+        if m.prior:
+            return
+        source = str(m.prior_source)
+        tag = "synthetic" if source == "synthetic" else Path(source).stem
+        count = f"-n{m.prior_poses}" if source == "synthetic" else ""
+        path = Path(cfg.results_dir) / "priors" / f"{tag}{count}-k{m.prior_components}-j{m.prior_basis}.npz"
+        if not path.is_file():
+            from pose3d import ppca
+
+            print(f"fitting the pose prior {path.name} from {source}")
+            poses = ppca.load_source(source, count=m.prior_poses)
+            prior = ppca.fit(poses, components=m.prior_components, basis=m.prior_basis)
+            partial = path.with_suffix(f".{os.getpid()}.tmp")
+            prior.save(partial)
+            partial.replace(path)  # atomic: concurrent runs never read half a file
+        m.prior = str(path)
+
+    def lifter(self):
+        return self.prior.lifter(self.cfg.rotations, device=self.device)
+
+    # -- the network --------------------------------------------------------------------
+    def required_targets(self) -> dict[str, dict]:
+        return {"heatmaps": {"size": self.heatmap_size, "sigma": self.cfg.sigma}}
+
+    def fusion_weights(self) -> Tensor | None:
+        return None if self.fusion_logits is None else torch.sigmoid(self.fusion_logits)
+
+    def decode(self, maps: Tensor) -> Tensor:
+        """Eq. 3: the arg-max of each belief map, in crop pixels."""
+        return decode_argmax(maps, (self.image_size, self.image_size))[0]
+
+    def project_lift(self, maps: Tensor):
+        """Lift the maps' 2D joints (Sec. 5.3) and render the projected pose as belief maps (Eq. 5-6)."""
+        with torch.no_grad():
+            lifted = self.lifter()(self.decode(maps.detach()).float())
+            projected = lifted.scale[:, None, None] * lifted.joints_3d[..., :2] + lifted.translation[:, None, :]
+            size = (self.image_size, self.image_size)
+            maps_hat = render_heatmaps(projected.to(maps.dtype), size, (self.heatmap_size,) * 2, sigma=self.cfg.sigma)
+        return lifted, maps_hat
+
+    def forward(self, image: Tensor) -> list[dict[str, Tensor]]:
+        """Every stage's CNN maps ``b`` and fused maps ``f`` (B, J, h, w)."""
+        features = self.features(image)
+        weights = self.fusion_weights()
+        outputs, previous = [], None
+        for t, stage in enumerate(self.stages):
+            cnn = stage(features if previous is None else torch.cat([features, previous], dim=1))
+            fused = cnn
+            if weights is not None:
+                _, projected = self.project_lift(cnn)
+                fused = weights[t] * cnn + (1 - weights[t]) * projected  # Eq. 7
+            outputs.append({"cnn": cnn, "fused": fused})
+            previous = fused
+        return outputs
+
+    def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        target = batch["heatmaps"]
+        per_stage = [(out["fused"] - target).pow(2).sum(dim=(1, 2, 3)) for out in self(batch["image"])]  # Eq. 8
+        loss = masked_mean(torch.stack(per_stage).sum(0), batch["has_2d"])
+        logs = {f"stage{t}": masked_mean(c, batch["has_2d"]).detach() for t, c in enumerate(per_stage)}
+        weights = self.fusion_weights()
+        if weights is not None:
+            logs.update({f"w{t}": w.detach() for t, w in enumerate(weights)})
+        return loss, logs
+
+    def predict(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        outputs = self(batch["image"])
+        final = outputs[-1]["fused"]
+        lifted, _ = self.project_lift(final)  # the final lifting of the last stage (Sec. 5)
+        stage_joints = {f"{t}_{kind}": self.decode(out[kind]) for t, out in enumerate(outputs) for kind in ("cnn", "fused")}
+        return {"joints_3d": lifted.joints_3d.to(final.dtype), "joints_2d": self.decode(final), "stage_joints_2d": stage_joints}
+
+    # -- per-stage 2D errors (Table 2) ----------------------------------------------------
+    def update_method_metrics(self, batch: dict[str, Tensor], prediction: dict[str, Tensor], stage: str) -> None:
+        mask_2d = batch["has_2d"][:, None] & batch["visible"]
+        for key, joints_2d in prediction["stage_joints_2d"].items():
+            self.stage_errors[f"{stage}_{key}"].update(joints_2d, batch["joints_2d"], mask_2d)
+
+    def _log_metrics(self, stage: str) -> None:
+        super()._log_metrics(stage)
+        for t in range(self.cfg.stages):
+            for kind in ("cnn", "fused"):
+                metric = self.stage_errors[f"{stage}_{t}_{kind}"]
+                if metric.update_called:
+                    self.log(f"{stage}/pixel_error_s{t + 1}_{kind}", metric.compute())
+                metric.reset()
+
+
+def _load_prior(path: str):
+    from pose3d.config import ConfigError
+    from pose3d.ppca import PosePrior
+
+    if not path:
+        raise ConfigError("model.prior is empty; expected a PosePrior .npz (python -m pose3d.ppca fit ...) "
+                          "or a run through pose3d.train, which fits one")
+    if not Path(path).is_file():
+        raise ConfigError(f"model.prior={path} does not exist; expected a PosePrior .npz from `python -m pose3d.ppca fit`")
+    return PosePrior.load(path)
