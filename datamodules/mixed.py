@@ -41,6 +41,7 @@ from omegaconf import OmegaConf
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, SequentialSampler
 
+from datamodules.loaders import one_thread_per_worker
 from pose3d.config import ConfigError, _check_choices, _merge, choice
 from pose3d.registry import Registry
 
@@ -198,9 +199,6 @@ class MixedBatchSampler(BatchSampler):
             yield batch
 
 
-def _one_thread_per_worker(worker_id: int) -> None:
-    torch.set_num_threads(1)
-
 
 class MixedDataModule(pl.LightningDataModule):
     """Train on batches mixing ``sources.three_d`` and ``sources.two_d``; validate and test on
@@ -270,7 +268,7 @@ class MixedDataModule(pl.LightningDataModule):
             batch_sampler=self.batch_sampler(),
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,
-            worker_init_fn=_one_thread_per_worker,
+            worker_init_fn=one_thread_per_worker,
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -29,9 +29,10 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from datamodules.crop import DEFAULT_MARGIN, CropAugment, crop_record
+from datamodules.loaders import SplitLoaders
 from datamodules.targets import TargetMaker
 from pose3d.config import ConfigError
 from pose3d.skeleton import NUM_JOINTS
@@ -220,11 +221,9 @@ class RecordDataConfig:
     crop_margin: float = DEFAULT_MARGIN  # crop side = 200 * scale * crop_margin full-image pixels
 
 
-def _one_thread_per_worker(worker_id: int) -> None:
-    torch.set_num_threads(1)
 
 
-class RecordDataModule(pl.LightningDataModule):
+class RecordDataModule(SplitLoaders, pl.LightningDataModule):
     """Shared machinery of real-data modules: configuration, size caps, datasets and loaders."""
 
     Config = RecordDataConfig
@@ -339,24 +338,3 @@ class RecordDataModule(pl.LightningDataModule):
             self.datasets[split] = RecordDataset(records, self.root, self.cfg.image_size, augment, self.targets,
                                                  self.cfg.crop_margin, self.reference_key)
         return self.datasets[split]
-
-    def _loader(self, split: str) -> DataLoader:
-        dataset = self.dataset(split)
-        return DataLoader(
-            dataset,
-            batch_size=self.cfg.batch_size,
-            shuffle=split == "train",
-            drop_last=split == "train" and len(dataset) >= 2 * self.cfg.batch_size,
-            num_workers=self.cfg.num_workers,
-            persistent_workers=self.cfg.num_workers > 0,
-            worker_init_fn=_one_thread_per_worker,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")

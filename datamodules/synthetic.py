@@ -32,9 +32,10 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from datamodules.augment import Photometric, flip_horizontal
+from datamodules.loaders import SplitLoaders
 from datamodules.targets import TargetMaker
 from pose3d import camera as cam
 from pose3d.body import PART_COLOUR_SLOT, TEST_SUBJECTS, TRAIN_SUBJECTS, VAL_SUBJECTS, accessory_capsules, make_subject
@@ -269,13 +270,9 @@ class SyntheticPoseDataset(Dataset):
         return batch
 
 
-def _one_thread_per_worker(worker_id: int) -> None:
-    """Render workers use one thread each: torch's default (all cores) in every worker
-    oversubscribes the CPU that training also needs and slows everything down."""
-    torch.set_num_threads(1)
 
 
-class SyntheticDataModule(pl.LightningDataModule):
+class SyntheticDataModule(SplitLoaders, pl.LightningDataModule):
     """Train on subjects 1, 5, 6, 7, 8, validate on 2 and 3, test on 9 and 11."""
 
     Config = SyntheticConfig
@@ -304,23 +301,3 @@ class SyntheticDataModule(pl.LightningDataModule):
         if split not in self.datasets:
             self.datasets[split] = SyntheticPoseDataset(self.cfg, split, self.pose_source, self.targets)
         return self.datasets[split]
-
-    def _loader(self, split: str) -> DataLoader:
-        return DataLoader(
-            self.dataset(split),
-            batch_size=self.cfg.batch_size,
-            shuffle=split == "train",
-            drop_last=split == "train" and self.cfg.train_size >= 2 * self.cfg.batch_size,
-            num_workers=self.cfg.num_workers,
-            persistent_workers=self.cfg.num_workers > 0,
-            worker_init_fn=_one_thread_per_worker,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")

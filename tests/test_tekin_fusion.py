@@ -10,10 +10,9 @@ from lightning_modules.heatmap2d import HeatmapNetwork
 from lightning_modules.tekin_fusion import TrainableFusion
 from lightning_modules.tekin_analysis import analyse
 from pose3d.config import ConfigError
-from pose3d.heatmaps import render_heatmaps
+from tests.helpers import OPTIM, random_batch
 
 INFO = {"num_joints": 17, "image_size": 32, "action_names": ("a", "b")}
-OPTIM = {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9, "scheduler": "none", "step_size": 1, "gamma": 0.1}
 
 
 def fusion(**model) -> TrainableFusion:
@@ -23,18 +22,7 @@ def fusion(**model) -> TrainableFusion:
 
 
 def batch(size: int = 4) -> dict[str, torch.Tensor]:
-    torch.manual_seed(2)
-    joints_2d = torch.rand(size, 17, 2) * 28 + 2
-    return {
-        "image": torch.rand(size, 3, 32, 32),
-        "joints_2d": joints_2d,
-        "joints_3d": torch.randn(size, 17, 3) * 200,
-        "has_3d": torch.tensor([True] * (size - 1) + [False]),
-        "has_2d": torch.ones(size, dtype=torch.bool),
-        "visible": torch.ones(size, 17, dtype=torch.bool),
-        "action": torch.zeros(size, dtype=torch.long),
-        "heatmaps": render_heatmaps(joints_2d, (32, 32), (8, 8), sigma=1.0),
-    }
+    return random_batch(size, seed=2, two_d_only=1)
 
 
 def test_eq4_loss_is_squared_error_in_mm2_plus_lambda_over_alpha_squared():

@@ -8,9 +8,9 @@ from lightning_modules.tome_lifting import LiftingFromTheDeep
 from pose3d import ppca
 from pose3d.config import ConfigError
 from pose3d.heatmaps import render_heatmaps
+from tests.helpers import OPTIM, random_batch
 
 INFO = {"num_joints": 17, "image_size": 32, "action_names": ("a",)}
-OPTIM = {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9, "scheduler": "none", "step_size": 1, "gamma": 0.1}
 
 
 @pytest.fixture(scope="module")
@@ -27,18 +27,7 @@ def network(prior_file, **model) -> LiftingFromTheDeep:
 
 
 def batch(size: int = 3) -> dict[str, torch.Tensor]:
-    torch.manual_seed(1)
-    joints_2d = torch.rand(size, 17, 2) * 24 + 4
-    return {
-        "image": torch.rand(size, 3, 32, 32),
-        "joints_2d": joints_2d,
-        "joints_3d": torch.randn(size, 17, 3) * 200,
-        "has_3d": torch.ones(size, dtype=torch.bool),
-        "has_2d": torch.ones(size, dtype=torch.bool),
-        "visible": torch.ones(size, 17, dtype=torch.bool),
-        "action": torch.zeros(size, dtype=torch.long),
-        "heatmaps": render_heatmaps(joints_2d, (32, 32), (8, 8), sigma=1.0),
-    }
+    return random_batch(size, seed=1)
 
 
 def test_stages_fuse_cnn_and_projected_maps_with_eq7(prior_file):

@@ -1,0 +1,25 @@
+"""Small shared builders for method tests (not fixtures: plain functions with explicit sizes)."""
+from __future__ import annotations
+
+import torch
+
+from pose3d.heatmaps import render_heatmaps
+
+OPTIM = {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9, "scheduler": "none", "step_size": 1, "gamma": 0.1}
+
+
+def random_batch(size: int, image_size: int = 32, heatmap_size: int = 8, seed: int = 0, two_d_only: int = 0) -> dict:
+    """A batch of the contract with random labels (the last ``two_d_only`` samples without 3D)
+    and Gaussian heatmaps of its 2D joints."""
+    generator = torch.Generator().manual_seed(seed)
+    joints_2d = torch.rand(size, 17, 2, generator=generator) * (image_size - 8) + 4
+    return {
+        "image": torch.rand(size, 3, image_size, image_size, generator=generator),
+        "joints_2d": joints_2d,
+        "joints_3d": torch.randn(size, 17, 3, generator=generator) * 200,
+        "has_3d": torch.arange(size) < size - two_d_only,
+        "has_2d": torch.ones(size, dtype=torch.bool),
+        "visible": torch.ones(size, 17, dtype=torch.bool),
+        "action": torch.zeros(size, dtype=torch.long),
+        "heatmaps": render_heatmaps(joints_2d, (image_size, image_size), (heatmap_size, heatmap_size), sigma=1.0),
+    }
