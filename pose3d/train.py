@@ -205,6 +205,8 @@ def ensure_run(overrides: list[str], data: DictConfig | None = None) -> str:
     Concurrent callers (sweep agents) wait on a lock file instead of training it twice."""
     import fcntl
 
+    if data is not None:  # the prerequisite's data schema is the given data's
+        overrides = [*overrides, f"data.name={data.name}"]
     cfg = load_config(overrides)
     if data is not None:
         cfg.data = OmegaConf.merge(cfg.data, data)
