@@ -60,7 +60,7 @@ class TomeLiftingConfig:
     sigma: float = 1.0  # belief-map Gaussian, heatmap pixels
     fusion: bool = True  # Eq. 7 projected-belief fusion inside the stages
     fusion_weight_init: float = 0.5  # w_t at the start
-    prior: str = ""  # a PosePrior .npz; "" = fit one (prior_components, prior_basis) from prior_source
+    prior: str = ""  # a PosePrior .npz or the release's .mat; "" = fit one from prior_source
     prior_source: str = "synthetic"  # synthetic | a BVH folder | a VideoPose3D data_3d_h36m.npz
     prior_components: int = 1
     prior_basis: int = 10
@@ -182,12 +182,13 @@ class LiftingFromTheDeep(PoseModule):
 
 
 def _load_prior(path: str):
+    """A fitted ``.npz`` (:meth:`pose3d.ppca.PosePrior.save`) or the paper's released ``.mat``."""
     from pose3d.config import ConfigError
-    from pose3d.ppca import PosePrior
+    from pose3d.ppca import PosePrior, load_tome_release
 
     if not path:
         raise ConfigError("model.prior is empty; expected a PosePrior .npz (python -m pose3d.ppca fit ...) "
                           "or a run through pose3d.train, which fits one")
     if not Path(path).is_file():
         raise ConfigError(f"model.prior={path} does not exist; expected a PosePrior .npz from `python -m pose3d.ppca fit`")
-    return PosePrior.load(path)
+    return load_tome_release(path) if path.endswith(".mat") else PosePrior.load(path)

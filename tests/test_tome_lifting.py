@@ -72,3 +72,9 @@ def test_without_fusion_the_stages_are_a_plain_cpm(prior_file):
 def test_missing_prior_is_a_one_line_error(tmp_path):
     with pytest.raises(ConfigError, match="model.prior=.*does not exist"):
         network(str(tmp_path / "nope.npz"))
+
+
+def test_the_published_prior_loads_from_its_mat_file(shared_data):
+    model = network(str(shared_data / "tome2017_ppca" / "prob_model_params.mat"))
+    assert model.prior.components == 3 and model.prior.basis_size == 25
+    assert model.predict(batch())["joints_3d"].shape == (3, 17, 3)
