@@ -42,7 +42,7 @@ from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, SequentialSampler
 
 from datamodules.loaders import one_thread_per_worker
-from pose3d.config import ConfigError, _check_choices, _merge, choice
+from pose3d.config import ConfigError, choice, validated
 from pose3d.registry import Registry
 
 SOURCE_KEYS = ("three_d", "two_d")
@@ -87,8 +87,7 @@ def validate_sources(sources: Any, shared: dict[str, Any]) -> dict[str, tuple[ty
                 )
         spec = {**spec, **shared}
         schema = cls.Config
-        merged = _merge(OmegaConf.structured(schema), spec, f"data.sources.{key}")
-        _check_choices(schema, merged, f"data.sources.{key}.")
+        merged = validated(schema, spec, f"data.sources.{key}", f"data.sources.{key}.")
         out[key] = (cls, OmegaConf.to_container(merged))
     return out
 

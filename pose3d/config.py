@@ -186,6 +186,15 @@ def _check_choices(schema: type, cfg: DictConfig, prefix: str = "") -> None:
             _check_choices(type(f.default_factory()), value, key + ".")
 
 
+def validated(schema: type, values: Any, source: str, prefix: str = "") -> DictConfig:
+    """``values`` merged onto the dataclass ``schema`` and checked (unknown keys, types,
+    choices); a one-line :class:`ConfigError` names ``source`` and the key (e.g. a config
+    section that another component validates, such as a mixed DataModule's sources)."""
+    cfg = _merge(OmegaConf.structured(schema), values, source)
+    _check_choices(schema, cfg, prefix)
+    return cfg
+
+
 def parse_overrides(args: list[str]) -> DictConfig:
     """``key=value`` command-line arguments (a leading ``--`` is accepted) as an OmegaConf dotlist."""
     cleaned = []

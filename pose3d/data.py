@@ -50,10 +50,9 @@ def check(dataset: str, path: str, args: list[str] | None = None) -> str:
         raise ConfigError("give the dataset folder as PATH, not root=...; expected: " + USAGE[len("usage: "):])
     from omegaconf import OmegaConf
 
-    from pose3d.config import _check_choices, _merge
+    from pose3d.config import validated
 
-    cfg = _merge(OmegaConf.structured(cls.Config), {**overrides, "root": path}, "command line")
-    _check_choices(cls.Config, cfg)
+    cfg = validated(cls.Config, {**overrides, "root": path}, "command line")
     module = cls(OmegaConf.to_container(cfg, resolve=True))
     return module.check()
 
