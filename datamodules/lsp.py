@@ -46,18 +46,13 @@ from torch import Tensor
 from datamodules.mpi_inf_3dhp import person_box
 from datamodules.records import DatasetLayoutError, PoseRecord, RecordDataConfig, RecordDataModule
 from pose3d.metrics import functional as PF
-from pose3d.skeleton import JOINT_INDEX, SUBSET_14, map_to_h36m
+from pose3d.skeleton import JOINT_INDEX, PART_PAIRS, SUBSET_14, map_to_h36m
 
 STANDARD_SPLIT = 1000
 TORSO_PAIR = (JOINT_INDEX["l_shoulder"], JOINT_INDEX["r_hip"])
 PCK_GROUPS: dict[str, tuple[int, ...]] = {
     "Head": (JOINT_INDEX["head"], JOINT_INDEX["thorax"]),  # head top, neck
-    "Shoulder": (JOINT_INDEX["l_shoulder"], JOINT_INDEX["r_shoulder"]),
-    "Elbow": (JOINT_INDEX["l_elbow"], JOINT_INDEX["r_elbow"]),
-    "Wrist": (JOINT_INDEX["l_wrist"], JOINT_INDEX["r_wrist"]),
-    "Hip": (JOINT_INDEX["l_hip"], JOINT_INDEX["r_hip"]),
-    "Knee": (JOINT_INDEX["l_knee"], JOINT_INDEX["r_knee"]),
-    "Ankle": (JOINT_INDEX["l_ankle"], JOINT_INDEX["r_ankle"]),
+    **PART_PAIRS,
 }
 # LSP PCP parts in H36M indices: lower and upper legs and arms, and the head (head top -> neck).
 # The torso part (neck -> hip centre) is left out: LSP has no pelvis joint, ours stays masked.

@@ -58,7 +58,7 @@ from datamodules.records import (
 )
 from pose3d.config import ConfigError, choice
 from pose3d.metrics import functional as PF
-from pose3d.skeleton import JOINT_INDEX, map_to_h36m
+from pose3d.skeleton import JOINT_INDEX, PART_PAIRS, map_to_h36m
 
 HEAD_BOX_FACTOR = 0.6  # SC_BIAS of the official evaluation
 CENTER_SHIFT = 15.0  # px per unit of scale: the person centre moves down by 15 * scale
@@ -68,12 +68,7 @@ RELEASE_PLACES = (f"annot/{RELEASE_NAME}", RELEASE_NAME, f"mpii_human_pose_v1_u1
 # the official PCKh table: joint groups in the H36M order
 PCKH_GROUPS: dict[str, tuple[int, ...]] = {
     "Head": (JOINT_INDEX["head"], JOINT_INDEX["neck"]),  # head top, upper neck
-    "Shoulder": (JOINT_INDEX["l_shoulder"], JOINT_INDEX["r_shoulder"]),
-    "Elbow": (JOINT_INDEX["l_elbow"], JOINT_INDEX["r_elbow"]),
-    "Wrist": (JOINT_INDEX["l_wrist"], JOINT_INDEX["r_wrist"]),
-    "Hip": (JOINT_INDEX["l_hip"], JOINT_INDEX["r_hip"]),
-    "Knee": (JOINT_INDEX["l_knee"], JOINT_INDEX["r_knee"]),
-    "Ankle": (JOINT_INDEX["l_ankle"], JOINT_INDEX["r_ankle"]),
+    **PART_PAIRS,
 }
 PCKH_JOINTS: tuple[int, ...] = tuple(sorted(j for group in PCKH_GROUPS.values() for j in group))
 

@@ -44,6 +44,14 @@ FLIP_PERMUTATION: tuple[int, ...] = tuple(flip_permutation())
 # The 14-joint subset of LSP/MPII-style 2D data and of Protocols #2/#3: drops pelvis, spine, neck.
 SUBSET_14: tuple[int, ...] = tuple(i for i in range(NUM_JOINTS) if i not in (0, 7, 9))
 
+# Left/right joint pairs that 2D benchmarks report as one part (MPII PCKh, LSP PCK tables);
+# each benchmark adds its own "Head" pair.
+PART_PAIRS: dict[str, tuple[int, int]] = {
+    part: (JOINT_INDEX[f"l_{joint}"], JOINT_INDEX[f"r_{joint}"])
+    for part, joint in (("Shoulder", "shoulder"), ("Elbow", "elbow"), ("Wrist", "wrist"),
+                        ("Hip", "hip"), ("Knee", "knee"), ("Ankle", "ankle"))
+}
+
 
 # ---------------------------------------------------------------------------
 # Other skeletons -> H36M-17.  Each source is a table: its joint names in the
