@@ -26,8 +26,9 @@ The confidence maps ``X_0`` (``model.cm_source``) are ``predicted`` by the share
 network (:mod:`lightning_modules.heatmap2d`, frozen; the paper's setting, Sec. 3.2) or
 rendered from the ``ground_truth`` 2D joints (an oracle for analysis). With ``predicted`` and
 no ``model.heatmap_ckpt``, :meth:`TrainableFusion.prepare` trains the heatmap network first
-(once per preset and data config; every variant and seed reuses it). The maps are upsampled
-to the image size, since ``I_l`` and ``X_l`` must have the same resolution.
+(once per preset, data config and heatmap experiment file; every variant and seed reuses
+it). The maps are upsampled to the image size, since ``I_l`` and ``X_l`` must have the same
+resolution.
 
 After testing, :mod:`lightning_modules.tekin_analysis` writes the Figure 5 plot (alpha, beta
 and ``w`` over training), the pruned network's size and speed, and the Figure 7 feature
@@ -55,7 +56,7 @@ from torch import Tensor
 
 from lightning_modules.base import PoseModule, build_optimizer, masked_mean
 from lightning_modules.blocks.fusion import FixedFusionWeights, FusionNetwork, SigmoidFusionWeights
-from pose3d.config import ConfigError, choice
+from pose3d.config import EXPERIMENTS_DIR, ConfigError, choice
 from pose3d.heatmaps import decode_argmax
 
 # the frozen heatmap network is in eval mode on purpose
@@ -124,7 +125,10 @@ class TrainableFusion(PoseModule):
             return
         from pose3d.train import ensure_run
 
-        data_key = hashlib.sha1(OmegaConf.to_yaml(cfg.data).encode()).hexdigest()[:8]
+        # keyed by the data config and the heatmap experiment file: a change to either retrains it
+        heatmap_file = EXPERIMENTS_DIR / f"{m.heatmap_experiment}.yaml"
+        recipe = OmegaConf.to_yaml(cfg.data) + (heatmap_file.read_text() if heatmap_file.is_file() else "")
+        data_key = hashlib.sha1(recipe.encode()).hexdigest()[:8]
         m.heatmap_ckpt = ensure_run(
             [
                 f"experiment={m.heatmap_experiment}",
