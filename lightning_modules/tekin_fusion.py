@@ -181,10 +181,11 @@ class TrainableFusion(PoseModule):
         with torch.no_grad():
             return self.heatmap_net(batch["image"])[-1].clamp(min=0.0)
 
-    def stream_inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    def stream_inputs(self, batch: dict[str, Tensor], maps: Tensor | None = None) -> dict[str, Tensor]:
+        """``I_0`` and ``X_0`` (the maps upsampled to the image); ``maps`` if already computed."""
         inputs = {"image": batch["image"]}
         if self.uses_cms:
-            maps = self.confidence_maps(batch)
+            maps = self.confidence_maps(batch) if maps is None else maps
             inputs["cms"] = F.interpolate(maps, size=batch["image"].shape[-2:], mode="bilinear", align_corners=False)
         return inputs
 
@@ -210,11 +211,12 @@ class TrainableFusion(PoseModule):
         return squared + penalty, {"squared_error": squared.detach(), "penalty": penalty.detach()}
 
     def predict(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        inputs = self.stream_inputs(batch)
-        prediction = {"joints_3d": self(inputs)}
+        maps = self.confidence_maps(batch) if self.uses_cms else None
+        inputs = self.stream_inputs(batch, maps)
+        prediction = {"joints_3d": self(inputs), "stream_inputs": inputs}
         if self.heatmap_net is not None:  # the 2D the network was given: the heatmap net's accuracy
             size = batch["image"].shape[-1], batch["image"].shape[-2]
-            prediction["joints_2d"] = decode_argmax(self.confidence_maps(batch), size)[0]
+            prediction["joints_2d"] = decode_argmax(maps, size)[0]
         return prediction
 
     # -- fusion weights over training (Figure 5) ---------------------------------------
@@ -246,12 +248,13 @@ class TrainableFusion(PoseModule):
             write_fusion_history(self.history, self.trainer.default_root_dir)
 
     # -- test-time analyses (pruning, Figure 7) ----------------------------------------
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        super().test_step(batch, batch_idx)
+    def update_method_metrics(self, batch: dict[str, Tensor], prediction: dict[str, Tensor], stage: str) -> None:
+        """Keep the stream inputs of the first ``analysis_images`` test images for the analyses."""
         have = len(self.analysis_batch.get("image", ()))
-        if have < self.cfg.analysis_images:
-            take = {k: v[: self.cfg.analysis_images - have].detach().cpu() for k, v in self.stream_inputs(batch).items()}
-            self.analysis_batch = {k: torch.cat([self.analysis_batch[k], v]) if k in self.analysis_batch else v for k, v in take.items()}
+        if stage != "test" or have >= self.cfg.analysis_images:
+            return
+        take = {k: v[: self.cfg.analysis_images - have].detach().cpu() for k, v in prediction["stream_inputs"].items()}
+        self.analysis_batch = {k: torch.cat([self.analysis_batch[k], v]) if k in self.analysis_batch else v for k, v in take.items()}
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()

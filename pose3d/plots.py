@@ -39,9 +39,8 @@ def matrix(path: Path, values: np.ndarray, title: str, split: int | None = None,
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis")
     if split is not None:
-        for position in (split - 0.5,):
-            ax.axhline(position, color="white", lw=1)
-            ax.axvline(position, color="white", lw=1)
+        ax.axhline(split - 0.5, color="white", lw=1)
+        ax.axvline(split - 0.5, color="white", lw=1)
     fig.colorbar(image, ax=ax, label=label)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()

@@ -154,14 +154,13 @@ def run(cfg: DictConfig) -> dict:
     run_dir, resume_from = prepare_run_dir(cfg, is_main)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    method = MODELS.load(cfg.model.name)
+    method.prepare(cfg)  # e.g. train a prerequisite network and record its checkpoint in cfg.model
+    # seeded after any prerequisite run, so a run starts from the same state whether its
+    # prerequisite was trained just now or reused
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, run_dir / "config.yaml")
-
-    method = MODELS.load(cfg.model.name)
-    method.prepare(cfg)  # e.g. train a prerequisite network and record its checkpoint in cfg.model
-    if is_main:
         OmegaConf.save(cfg, run_dir / "config.yaml")
     datamodule = DATAMODULES.load(cfg.data.name)(OmegaConf.to_container(cfg.data))
     model = method(

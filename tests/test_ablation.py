@@ -35,7 +35,7 @@ def test_fusion_grid_expands_to_variants_times_seeds(tmp_path):
     assert [p["variant"] for p in points[:6]] == variants and {p["seed"] for p in points[6:]} == {"1"}
     runs = plan_runs(points, [f"results_dir={tmp_path}"])
     assert runs[0].run_dir == tmp_path / "runs" / "tekin_fusion-image_only-smoke-s0"
-    assert sweep.grid() [0]["preset"] == "paper" and len(sweep.grid()) == 18  # the file itself: 3 seeds
+    assert sweep.grid()[0]["preset"] == "paper" and len(sweep.grid()) == 18  # the file itself: 3 seeds
 
 
 def test_bad_sweep_files_are_one_line_errors(tmp_path, capsys):

@@ -214,7 +214,6 @@ def squared_correlation(features: Tensor) -> Tensor:
     constant columns get 0 (Figure 7)."""
     centred = features - features.mean(0, keepdim=True)
     norm = centred.norm(dim=0)
-    valid = norm > 1e-8 * max(1.0, float(norm.max()) if norm.numel() else 1.0)
-    unit = torch.where(valid, centred / norm.clamp(min=1e-12), torch.zeros_like(centred))
+    unit = torch.where(norm > 1e-8, centred / norm.clamp(min=1e-12), torch.zeros_like(centred))
     return (unit.T @ unit).pow(2)
 
