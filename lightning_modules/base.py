@@ -6,26 +6,42 @@ A method subclasses :class:`PoseModule`, declares its ``Config`` dataclass (the 
 * ``training_loss(batch) -> (loss, logs)``: the paper's objective on one batch;
 * ``predict(batch) -> dict``: ``joints_3d`` (B, J, 3) root-relative mm and/or
   ``joints_2d`` (B, J, 2) crop pixels (a 2D-only network such as the heatmap net gives
-  only the latter).
+  only the latter), plus one ``aux`` dict of anything else the method's metrics or
+  analyses read (per-stage 2D, stream inputs, hypotheses).
 
 Validation and test then log ``val/<metric>`` and ``test/<metric>`` (DESIGN.md): the 3D
 suite for ``joints_3d``; pixel error and PCKh@0.5 for ``joints_2d`` (the head size is the
 ground-truth 2D neck-to-head-top segment, our stand-in for MPII's head box, unless the batch
 carries the dataset's ``head_size``); 3D metrics score ``DataInfo.eval_joints`` only (a
-protocol's joint subset), with a
-per-action breakdown of the test metrics in :attr:`PoseModule.test_per_action`.
-``monitor`` names the validation metric that picks the best checkpoint.
+protocol's joint subset), with a per-action breakdown of the test metrics in
+:attr:`PoseModule.test_per_action`. ``monitor`` names the validation metric that picks the
+best checkpoint.
+
+Extension points (each one mechanism for every method; see docs/adding_a_method.md):
+
+* ``prerequisites(cfg)`` (classmethod): declarations of what must exist before the model is
+  built (:mod:`pose3d.prerequisites`); the harness resolves them into the config;
+* ``required_targets()``: optional batch keys rendered by the DataModule (heatmaps, maps);
+* ``method_metrics()``: torchmetrics ``Metric``s created once, cloned per stage, synced under
+  DDP and logged as ``val/<name>`` / ``test/<name>``; ``update_method_metrics(metrics,
+  batch, prediction, stage)`` feeds them from the same prediction the suite scores;
+* ``analyse(run_dir)``: after testing, on the main process, write figures and JSON;
+* ``parameter_groups()``: optimiser groups (a method may give some parameters their own
+  learning rate); parameters loaded by ``init_from`` get ``optim.pretrained_lr_scale``.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from omegaconf import OmegaConf
 from torch import Tensor
+
+from torchmetrics import Metric
 
 from pose3d.metrics import PCKh, PixelError, pose3d_metrics
 from pose3d.skeleton import JOINT_INDEX
@@ -65,6 +81,11 @@ class PoseModule(pl.LightningModule):
         self.val_pckh = PCKh(alpha=0.5)
         self.test_pckh = PCKh(alpha=0.5)
         self.test_per_action: dict[str, dict[str, float]] = {}
+        own = self.method_metrics()
+        self.own_metrics = torch.nn.ModuleDict(
+            {stage: torch.nn.ModuleDict({name: metric.clone() for name, metric in own.items()}) for stage in ("val", "test")}
+        )
+        self.pretrained_names: set[str] = set()  # parameters loaded by init_from (see parameter_groups)
         scored = torch.zeros(self.data_info.num_joints, dtype=torch.bool)
         scored[list(self.data_info.eval_joints or range(self.data_info.num_joints))] = True
         self.register_buffer("scored_joints", scored, persistent=False)
@@ -76,14 +97,28 @@ class PoseModule(pl.LightningModule):
     def predict(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    # -- optional extension points ------------------------------------------------
     @classmethod
-    def prepare(cls, cfg) -> None:
-        """Called with the run config before the model is built; may fill in ``cfg.model``
-        (e.g. train a prerequisite network with :func:`pose3d.train.ensure_run`)."""
+    def prerequisites(cls, cfg) -> list:
+        """What must exist before this run's model is built, given its resolved config:
+        :class:`pose3d.prerequisites.TrainedRun` / ``FittedArtifact`` declarations whose
+        resolved paths the harness writes into ``cfg`` at their ``into`` keys."""
+        return []
 
     def required_targets(self) -> dict[str, dict]:
         """Optional batch keys this method trains on (see :mod:`datamodules.targets`)."""
         return {}
+
+    def method_metrics(self) -> dict[str, Metric]:
+        """The method's own metrics (created once here; the base keeps a copy per stage)."""
+        return {}
+
+    def update_method_metrics(self, metrics: dict[str, Metric], batch: dict[str, Tensor],
+                              prediction: dict[str, Any], stage: str) -> None:
+        """Update this stage's copies of :meth:`method_metrics` from the scored prediction."""
+
+    def analyse(self, run_dir: Path) -> None:
+        """After testing, on the main process: write the method's figures and JSON into ``run_dir``."""
 
     # -- training -----------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -116,11 +151,8 @@ class PoseModule(pl.LightningModule):
             head_size = batch["head_size"] if "head_size" in batch else head_size_2d(batch["joints_2d"])
             pixel_error.update(prediction["joints_2d"].float(), batch["joints_2d"], mask_2d)
             pckh.update(prediction["joints_2d"].float(), batch["joints_2d"], head_size, mask_2d)
-        self.update_method_metrics(batch, prediction, stage)
+        self.update_method_metrics(dict(self.own_metrics[stage]), batch, prediction, stage)
         return prediction
-
-    def update_method_metrics(self, batch: dict[str, Tensor], prediction: dict[str, Tensor], stage: str) -> None:
-        """Hook for a method's own evaluation (e.g. per-stage errors) on the same prediction."""
 
     def _log_metrics(self, stage: str) -> None:
         metrics, pixel_error, pckh = self._stage_metrics(stage)
@@ -130,10 +162,13 @@ class PoseModule(pl.LightningModule):
         if pixel_error.update_called:
             values[f"{stage}/pixel_error"] = pixel_error.compute()
             values[f"{stage}/pckh"] = pckh.compute()
+        for name, metric in self.own_metrics[stage].items():
+            if metric.update_called:
+                values[f"{stage}/{name}"] = metric.compute()
         self.log_dict(values, prog_bar=stage == "val")
 
     def _reset_metrics(self, stage: str) -> None:
-        for metric in self._stage_metrics(stage):
+        for metric in (*self._stage_metrics(stage), *self.own_metrics[stage].values()):
             metric.reset()
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -159,8 +194,33 @@ class PoseModule(pl.LightningModule):
         self._reset_metrics("test")
 
     # -- optimisation -------------------------------------------------------------
+    def parameter_groups(self) -> list[dict]:
+        """Optimiser parameter groups; a method may override it to give some parameters their
+        own settings (e.g. Tekin's alpha and beta)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
     def configure_optimizers(self) -> Any:
-        return build_optimizer(self.parameters(), self.optim_cfg, self.trainer.max_epochs)
+        groups = split_pretrained(self.parameter_groups(), self.named_parameters(), self.pretrained_names,
+                                  self.optim_cfg.get("pretrained_lr_scale", 1.0), self.optim_cfg.lr)
+        return build_optimizer(groups, self.optim_cfg, self.trainer.max_epochs)
+
+
+def split_pretrained(groups: list[dict], named_parameters, pretrained: set[str], scale: float, lr: float) -> list[dict]:
+    """``groups`` with the parameters named in ``pretrained`` moved to copies of their group
+    whose learning rate is ``scale`` times the group's (fine-tuning a loaded network slower
+    than the new layers, e.g. Habibie et al. 2019, Sec. 4.2: a factor of 100)."""
+    if not pretrained or scale == 1.0:
+        return groups
+    loaded = {id(p) for name, p in named_parameters if name in pretrained}
+    out = []
+    for group in groups:
+        fresh = [p for p in group["params"] if id(p) not in loaded]
+        old = [p for p in group["params"] if id(p) in loaded]
+        if fresh:
+            out.append({**group, "params": fresh})
+        if old:
+            out.append({**group, "params": old, "lr": group.get("lr", lr) * scale})
+    return out
 
 
 def build_optimizer(parameters, optim, max_epochs: int) -> Any:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from lightning_modules.base import PoseModule, masked_mean
 from lightning_modules.blocks.hourglass import StackedHourglass
@@ -41,11 +41,12 @@ class Heatmap2DConfig:
 class HeatmapNetwork(PoseModule):
     Config = Heatmap2DConfig
     monitor = ("val/pixel_error", "min")
+    map_stride = StackedHourglass.stride  # input pixels per heatmap pixel
 
     def __init__(self, model: dict, optim: dict, data_info: dict):
         super().__init__(model, optim, data_info)
         self.network = StackedHourglass(self.data_info.num_joints, self.cfg.stacks, self.cfg.channels, self.cfg.depth)
-        self.heatmap_size = self.data_info.image_size // StackedHourglass.stride
+        self.heatmap_size = self.data_info.image_size // self.map_stride
 
     def required_targets(self) -> dict[str, dict]:
         return {"heatmaps": {"size": self.heatmap_size, "sigma": self.cfg.sigma}}
@@ -58,6 +59,11 @@ class HeatmapNetwork(PoseModule):
         """The last stack's heatmaps: the confidence maps other methods consume."""
         return self.network(image)[-1]
 
+    def map_network(self) -> nn.Module:
+        """image -> the last stack's maps, as a module other methods hold frozen
+        (:mod:`lightning_modules.blocks.two_d_source`)."""
+        return LastStack(self.network)
+
     def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         target = batch["heatmaps"]
         per_stack = [(heatmaps - target).pow(2).mean(dim=(1, 2, 3)) for heatmaps in self(batch["image"])]
@@ -69,3 +75,14 @@ class HeatmapNetwork(PoseModule):
         size = batch["image"].shape[-1], batch["image"].shape[-2]
         joints_2d, _ = decode_argmax(self.confidence_maps(batch["image"]), size)
         return {"joints_2d": joints_2d}
+
+
+class LastStack(nn.Module):
+    """A stacked hourglass that returns only its last stack's heatmaps."""
+
+    def __init__(self, network: StackedHourglass):
+        super().__init__()
+        self.network = network
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.network(image)[-1]

@@ -22,13 +22,13 @@ trainable variant; lambda = 5e3 as in Sec. 3.1 (with errors in mm^2 the two term
 comparable size, as the paper says they should be), alpha starts at 0.1, beta at the middle
 layer L / 2, Adam at 1e-3.
 
-The confidence maps ``X_0`` (``model.cm_source``) are ``predicted`` by the shared heatmap
-network (:mod:`lightning_modules.heatmap2d`, frozen; the paper's setting, Sec. 3.2) or
-rendered from the ``ground_truth`` 2D joints (an oracle for analysis). With ``predicted`` and
-no ``model.heatmap_ckpt``, :meth:`TrainableFusion.prepare` trains the heatmap network first
-(once per preset, data config and heatmap experiment file; every variant and seed reuses
-it). The maps are upsampled to the image size, since ``I_l`` and ``X_l`` must have the same
-resolution.
+The confidence maps ``X_0`` come from the shared 2D source block ``model.two_d``
+(:mod:`lightning_modules.blocks.two_d_source`): ``predicted`` by the shared heatmap network
+(:mod:`lightning_modules.heatmap2d`, frozen; the paper's setting, Sec. 3.2), declared as a
+prerequisite and trained once per preset, data config and heatmap experiment file (every
+variant and seed reuses it), or rendered from the ``ground_truth`` 2D joints (an oracle for
+analysis). The maps are upsampled to the image size, since ``I_l`` and ``X_l`` must have the
+same resolution.
 
 After testing, :mod:`lightning_modules.tekin_analysis` writes the Figure 5 plot (alpha, beta
 and ``w`` over training), the pruned network's size and speed, and the Figure 7 feature
@@ -44,26 +44,23 @@ alpha needs thousands of steps to sharpen, more than a CPU preset has.
 """
 from __future__ import annotations
 
-import hashlib
-import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import Tensor
+from torchmetrics import MeanMetric, Metric
 
-from lightning_modules.base import PoseModule, build_optimizer, masked_mean
+from lightning_modules.base import PoseModule, masked_mean
 from lightning_modules.blocks.fusion import FixedFusionWeights, FusionNetwork, SigmoidFusionWeights
-from pose3d.config import EXPERIMENTS_DIR, ConfigError, choice
-from pose3d.heatmaps import decode_argmax
+from lightning_modules.blocks.two_d_source import TwoDSource, TwoDSourceConfig, two_d_prerequisites
+from pose3d.config import ConfigError, choice
+from pose3d.units import MM_PER_METRE
 
-# the frozen heatmap network is in eval mode on purpose
-warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
 FUSIONS = ("image_only", "cm_only", "early", "late", "fixed", "trainable")
-MM_PER_UNIT = 1000.0  # the output layer regresses metres; the loss is in mm^2 as in the paper
 
 
 @dataclass
@@ -78,10 +75,7 @@ class TrainableFusionConfig:
     beta_init: Optional[float] = None  # None: the middle layer L / 2
     penalty_lambda: float = 5.0e3
     fusion_lr: Optional[float] = None  # learning rate of alpha and beta; None: optim.lr
-    cm_source: str = choice("predicted", ("predicted", "ground_truth"))
-    heatmap_ckpt: Optional[str] = None  # None with cm_source=predicted: train heatmap_experiment first
-    heatmap_experiment: str = "heatmap2d"
-    heatmap_sigma: float = 1.0  # ground-truth maps, heatmap pixels
+    two_d: TwoDSourceConfig = field(default_factory=TwoDSourceConfig)  # the confidence maps X_0
     prune_tolerance: float = 1.0e-3
     analysis_images: int = 128  # Figure 7 and the pruning check use this many test images
 
@@ -102,8 +96,7 @@ class TrainableFusion(PoseModule):
             self._fusion_weights(len(cfg.conv_widths) + len(cfg.fc_widths)), cfg.dropout,
         )
         self.uses_cms = "cms" in streams
-        self.heatmap_net = self._load_heatmap_net() if self.uses_cms and cfg.cm_source == "predicted" else None
-        self.heatmap_size = self.data_info.image_size // 4
+        self.two_d = TwoDSource(cfg.two_d, self.data_info.image_size) if self.uses_cms else None
         self.history: list[dict[str, float]] = []  # alpha, beta, w over training (Figure 5)
         self.analysis_batch: dict[str, Tensor] = {}
 
@@ -118,68 +111,16 @@ class TrainableFusion(PoseModule):
 
     # -- confidence maps ------------------------------------------------------------
     @classmethod
-    def prepare(cls, cfg) -> None:
-        """Train (or reuse) the heatmap network that predicts the confidence maps."""
-        m = cfg.model
-        if m.fusion == "image_only" or m.cm_source != "predicted" or m.heatmap_ckpt:
-            return
-        from pose3d.train import ensure_run
-
-        # keyed by the data config and the heatmap experiment file: a change to either retrains it
-        heatmap_file = EXPERIMENTS_DIR / f"{m.heatmap_experiment}.yaml"
-        recipe = OmegaConf.to_yaml(cfg.data) + (heatmap_file.read_text() if heatmap_file.is_file() else "")
-        data_key = hashlib.sha1(recipe.encode()).hexdigest()[:8]
-        m.heatmap_ckpt = ensure_run(
-            [
-                f"experiment={m.heatmap_experiment}",
-                f"preset={cfg.preset}",
-                "seed=0",
-                f"name={m.heatmap_experiment}-{cfg.preset}-data{data_key}",
-                f"results_dir={cfg.results_dir}",
-                f"logger.wandb={cfg.logger.wandb}",
-                f"trainer.accelerator={cfg.trainer.accelerator}",
-                f"trainer.enable_progress_bar={cfg.trainer.enable_progress_bar}",
-            ],
-            data=cfg.data,
-        )
-
-    def _load_heatmap_net(self) -> torch.nn.Module:
-        from lightning_modules.heatmap2d import HeatmapNetwork
-
-        path = self.cfg.heatmap_ckpt
-        if not path:
-            raise ConfigError("model.cm_source=predicted needs model.heatmap_ckpt (a heatmap2d checkpoint); train one with "
-                              "`make train EXP=heatmap2d` or use cm_source=ground_truth")
-        try:
-            trained = HeatmapNetwork.load_from_checkpoint(path, map_location="cpu")
-        except FileNotFoundError:
-            raise ConfigError(f"model.heatmap_ckpt={path} does not exist; expected a heatmap2d checkpoint") from None
-        if trained.data_info.image_size != self.data_info.image_size:
-            raise ConfigError(
-                f"model.heatmap_ckpt={path} was trained on {trained.data_info.image_size} px crops; expected "
-                f"{self.data_info.image_size} px like data.image_size"
-            )
-        network = trained.network.eval()
-        network.requires_grad_(False)
-        return network
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.heatmap_net is not None:
-            self.heatmap_net.eval()  # frozen: batch-norm statistics stay those of its training
-        return self
+    def prerequisites(cls, cfg) -> list:
+        """The heatmap network that predicts the confidence maps (unless given or not used)."""
+        return [] if cfg.model.fusion == "image_only" else two_d_prerequisites(cfg.model.two_d)
 
     def required_targets(self) -> dict[str, dict]:
-        if self.uses_cms and self.cfg.cm_source == "ground_truth":
-            return {"heatmaps": {"size": self.heatmap_size, "sigma": self.cfg.heatmap_sigma}}
-        return {}
+        return self.two_d.required_targets() if self.two_d is not None else {}
 
     def confidence_maps(self, batch: dict[str, Tensor]) -> Tensor:
         """X_0: (B, J, h, w) non-negative maps at heatmap resolution."""
-        if self.heatmap_net is None:
-            return batch["heatmaps"]
-        with torch.no_grad():
-            return self.heatmap_net(batch["image"])[-1].clamp(min=0.0)
+        return self.two_d.maps(batch).clamp(min=0.0)
 
     def stream_inputs(self, batch: dict[str, Tensor], maps: Tensor | None = None) -> dict[str, Tensor]:
         """``I_0`` and ``X_0`` (the maps upsampled to the image); ``maps`` if already computed."""
@@ -192,7 +133,7 @@ class TrainableFusion(PoseModule):
     # -- the method -------------------------------------------------------------------
     def forward(self, inputs: dict[str, Tensor]) -> Tensor:
         """Stream inputs -> (B, J, 3) root-relative joints in mm."""
-        return self.network(inputs).view(-1, self.data_info.num_joints, 3) * MM_PER_UNIT
+        return self.network(inputs).view(-1, self.data_info.num_joints, 3) * MM_PER_METRE
 
     @property
     def trainable_fusion(self) -> bool:
@@ -213,10 +154,9 @@ class TrainableFusion(PoseModule):
     def predict(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         maps = self.confidence_maps(batch) if self.uses_cms else None
         inputs = self.stream_inputs(batch, maps)
-        prediction = {"joints_3d": self(inputs), "stream_inputs": inputs}
-        if self.heatmap_net is not None:  # the 2D the network was given: the heatmap net's accuracy
-            size = batch["image"].shape[-1], batch["image"].shape[-2]
-            prediction["joints_2d"] = decode_argmax(maps, size)[0]
+        prediction = {"joints_3d": self(inputs), "aux": {"stream_inputs": inputs}}
+        if self.two_d is not None and self.two_d.predicted:  # the 2D the network was given: the heatmap net's accuracy
+            prediction["joints_2d"] = self.two_d.joints_2d(maps)
         return prediction
 
     # -- fusion weights over training (Figure 5) ---------------------------------------
@@ -248,29 +188,37 @@ class TrainableFusion(PoseModule):
             write_fusion_history(self.history, self.trainer.default_root_dir)
 
     # -- test-time analyses (pruning, Figure 7) ----------------------------------------
-    def update_method_metrics(self, batch: dict[str, Tensor], prediction: dict[str, Tensor], stage: str) -> None:
-        """Keep the stream inputs of the first ``analysis_images`` test images for the analyses."""
+    def method_metrics(self) -> dict[str, Metric]:
+        """The learned alpha and beta, reported beside the test metrics."""
+        return {"alpha": MeanMetric(), "beta": MeanMetric()} if self.cfg.fusion == "trainable" else {}
+
+    def update_method_metrics(self, metrics: dict[str, Metric], batch: dict[str, Tensor],
+                              prediction: dict[str, Any], stage: str) -> None:
+        """Report alpha and beta; keep the stream inputs of the first ``analysis_images`` test
+        images for the analyses."""
+        if self.trainable_fusion:
+            metrics["alpha"].update(self.network.weights.alpha.detach())
+            metrics["beta"].update(self.network.weights.beta.detach())
         have = len(self.analysis_batch.get("image", ()))
         if stage != "test" or have >= self.cfg.analysis_images:
             return
-        take = {k: v[: self.cfg.analysis_images - have].detach().cpu() for k, v in prediction["stream_inputs"].items()}
+        inputs = prediction["aux"]["stream_inputs"]
+        take = {k: v[: self.cfg.analysis_images - have].detach().cpu() for k, v in inputs.items()}
         self.analysis_batch = {k: torch.cat([self.analysis_batch[k], v]) if k in self.analysis_batch else v for k, v in take.items()}
 
-    def on_test_epoch_end(self) -> None:
-        super().on_test_epoch_end()
-        if self.trainable_fusion:
-            self.log_dict({"test/alpha": self.network.weights.alpha.detach(), "test/beta": self.network.weights.beta.detach()})
-        if self.trainer.is_global_zero and self.analysis_batch:
+    def analyse(self, run_dir: Path) -> None:
+        if self.analysis_batch:
             from lightning_modules.tekin_analysis import analyse
 
-            analyse(self, self.analysis_batch, self.trainer.default_root_dir)
+            analyse(self, self.analysis_batch, run_dir)
         self.analysis_batch = {}
 
     # -- optimisation -------------------------------------------------------------------
-    def configure_optimizers(self) -> Any:
+    def parameter_groups(self) -> list[dict]:
+        """alpha and beta get ``model.fusion_lr`` and no weight decay."""
         fusion = list(self.network.weights.parameters())
         ids = {id(p) for p in fusion}
         groups = [{"params": [p for p in self.parameters() if p.requires_grad and id(p) not in ids]}]
         if fusion:
             groups.append({"params": fusion, "lr": self.cfg.fusion_lr or self.optim_cfg.lr, "weight_decay": 0.0})
-        return build_optimizer(groups, self.optim_cfg, self.trainer.max_epochs)
+        return groups

@@ -18,8 +18,8 @@ A multi-stage Convolutional Pose Machine in which every stage t
 The loss is ``sum_t ||f_t - b*||^2`` against Gaussian ground-truth belief maps (Eq. 8): the
 network trains with 2D labels only; 3D comes from the prior, fitted on 3D poses of the
 training distribution (``model.prior``: a :class:`pose3d.ppca.PosePrior` file; when empty,
-:meth:`LiftingFromTheDeep.prepare` fits one from ``model.prior_source`` once and caches it
-under ``results/priors/``). The lifting has no gradient here: the projected maps are
+the method declares it as a prerequisite, which the harness fits from ``model.prior_source``
+once per recipe and caches under ``results/priors/``). The lifting has no gradient here: the projected maps are
 constants of the loss, as the paper advises (the supplementary's sub-gradient exists as
 ``Lifter(..., differentiable=True)``). The final 3D pose is the lift of the last stage's fused
 maps. ``model.fusion=false`` removes steps 2-4 inside the stages (a plain CPM, then one lift
@@ -37,17 +37,19 @@ scratch.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torchmetrics import Metric
 
 from lightning_modules.base import PoseModule, masked_mean
 from lightning_modules.blocks.cpm import BeliefStage, ImageFeatures
 from pose3d.heatmaps import decode_argmax, render_heatmaps
 from pose3d.metrics import PixelError
+from pose3d.prerequisites import FittedArtifact
 
 
 @dataclass
@@ -84,31 +86,28 @@ class LiftingFromTheDeep(PoseModule):
         self.image_size = self.data_info.image_size
         self.heatmap_size = self.image_size // ImageFeatures.stride
         self.prior = _load_prior(cfg.prior)
-        self.stage_errors = nn.ModuleDict(
-            {f"{split}_{t}_{kind}": PixelError() for split in ("val", "test") for t in range(cfg.stages) for kind in ("cnn", "fused")}
-        )
 
     # -- prior --------------------------------------------------------------------------
     @classmethod
-    def prepare(cls, cfg) -> None:
-        """Fit the pose prior once per (source, components, basis) when ``model.prior`` is empty."""
+    def prerequisites(cls, cfg) -> list:
+        """The pose prior, fitted once per (source, poses, components, basis) when ``model.prior`` is empty."""
         m = cfg.model
         if m.prior:
-            return
-        source = str(m.prior_source)
+            return []
+        source, count = str(m.prior_source), int(m.prior_poses)
+        recipe = {"source": source, "components": int(m.prior_components), "basis": int(m.prior_basis)}
+        if source == "synthetic":
+            recipe["poses"] = count
         tag = "synthetic" if source == "synthetic" else Path(source).stem
-        count = f"-n{m.prior_poses}" if source == "synthetic" else ""
-        path = Path(cfg.results_dir) / "priors" / f"{tag}{count}-k{m.prior_components}-j{m.prior_basis}.npz"
-        if not path.is_file():
+
+        def fit_prior(path: Path) -> None:
             from pose3d import ppca
 
-            print(f"fitting the pose prior {path.name} from {source}")
-            poses = ppca.load_source(source, count=m.prior_poses)
-            prior = ppca.fit(poses, components=m.prior_components, basis=m.prior_basis)
-            partial = path.with_suffix(f".{os.getpid()}.tmp")
-            prior.save(partial)
-            partial.replace(path)  # atomic: concurrent runs never read half a file
-        m.prior = str(path)
+            poses = ppca.load_source(source, count=count)
+            ppca.fit(poses, components=recipe["components"], basis=recipe["basis"]).save(path)
+
+        return [FittedArtifact(name=f"{tag}-k{recipe['components']}-j{recipe['basis']}", into="model.prior",
+                               recipe=recipe, build=fit_prior, folder="priors")]
 
     def lifter(self):
         return self.prior.lifter(self.cfg.rotations, device=self.device)
@@ -163,22 +162,20 @@ class LiftingFromTheDeep(PoseModule):
         final = outputs[-1]["fused"]
         lifted, _ = self.project_lift(final)  # the final lifting of the last stage (Sec. 5)
         stage_joints = {f"{t}_{kind}": self.decode(out[kind]) for t, out in enumerate(outputs) for kind in ("cnn", "fused")}
-        return {"joints_3d": lifted.joints_3d.to(final.dtype), "joints_2d": self.decode(final), "stage_joints_2d": stage_joints}
+        return {"joints_3d": lifted.joints_3d.to(final.dtype), "joints_2d": self.decode(final),
+                "aux": {"stage_joints_2d": stage_joints}}
 
     # -- per-stage 2D errors (Table 2) ----------------------------------------------------
-    def update_method_metrics(self, batch: dict[str, Tensor], prediction: dict[str, Tensor], stage: str) -> None:
-        mask_2d = batch["has_2d"][:, None] & batch["visible"]
-        for key, joints_2d in prediction["stage_joints_2d"].items():
-            self.stage_errors[f"{stage}_{key}"].update(joints_2d, batch["joints_2d"], mask_2d)
+    def method_metrics(self) -> dict[str, Metric]:
+        """2D pixel error of every stage's CNN maps and fused maps."""
+        return {f"pixel_error_s{t + 1}_{kind}": PixelError() for t in range(self.cfg.stages) for kind in ("cnn", "fused")}
 
-    def _log_metrics(self, stage: str) -> None:
-        super()._log_metrics(stage)
-        for t in range(self.cfg.stages):
-            for kind in ("cnn", "fused"):
-                metric = self.stage_errors[f"{stage}_{t}_{kind}"]
-                if metric.update_called:
-                    self.log(f"{stage}/pixel_error_s{t + 1}_{kind}", metric.compute())
-                metric.reset()
+    def update_method_metrics(self, metrics: dict[str, Metric], batch: dict[str, Tensor],
+                              prediction: dict[str, Any], stage: str) -> None:
+        mask_2d = batch["has_2d"][:, None] & batch["visible"]
+        for key, joints_2d in prediction["aux"]["stage_joints_2d"].items():
+            t, kind = key.split("_")
+            metrics[f"pixel_error_s{int(t) + 1}_{kind}"].update(joints_2d, batch["joints_2d"], mask_2d)
 
 
 def _load_prior(path: str):

@@ -68,6 +68,7 @@ class OptimConfig:
     scheduler: str = choice("none", ("none", "cosine", "step"))
     step_size: int = 10
     gamma: float = 0.1
+    pretrained_lr_scale: float = 1.0  # learning rate of parameters loaded by init_from, relative to lr
 
 
 @dataclass
@@ -89,6 +90,8 @@ class RunConfig:
     test_only: bool = False
     overwrite: bool = False
     threads: int = 0
+    init_from: Optional[str] = None  # start from another run's weights: a run folder or a .ckpt file
+    prerequisites: Any = None  # written by the harness: what this run's declared prerequisites resolved to
     model: Any = None
     data: Any = None
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -145,10 +148,12 @@ def _deep_get(tree: dict, dotted: str) -> Any:
     return node
 
 
-def _schema_for(section: str, name: str, registry: dict[str, Any]) -> type:
+def _schema_for(section: str, name: str, registry: Any) -> type:
+    """The ``Config`` dataclass of ``name`` in a lazy :class:`pose3d.registry.Registry` (only that
+    entry's module is imported) or a plain ``{name: schema}`` dict."""
     if name not in registry:
         raise ConfigError(f"bad value for {section}.name: '{name}'; choose one of: {', '.join(sorted(registry))}")
-    return registry[name]
+    return registry.load(name).Config if hasattr(registry, "load") else registry[name]
 
 
 def _valid_keys(cfg: DictConfig, dotted_parent: str) -> str:
@@ -209,8 +214,10 @@ def parse_overrides(args: list[str]) -> DictConfig:
         raise ConfigError(f"bad argument list: {str(error).splitlines()[0]}") from None
 
 
-def build_config(overrides: list[str], model_schemas: dict[str, type], data_schemas: dict[str, type]) -> DictConfig:
-    """The validated run config for command-line ``overrides`` (see the module docstring)."""
+def build_config(overrides: list[str], model_schemas: Any, data_schemas: Any) -> DictConfig:
+    """The validated run config for command-line ``overrides`` (see the module docstring).
+    ``model_schemas`` / ``data_schemas``: the method and DataModule registries; only the
+    chosen entries are imported."""
     cli_dict = OmegaConf.to_container(parse_overrides(overrides), resolve=False)
     experiment_name = str(cli_dict.get("experiment", RunConfig.experiment))
     experiment = read_experiment(experiment_name)

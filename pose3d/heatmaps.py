@@ -94,7 +94,7 @@ def render_heatmaps(
     return gy[..., :, None] * gx[..., None, :]
 
 
-def decode_argmax(heatmaps: Tensor, image_size: Size) -> tuple[Tensor, Tensor]:
+def decode_argmax(heatmaps: Tensor, image_size: Size, subpixel: bool = True) -> tuple[Tensor, Tensor]:
     """Joints ``(B, J, 2)`` in input pixels and confidences ``(B, J)`` from heatmaps ``(B, J, h, w)``.
 
     The classic hourglass decoder: take the arg-max pixel ``(u, v)`` and move a quarter
@@ -104,7 +104,7 @@ def decode_argmax(heatmaps: Tensor, image_size: Size) -> tuple[Tensor, Tensor]:
     0.25 heatmap pixels for a Gaussian target instead of 0.5, and halves the mean. The
     result goes back to input pixels with :func:`heatmaps_to_input_coords`. The
     confidence is the map's maximum value (0 for an all-zero map, whose location is
-    then meaningless).
+    then meaningless). ``subpixel=False``: the arg-max pixel itself.
     """
     b, j, h, w = heatmaps.shape
     flat = heatmaps.reshape(b, j, h * w)
@@ -115,8 +115,8 @@ def decode_argmax(heatmaps: Tensor, image_size: Size) -> tuple[Tensor, Tensor]:
         uu, vv = (u + du).clamp(0, w - 1), (v + dv).clamp(0, h - 1)
         return flat.gather(-1, (vv * w + uu)[..., None])[..., 0]
 
-    interior_x = (u > 0) & (u < w - 1)
-    interior_y = (v > 0) & (v < h - 1)
+    interior_x = (u > 0) & (u < w - 1) & subpixel
+    interior_y = (v > 0) & (v < h - 1) & subpixel
     dx = torch.sign(value(1, 0) - value(-1, 0)) * interior_x
     dy = torch.sign(value(0, 1) - value(0, -1)) * interior_y
     xy_hm = torch.stack((u + 0.25 * dx, v + 0.25 * dy), dim=-1).to(heatmaps.dtype)

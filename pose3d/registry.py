@@ -16,10 +16,10 @@ class Registry:
     def __iter__(self):
         return iter(self.entries)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self.entries
+
     def load(self, name: str) -> type:
         module, cls = self.entries[name].split(":")
         return getattr(importlib.import_module(module), cls)
 
-    def schemas(self) -> dict[str, type]:
-        """name -> the class's ``Config`` dataclass (the schema of its config section)."""
-        return {name: self.load(name).Config for name in self.entries}

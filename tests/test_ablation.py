@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pose3d import ablation
-from pose3d.ablation import Sweep, plan_runs
+from harness import ablation
+from harness.ablation import Sweep, plan_runs
 from pose3d.config import REPO_ROOT, experiment_variants
 
 SWEEP_FILES = sorted(p for p in (REPO_ROOT / "ablations").glob("*.yaml") if p.name != "references.yaml")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from pose3d.config import ConfigError, run_name
-from pose3d.train import load_config, main
+from harness.train import load_config, main
 
 
 def test_layers_apply_in_order():

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from pose3d.config import REPO_ROOT
-from pose3d.data import main
+from harness.data import main
 from tests.fixtures_h36m import write_images_layout, write_poses_layout
 
 

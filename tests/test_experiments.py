@@ -7,7 +7,7 @@ import math
 import pytest
 
 from pose3d.config import available_experiments
-from pose3d.train import main
+from harness.train import main
 
 
 @pytest.mark.parametrize("experiment", available_experiments())

@@ -203,7 +203,7 @@ def test_poses_layout_requires_camera_extrinsics(tmp_path):
 
 
 def test_smoke_train_on_the_fixture(images_root, tmp_path):
-    from pose3d.train import main
+    from harness.train import main
 
     args = ["experiment=baseline", "preset=smoke", "data.name=human36m", f"data.root={images_root}",
             f"results_dir={tmp_path}", "overwrite=true", "logger.wandb=false", "trainer.enable_progress_bar=false",

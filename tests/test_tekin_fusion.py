@@ -17,7 +17,7 @@ INFO = {"num_joints": 17, "image_size": 32, "action_names": ("a", "b")}
 
 def fusion(**model) -> TrainableFusion:
     torch.manual_seed(0)
-    cfg = {"conv_widths": [4, 8], "fc_widths": [16], "cm_source": "ground_truth", **model}
+    cfg = {"conv_widths": [4, 8], "fc_widths": [16], "two_d": {"source": "ground_truth"}, **model}
     return TrainableFusion(model=cfg, optim=OPTIM, data_info=INFO)
 
 
@@ -65,8 +65,8 @@ def test_bad_fixed_beta_is_a_config_error():
 
 
 def test_predicted_source_needs_a_checkpoint():
-    with pytest.raises(ConfigError, match="model.heatmap_ckpt"):
-        fusion(cm_source="predicted")
+    with pytest.raises(ConfigError, match="model.two_d.checkpoint"):
+        fusion(two_d={"source": "predicted"})
 
 
 def test_analysis_writes_pruning_and_correlation(tmp_path):

@@ -66,7 +66,7 @@ def test_without_fusion_the_stages_are_a_plain_cpm(prior_file):
     for out in model(batch()["image"]):
         assert out["fused"] is out["cnn"]
     prediction = model.predict(batch())
-    assert prediction["joints_3d"].shape == (3, 17, 3) and set(prediction["stage_joints_2d"]) == {"0_cnn", "0_fused", "1_cnn", "1_fused"}
+    assert prediction["joints_3d"].shape == (3, 17, 3) and set(prediction["aux"]["stage_joints_2d"]) == {"0_cnn", "0_fused", "1_cnn", "1_fused"}
 
 
 def test_missing_prior_is_a_one_line_error(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pose3d.train import main
+from harness.train import main
 
 
 def run_dir(tmp_path: Path) -> Path:

@@ -1,0 +1,214 @@
+"""Benchmarks whose figures go to ``results/bench/<name>.json``.
+
+``python -m pose3d.bench render [--batches N] [--rounds R] [--device cpu|cuda]``: images/s of
+the synthetic data at the quick preset's resolution: ``render`` (pose, camera, scene, pixels)
+and ``pipeline`` (the training loader's whole work: + augmentation and targets), next to the
+baseline's training images/s (forward, backward, Adam step) measured in the same run. The
+target is rendering at least 3x faster than training consumes.
+
+``python -m pose3d.bench lifting [--batch-size B] [--rounds R] [--device cpu|cuda]``: poses/s of
+the batched PPCA lifting layer (``pose3d.lifting``, Tome et al. 2017 Sec. 5.3) with a single
+Gaussian and with a 3-component mixture (the published model when ``../shared/data`` has it,
+else one fitted to synthetic poses), 80 quantised rotations plus refinement, and the mean
+3D distance (mm) of its poses to an exhaustive search over 10,000 rotations on the same
+inputs. Targets: >= 300,000 poses/s single, >= 100,000 mixture, <= 1 mm.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from harness.train import load_config
+
+
+def _throughput(step, images_per_call: int, calls: int) -> float:
+    step()  # warm-up
+    started = time.perf_counter()
+    for _ in range(calls):
+        step()
+    return images_per_call * calls / (time.perf_counter() - started)
+
+
+def bench_render(batches: int, rounds: int, device: str) -> dict:
+    """Median over ``rounds`` of alternating measurements, so that load from other processes
+    on a shared machine hits rendering and training alike."""
+    from datamodules import DATAMODULES
+    from lightning_modules import MODELS
+
+    cfg = load_config(["experiment=baseline", "preset=quick"])
+    datamodule = DATAMODULES.load(cfg.data.name)(dict(cfg.data))
+    train_set = datamodule.dataset("train")
+    batch_size = cfg.data.batch_size
+    starts = itertools.count(0, batch_size)
+
+    def next_indices() -> list[int]:
+        start = next(starts) % (len(train_set) - batch_size)
+        return list(range(start, start + batch_size))
+
+    def render_step() -> None:  # the synthetic data itself: pose, camera, scene, pixels
+        train_set.render([train_set.describe(i) for i in next_indices()])
+
+    def pipeline_step() -> None:  # what the training loader does: + augmentation, targets
+        train_set.__getitems__(next_indices())
+
+    model = MODELS.load(cfg.model.name)(dict(cfg.model), dict(cfg.optim), datamodule.info).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
+    samples = train_set.__getitems__(list(range(batch_size)))
+    batch = {k: torch.stack([s[k] for s in samples]).to(device) for k in samples[0]}
+
+    def train_step() -> None:
+        loss, _ = model.training_loss(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    model.train()
+    measured: dict[str, list[float]] = {"render": [], "pipeline": [], "train": []}
+    for _ in range(rounds):
+        for name, step in (("render", render_step), ("pipeline", pipeline_step), ("train", train_step)):
+            measured[name].append(_throughput(step, batch_size, batches))
+    render, pipeline, train = (statistics.median(measured[k]) for k in ("render", "pipeline", "train"))
+    return {
+        "image_size": cfg.data.image_size,
+        "batch_size": batch_size,
+        "batches_per_round": batches,
+        "rounds": rounds,
+        "render_images_per_s": round(render, 1),
+        "pipeline_images_per_s": round(pipeline, 1),
+        "train_images_per_s": round(train, 1),
+        "render_over_train": round(render / train, 2),
+        "pipeline_over_train": round(pipeline / train, 2),
+        "target_render_over_train": 3.0,
+        "all_rounds": {k: [round(v, 1) for v in vals] for k, vals in measured.items()},
+        "torch_threads": torch.get_num_threads(),
+        "train_device": device,
+        "render_device": "cpu",
+        "machine": platform.processor() or platform.machine(),
+    }
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _lifting_inputs(count: int, seed: int = 0):
+    """2D joints (count, 17, 2) float64: synthetic poses at random yaw, weak perspective at
+    about 200 px per body height, with 2 px Gaussian noise."""
+    import numpy as np
+
+    from pose3d.ppca import load_synthetic
+
+    rng = np.random.default_rng(seed)
+    poses = load_synthetic(count, seed=seed)
+    joints = 0.12 * poses[..., :2] + rng.uniform(100, 400, (count, 1, 2)) + rng.normal(0, 2.0, (count, 17, 2))
+    return torch.as_tensor(joints)
+
+
+def _lifting_prior():
+    """(mixture prior, where it came from): the published model, or a fit to synthetic poses."""
+    from pose3d import ppca
+
+    release = SHARED_DATA / "tome2017_ppca" / "prob_model_params.mat"
+    if release.is_file():
+        return ppca.load_tome_release(release), "tome2017 release (3 x 25)"
+    return ppca.fit(ppca.load_synthetic(20000), components=3, basis=25), "fitted to synthetic poses (3 x 25)"
+
+
+def _single(prior, k: int = 0):
+    from pose3d.ppca import PosePrior
+
+    return PosePrior(prior.means[k:k + 1], prior.basis[k:k + 1], prior.variances[k:k + 1],
+                     prior.noise[k:k + 1], [1.0], prior.unit_mm)
+
+
+def bench_lifting(batch_size: int, rounds: int, device: str, compare: int = 2000, rotations: int = 80) -> dict:
+    """Median poses/s over ``rounds`` (each lifting ``batch_size`` poses 3 times), and the
+    difference to an exhaustive 10,000-rotation search (float64) on ``compare`` poses."""
+    from pose3d.lifting import Lifter
+
+    mixture, source = _lifting_prior()
+    models = {"single": _single(mixture), "mixture": mixture}
+    inputs = _lifting_inputs(max(batch_size, compare))
+    batch = inputs[:batch_size].to(device=device, dtype=torch.float32)
+    result: dict = {"prior": source}
+    threads = torch.get_num_threads()
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    for name, prior in models.items():
+        lifter = Lifter(prior, rotations=rotations, device=device, dtype=torch.float32)
+
+        def step() -> None:
+            lifter(batch)
+            if device == "cuda":
+                torch.cuda.synchronize()
+
+        speeds = [_throughput(step, batch_size, 3) for _ in range(rounds)]
+        result[f"poses_per_s_{name}"] = round(statistics.median(speeds), 1)
+        result[f"all_rounds_{name}"] = [round(v, 1) for v in speeds]
+        if device == "cpu" and threads > 1:  # one intra-op thread: robust on a shared machine
+            torch.set_num_threads(1)
+            try:
+                one = [_throughput(step, batch_size, 3) for _ in range(rounds)]
+            finally:
+                torch.set_num_threads(threads)
+            result[f"poses_per_s_{name}_1_thread"] = round(statistics.median(one), 1)
+        fast = lifter(inputs[:compare].to(device=device, dtype=torch.float32)).joints_3d.double().cpu()
+        exhaustive = Lifter(prior, rotations=10000, refine=False, device=device, dtype=torch.float64)
+        slow = exhaustive(inputs[:compare].to(device)).joints_3d.cpu()
+        diff = (fast - slow).norm(dim=-1).mean(-1)
+        result[f"mean_diff_vs_exhaustive_mm_{name}"] = round(float(diff.mean()), 4)
+        result[f"median_diff_vs_exhaustive_mm_{name}"] = round(float(diff.median()), 4)
+        result[f"max_diff_vs_exhaustive_mm_{name}"] = round(float(diff.max()), 2)
+    result.update({
+        "mean_diff_vs_exhaustive_mm": max(result["mean_diff_vs_exhaustive_mm_single"],
+                                          result["mean_diff_vs_exhaustive_mm_mixture"]),
+        "batch_size": batch_size,
+        "device": device,
+        "rotations": rotations,
+        "refine": True,
+        "exhaustive_rotations": 10000,
+        "compared_poses": compare,
+        "dtype": "float32",
+        "target_poses_per_s_single": 300000,
+        "target_poses_per_s_mixture": 100000,
+        "target_mean_diff_mm": 1.0,
+        "torch_threads": threads,
+        "load_average_before": load_before,
+        "machine": platform.processor() or platform.machine(),
+    })
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pose3d.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=["render", "lifting"])
+    parser.add_argument("--batches", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16384, help="lifting: poses per call")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--out", default="results/bench")
+    args = parser.parse_args(argv)
+    if args.name == "lifting":
+        result = bench_lifting(args.batch_size, max(args.rounds, 1), args.device)
+    else:
+        result = bench_render(args.batches, args.rounds, args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{args.name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""2D from outside a method: one config block and one loader for every method that consumes it.
+
+Tekin 2017 fuses a stacked hourglass's confidence maps, DeepSkeleton matches its hypotheses
+against the same network's 2D detections; any such method embeds :class:`TwoDSourceConfig`
+as ``model.two_d`` (same key names everywhere) and builds a :class:`TwoDSource`:
+
+* ``source: predicted``: a trained 2D network (the run of ``experiment``, declared as a
+  prerequisite by :func:`two_d_prerequisites` unless ``checkpoint`` is given), frozen and
+  kept in eval mode under ``trainer.fit``;
+* ``source: ground_truth``: Gaussian maps rendered from the 2D labels (the oracle for
+  analysis), at the resolution the named network would predict.
+
+The map stride is the 2D network's own (``map_stride`` of its method class), never a literal;
+``decode`` turns maps into joints (``subpixel``: the quarter-pixel shift of
+:func:`pose3d.heatmaps.decode_argmax`; ``argmax``: the arg-max pixel).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from pose3d.config import ConfigError, choice, read_experiment
+from pose3d.heatmaps import decode_argmax
+from pose3d.prerequisites import TrainedRun
+
+# a frozen 2D network is in eval mode on purpose
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+
+
+@dataclass
+class TwoDSourceConfig:
+    source: str = choice("predicted", ("predicted", "ground_truth"))
+    experiment: str = "heatmap2d"  # the experiment whose trained run predicts the 2D
+    checkpoint: Optional[str] = None  # a checkpoint of it; None: the harness trains or reuses one
+    sigma: float = 1.0  # ground-truth maps: Gaussian width, map pixels
+    decode: str = choice("subpixel", ("subpixel", "argmax"))
+
+
+def two_d_prerequisites(two_d, into: str = "model.two_d.checkpoint") -> list[TrainedRun]:
+    """The 2D network's trained run, when the 2D is predicted and no checkpoint is given."""
+    if two_d.source != "predicted" or two_d.checkpoint:
+        return []
+    return [TrainedRun(experiment=str(two_d.experiment), into=into)]
+
+
+def method_class(experiment: str) -> type:
+    """The method class that ``experiments/<experiment>.yaml`` trains."""
+    from lightning_modules import MODELS
+
+    name = (read_experiment(experiment).get("model") or {}).get("name")
+    if name not in MODELS.entries:
+        raise ConfigError(f"experiments/{experiment}.yaml names model {name!r}; expected a 2D method of: {', '.join(MODELS)}")
+    return MODELS.load(name)
+
+
+def load_frozen_maps(checkpoint: str, image_size: int, key: str = "model.two_d.checkpoint") -> tuple[nn.Module, int]:
+    """The map network (image -> maps) of a trained 2D method's checkpoint, frozen, and its stride."""
+    from lightning_modules import MODELS
+
+    try:
+        hparams = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]
+        cls = MODELS.load(hparams["model"]["name"])
+    except FileNotFoundError:
+        raise ConfigError(f"{key}={checkpoint} does not exist; expected a checkpoint of a trained 2D network") from None
+    except Exception as error:  # not a Lightning checkpoint of one of our methods
+        raise ConfigError(f"{key}={checkpoint} is not a pose3d checkpoint ({type(error).__name__}); "
+                          "expected a .ckpt written by python -m pose3d.train") from None
+    trained = cls.load_from_checkpoint(checkpoint, map_location="cpu")
+    if not hasattr(trained, "map_network"):
+        raise ConfigError(f"{key}={checkpoint} is a {cls.__name__} checkpoint, which predicts no 2D maps")
+    if trained.data_info.image_size != image_size:
+        raise ConfigError(f"{key}={checkpoint} was trained on {trained.data_info.image_size} px crops; "
+                          f"expected {image_size} px like data.image_size")
+    network = trained.map_network().eval()
+    network.requires_grad_(False)
+    return network, int(cls.map_stride)
+
+
+class TwoDSource(nn.Module):
+    """Confidence maps and 2D joints from ``model.two_d`` (see the module docstring)."""
+
+    def __init__(self, cfg, image_size: int):
+        super().__init__()
+        self.cfg, self.image_size = cfg, int(image_size)
+        if cfg.source == "predicted":
+            if not cfg.checkpoint:
+                raise ConfigError("model.two_d.source=predicted needs model.two_d.checkpoint (a trained 2D network); "
+                                  "runs through python -m pose3d.train train one, or use model.two_d.source=ground_truth")
+            self.network, self.stride = load_frozen_maps(cfg.checkpoint, self.image_size)
+        else:
+            self.network, self.stride = None, int(method_class(cfg.experiment).map_stride)
+        self.map_size = self.image_size // self.stride
+
+    @property
+    def predicted(self) -> bool:
+        return self.network is not None
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.network is not None:
+            self.network.eval()  # frozen: batch-norm statistics stay those of its training
+        return self
+
+    def required_targets(self) -> dict[str, dict]:
+        """Ground truth: Gaussian maps of the labels at the network's resolution."""
+        if self.predicted:
+            return {}
+        return {"heatmaps": {"kind": "heatmaps", "size": self.map_size, "sigma": float(self.cfg.sigma)}}
+
+    def maps(self, batch: dict[str, Tensor]) -> Tensor:
+        """(B, J, h, w) confidence maps of the batch."""
+        if self.network is None:
+            return batch["heatmaps"]
+        with torch.no_grad():
+            return self.network(batch["image"])
+
+    def joints_2d(self, maps: Tensor) -> Tensor:
+        """(B, J, 2) crop pixels decoded from ``maps``."""
+        size = (self.image_size, self.image_size)
+        return decode_argmax(maps, size, subpixel=self.cfg.decode == "subpixel")[0]
