@@ -19,8 +19,7 @@ from lightning_modules.base import PoseModule, masked_mean
 from lightning_modules.blocks.backbones import BACKBONES, build_backbone
 from lightning_modules.blocks.heads import PoseRegressionHead
 from pose3d.config import choice
-
-MM_PER_UNIT = 1000.0  # regress metres
+from pose3d.units import MM_PER_METRE  # the head regresses metres
 
 
 @dataclass
@@ -45,12 +44,12 @@ class DirectRegression(PoseModule):
 
     def forward(self, image: Tensor) -> Tensor:
         """(B, 3, H, W) -> (B, J, 3) root-relative joints in mm."""
-        return self.head(self.backbone(image)) * MM_PER_UNIT
+        return self.head(self.backbone(image)) * MM_PER_METRE
 
     def predict(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return {"joints_3d": self(batch["image"])}
 
     def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        error = (self(batch["image"]) - batch["joints_3d"]) / MM_PER_UNIT
+        error = (self(batch["image"]) - batch["joints_3d"]) / MM_PER_METRE
         per_sample = error.pow(2).sum(-1).mean(-1) if self.cfg.loss == "mse" else error.abs().sum(-1).mean(-1)
         return masked_mean(per_sample, batch["has_3d"]), {}

@@ -14,7 +14,9 @@ A run's config is built in layers, each validated against the schema:
 
 Any unknown key or bad value raises :class:`ConfigError` whose message is one line naming the
 key and the valid keys or choices; the train entry prints it and exits with status 2.
-A field declares its valid values with ``field(default=..., metadata={"choices": (...)})``.
+A field declares its valid values with :func:`choice` (one of a tuple) or :func:`bounded`
+(a numeric range, plus optional special values such as ``-1`` = no limit); both are checked
+for every layer before anything starts.
 """
 from __future__ import annotations
 
@@ -40,21 +42,78 @@ def choice(default: Any, choices: tuple) -> Any:
     return field(default=default, metadata={"choices": tuple(choices)})
 
 
+@dataclass(frozen=True)
+class Range:
+    """Valid numbers ``low <= x <= high`` (``>`` when ``open_low``), or one of ``special``."""
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    open_low: bool = False
+    special: tuple = ()
+
+    def allows(self, value: Any) -> bool:
+        if value in self.special:
+            return True
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def describe(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.open_low else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"<= {self.high:g}")
+        text = "a number " + " and ".join(parts) if parts else "a number"
+        specials = [("null" if v is None else str(v)) for v in self.special]
+        return text + (f" (or {', '.join(specials)})" if specials else "")
+
+
+def bounded(default: Any, low: Optional[float] = None, high: Optional[float] = None, *,
+            open_low: bool = False, special: tuple = ()) -> Any:
+    """A numeric dataclass field with a valid range (see :class:`Range`)."""
+    return field(default=default, metadata={"range": Range(low, high, open_low, tuple(special))})
+
+
+def positive(default: Any, special: tuple = ()) -> Any:
+    """A number > 0."""
+    return bounded(default, 0, open_low=True, special=special)
+
+
+def at_least(minimum: float, default: Any, special: tuple = ()) -> Any:
+    """A number >= ``minimum``."""
+    return bounded(default, minimum, special=special)
+
+
+def _check_devices(value: Any) -> None:
+    """``trainer.devices``: a count >= 1, -1 (all), "auto", or a non-empty list / comma string of device ids."""
+    ok = value in ("auto", -1) or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+    if isinstance(value, str) and value != "auto":
+        ok = all(part.strip().isdigit() for part in value.split(",")) and bool(value.strip())
+    if OmegaConf.is_list(value) or isinstance(value, list):
+        ok = len(value) > 0 and all(isinstance(v, int) and v >= 0 for v in value)
+    if not ok:
+        raise ConfigError(f"bad value for trainer.devices: {value!r}; expected a count >= 1, -1 (all), 'auto', "
+                          "or a list of device ids such as [0, 1]")
+
+
 @dataclass
 class TrainerConfig:
-    max_epochs: int = 10
-    max_steps: int = -1
-    limit_train_batches: Optional[int] = None
-    limit_val_batches: Optional[int] = None
-    limit_test_batches: Optional[int] = None
+    max_epochs: int = at_least(1, 10)
+    max_steps: int = at_least(1, -1, special=(-1,))
+    limit_train_batches: Optional[int] = at_least(1, None, special=(None,))
+    limit_val_batches: Optional[int] = at_least(0, None, special=(None,))
+    limit_test_batches: Optional[int] = at_least(1, None, special=(None,))
     accelerator: str = choice("auto", ("auto", "cpu", "gpu", "cuda", "mps"))
     devices: Any = 1
-    num_nodes: int = 1
+    num_nodes: int = at_least(1, 1)
     strategy: str = "auto"
     precision: str = choice("32-true", ("32-true", "16-mixed", "bf16-mixed", "64-true"))
-    gradient_clip_val: Optional[float] = None
-    check_val_every_n_epoch: int = 1
-    log_every_n_steps: int = 10
+    gradient_clip_val: Optional[float] = positive(None, special=(None,))
+    check_val_every_n_epoch: int = at_least(1, 1)
+    log_every_n_steps: int = at_least(1, 10)
     enable_progress_bar: bool = True
     deterministic: bool = False
 
@@ -62,13 +121,13 @@ class TrainerConfig:
 @dataclass
 class OptimConfig:
     name: str = choice("adam", ("adam", "adamw", "sgd"))
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
+    lr: float = positive(1e-3)
+    weight_decay: float = at_least(0, 0.0)
+    momentum: float = bounded(0.9, 0, 1)
     scheduler: str = choice("none", ("none", "cosine", "step"))
-    step_size: int = 10
-    gamma: float = 0.1
-    pretrained_lr_scale: float = 1.0  # learning rate of parameters loaded by init_from, relative to lr
+    step_size: int = at_least(1, 10)
+    gamma: float = positive(0.1)
+    pretrained_lr_scale: float = at_least(0, 1.0)  # learning rate of parameters loaded by init_from, relative to lr
 
 
 @dataclass
@@ -89,7 +148,7 @@ class RunConfig:
     ckpt_path: Optional[str] = None
     test_only: bool = False
     overwrite: bool = False
-    threads: int = 0
+    threads: int = at_least(0, 0)
     init_from: Optional[str] = None  # start from another run's weights: a run folder or a .ckpt file
     prerequisites: Any = None  # written by the harness: what this run's declared prerequisites resolved to
     model: Any = None
@@ -180,13 +239,17 @@ def _merge(base: DictConfig, layer: Any, source: str) -> DictConfig:
 
 
 def _check_choices(schema: type, cfg: DictConfig, prefix: str = "") -> None:
-    """Every field declared with :func:`choice` holds one of its choices (recursing into sub-configs)."""
+    """Every field declared with :func:`choice` holds one of its choices and every :func:`bounded`
+    field a number in its range (recursing into sub-configs)."""
     for f in dataclasses.fields(schema):
         value = cfg.get(f.name)
         key = f"{prefix}{f.name}"
         choices = f.metadata.get("choices")
         if choices is not None and value not in choices:
             raise ConfigError(f"bad value for {key}: '{value}'; choose one of: {', '.join(map(str, choices))}")
+        valid = f.metadata.get("range")
+        if valid is not None and not valid.allows(value):
+            raise ConfigError(f"bad value for {key}: {value!r}; expected {valid.describe()}")
         if f.default_factory is not dataclasses.MISSING and isinstance(value, DictConfig):
             _check_choices(type(f.default_factory()), value, key + ".")
 
@@ -208,9 +271,14 @@ def parse_overrides(args: list[str]) -> DictConfig:
         if "=" not in arg:
             raise ConfigError(f"bad argument '{arg}': expected key=value, e.g. experiment=baseline preset=smoke")
         cleaned.append(arg)
+    for arg in cleaned:  # each value is YAML: name the argument whose value is not
+        try:
+            yaml.safe_load(arg.split("=", 1)[1])
+        except yaml.YAMLError as error:
+            raise ConfigError(f"bad argument '{arg}': its value is not valid YAML ({str(error).splitlines()[0]})") from None
     try:
         return OmegaConf.from_dotlist(cleaned)
-    except OmegaConfBaseException as error:
+    except (OmegaConfBaseException, yaml.YAMLError) as error:
         raise ConfigError(f"bad argument list: {str(error).splitlines()[0]}") from None
 
 
@@ -231,6 +299,9 @@ def build_config(overrides: list[str], model_schemas: Any, data_schemas: Any) ->
         raise ConfigError(
             f"bad value for variant: '{variant}'; experiments/{experiment_name}.yaml defines: {', '.join(variants)}"
         )
+    if not variants and variant != RunConfig.variant:
+        raise ConfigError(f"bad value for variant: '{variant}'; experiments/{experiment_name}.yaml defines no variants "
+                          "(none); drop variant=")
 
     layers = [
         (experiment, f"experiments/{experiment_name}.yaml"),
@@ -258,6 +329,7 @@ def build_config(overrides: list[str], model_schemas: Any, data_schemas: Any) ->
     _check_choices(RunConfig, cfg)
     _check_choices(model_schema, cfg.model, "model.")
     _check_choices(data_schema, cfg.data, "data.")
+    _check_devices(cfg.trainer.devices)
     return cfg
 
 
