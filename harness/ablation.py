@@ -47,6 +47,7 @@ EXIT_BAD_INPUT = 2
 class Sweep:
     axis: str  # the file's stem: ablations/fusion.yaml -> fusion
     config: dict
+    path: Path | None = None
 
     @classmethod
     def read(cls, path: str | Path) -> "Sweep":
@@ -65,7 +66,9 @@ class Sweep:
         for name, spec in config["parameters"].items():
             if not isinstance(spec, dict) or not ("value" in spec or "values" in spec):
                 raise ConfigError(f"{path}: parameter '{name}' needs 'value' or 'values'; got {spec!r}")
-        return cls(path.stem, config)
+            if "values" in spec and not (isinstance(spec["values"], list) and spec["values"]):
+                raise ConfigError(f"{path}: parameter '{name}' has no values ({spec['values']!r}); expected a non-empty list")
+        return cls(path.stem, config, path)
 
     def grid(self, preset: str | None = None, seeds: int | None = None) -> list[dict[str, str]]:
         """Every grid point as ``{parameter: value}``, in the file's order (last parameter fastest)."""
@@ -104,15 +107,26 @@ class PlannedRun:
         return [sys.executable, "-m", "pose3d.train", *args]
 
 
-def plan_runs(points: list[dict[str, str]], extra: list[str]) -> list[PlannedRun]:
-    """Resolve each point's run folder with the same config code the run will use."""
+def plan_runs(points: list[dict[str, str]], extra: list[str], source: str = "the sweep file") -> list[PlannedRun]:
+    """Resolve each point's run folder with the same config code the run will use; a bad
+    parameter names ``source`` (the sweep file), a bad extra override the command line."""
     from pose3d.config import run_name
     from harness.train import load_config
 
+    from harness.run_identity import require_same_config
+
     runs = []
     for point in points:
+        try:
+            load_config([f"{k}={v}" for k, v in point.items()])
+        except ConfigError as error:
+            raise ConfigError(f"{source}: {str(error).replace(' (command line)', '')}") from None
         cfg = load_config([f"{k}={v}" for k, v in point.items()] + list(extra))
-        runs.append(PlannedRun(point, run_name(cfg), Path(cfg.results_dir) / "runs" / run_name(cfg)))
+        run = PlannedRun(point, run_name(cfg), Path(cfg.results_dir) / "runs" / run_name(cfg))
+        if run.metrics_file.is_file() or (run.run_dir / "checkpoints" / "last.ckpt").is_file():
+            action = "counting it as done" if run.metrics_file.is_file() else "resuming it"
+            require_same_config(run.run_dir, cfg, action)
+        runs.append(run)
     return runs
 
 
@@ -160,11 +174,13 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path) -> str:
-    """Write summary.csv / .md / .png from the finished runs; returns the markdown table."""
+def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path, failed: list[str] = ()) -> str:
+    """Write summary.csv / .md / .png from the finished runs; returns the markdown table, followed
+    by a line naming the runs that failed or have not run yet."""
     from pose3d import plots
 
     rows = []
+    missing = [run.name for run in runs if not run.metrics_file.is_file()]
     for run in runs:
         if not run.metrics_file.is_file():
             continue
@@ -207,6 +223,9 @@ def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path) -> str:
         if paper:
             cells.append(f"{paper[variant]:.2f}" if variant in paper else "-")
         lines.append("| " + " | ".join(cells) + " |")
+    absent = [f"{name} ({'failed' if name in failed else 'not run yet'})" for name in missing]
+    if absent:
+        lines += ["", f"Missing from this table: {', '.join(absent)}."]
     title = f"ablation-{sweep.axis}: test metrics, mean +/- std over seeds"
     notes = [f"# {title}", ""]
     if reference:
@@ -257,13 +276,13 @@ def main(argv: list[str] | None = None) -> int:
             return create_sweep(sweep, args.project)
         if args.seeds is not None and args.seeds < 1:
             raise ConfigError(f"--seeds {args.seeds}: expected a positive number of seeds")
-        runs = plan_runs(sweep.grid(args.preset, args.seeds), args.overrides)
+        runs = plan_runs(sweep.grid(args.preset, args.seeds), args.overrides, str(sweep.path))
         out_dir = Path(runs[0].run_dir).parents[1] / f"ablation-{sweep.axis}" if runs else Path("results")
         failed = []
         if args.action == "run":
             devices = [d for d in args.devices.split(",") if d.strip()]
             failed = execute(runs, args.overrides, devices, out_dir / "logs")
-        table = summarise(sweep, runs, out_dir)
+        table = summarise(sweep, runs, out_dir, failed)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.init_from import load_matching
 from harness.prerequisites import resolve as resolve_prerequisites
+from harness.run_identity import MAY_GROW_ON_RESUME, check_checkpoint, check_name, check_writable, require_same_config
 from pose3d.config import ConfigError, build_config, run_name
 
 EXIT_BAD_CONFIG = 2
@@ -54,16 +55,24 @@ def wandb_mode() -> str:
 
 
 def prepare_run_dir(cfg: DictConfig, is_main_process: bool) -> tuple[Path, str | None]:
-    """The run folder and the checkpoint to resume from; refuses to overwrite earlier results."""
+    """The run folder and the checkpoint to resume from; refuses to overwrite earlier results,
+    to resume with other settings, or to read a checkpoint that is not this method's
+    (:mod:`harness.run_identity`)."""
+    check_name(cfg)
     run_dir = Path(cfg.results_dir) / "runs" / run_name(cfg)
+    if is_main_process:
+        check_writable(run_dir.parent)
     last = run_dir / "checkpoints" / "last.ckpt"
     if cfg.ckpt_path == "last":
         if not last.is_file():
             raise ConfigError(f"ckpt_path=last but {last} does not exist; expected an earlier run of this name to resume")
+        check_checkpoint(last, cfg, "the run's last checkpoint")
+        require_same_config(run_dir, cfg, "resuming", allow=MAY_GROW_ON_RESUME)
         return run_dir, str(last)
     if cfg.ckpt_path is not None:
         if not Path(cfg.ckpt_path).is_file():
             raise ConfigError(f"ckpt_path={cfg.ckpt_path} does not exist; expected a .ckpt file or 'last'")
+        check_checkpoint(Path(cfg.ckpt_path), cfg, "ckpt_path")
         return run_dir, str(cfg.ckpt_path)
     earlier = [p.name for p in (last, run_dir / "metrics.json") if p.exists()]
     if is_main_process and earlier and not cfg.overwrite:
@@ -72,6 +81,19 @@ def prepare_run_dir(cfg: DictConfig, is_main_process: bool) -> tuple[Path, str |
             "overwrite=true to start again, or name=<new name>"
         )
     return run_dir, None
+
+
+def keep_earlier_results(run_dir: Path) -> None:
+    """A finished run resumed for more epochs: its earlier config and metrics stay beside the new ones."""
+    metrics = run_dir / "metrics.json"
+    if not metrics.is_file():
+        return
+    step = json.loads(metrics.read_text()).get("global_step", "earlier")
+    for name in ("metrics.json", "config.yaml"):
+        old = run_dir / name
+        kept = run_dir / f"{old.stem}.step{step}{old.suffix}"
+        if old.is_file() and not kept.exists():
+            old.replace(kept)
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
@@ -172,6 +194,8 @@ def run(cfg: DictConfig) -> dict:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if resume_from is not None and not cfg.test_only:
+            keep_earlier_results(run_dir)
         OmegaConf.save(cfg, run_dir / "config.yaml")
     datamodule = DATAMODULES.load(cfg.data.name)(OmegaConf.to_container(cfg.data))
     model = method(
@@ -207,6 +231,9 @@ def run(cfg: DictConfig) -> dict:
             },
         )
         print_table(f"{run_name(cfg)}: test subjects {datamodule.test_subjects_label}", metrics)
+        if model.unscored_3d.get("test"):
+            print(f"note: the test split of data.name={cfg.data.name} has no 3D labels, so no 3D metric was computed; "
+                  f"computed: {', '.join(metrics) or 'none'}", flush=True)
         model.analyse(run_dir)
     return metrics
 

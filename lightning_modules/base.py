@@ -86,6 +86,7 @@ class PoseModule(pl.LightningModule):
             {stage: torch.nn.ModuleDict({name: metric.clone() for name, metric in own.items()}) for stage in ("val", "test")}
         )
         self.pretrained_names: set[str] = set()  # parameters loaded by init_from (see parameter_groups)
+        self.unscored_3d: dict[str, bool] = {}  # stage -> 3D was predicted but the split has no 3D labels
         scored = torch.zeros(self.data_info.num_joints, dtype=torch.bool)
         scored[list(self.data_info.eval_joints or range(self.data_info.num_joints))] = True
         self.register_buffer("scored_joints", scored, persistent=False)
@@ -144,8 +145,11 @@ class PoseModule(pl.LightningModule):
         metrics, pixel_error, pckh = self._stage_metrics(stage)
         prediction = self.predict(batch)
         if "joints_3d" in prediction:
+            self.unscored_3d.setdefault(stage, True)
             joint_mask = batch["has_3d"][:, None] & self.scored_joints
-            metrics.update(prediction["joints_3d"].float(), batch["joints_3d"], joint_mask, batch["action"])
+            if joint_mask.any() or stage == "val":  # a 2D-only test split (MPII, LSP) has no 3D to score;
+                self.unscored_3d[stage] = False  # validation still logs its (NaN) monitor for the checkpoint
+                metrics.update(prediction["joints_3d"].float(), batch["joints_3d"], joint_mask, batch["action"])
         if "joints_2d" in prediction:
             mask_2d = batch["has_2d"][:, None] & batch["visible"]
             head_size = batch["head_size"] if "head_size" in batch else head_size_2d(batch["joints_2d"])

@@ -1,0 +1,111 @@
+"""A run's identity is its configuration: what may reuse, resume or replace a run folder.
+
+* A finished run counts as done only for the configuration it was run with, and a resume
+  (``ckpt_path=last``) must use the stored ``config.yaml``'s settings: :func:`differences`
+  names the keys that differ (run-time switches such as ``ckpt_path``, the logger, progress
+  bars, threads and the results folder are not part of a run's identity, nor are paths the
+  harness filled in for declared prerequisites). ``trainer.max_epochs`` / ``max_steps`` may
+  grow on a resume; the earlier results are then kept beside the new ones.
+* A run name is a plain name (no folders); a checkpoint to resume from must be readable and
+  of the same experiment's method; the results folder must be writable. Each failure is one
+  line naming the file and what to do (nothing is deleted for the user).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from pose3d.config import ConfigError
+
+NOT_IDENTITY = ("name", "results_dir", "ckpt_path", "test_only", "overwrite", "threads", "logger", "prerequisites",
+                "trainer.enable_progress_bar", "trainer.log_every_n_steps")
+MAY_GROW_ON_RESUME = ("trainer.max_epochs", "trainer.max_steps")
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def _exempt(key: str, exempt: tuple[str, ...]) -> bool:
+    return any(key == e or key.startswith(e + ".") for e in exempt)
+
+
+def stored_config(run_dir: Path) -> dict | None:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        raise ConfigError(f"{path} is not valid YAML; expected the config.yaml a run wrote (keep it, and move the "
+                          f"folder away to start the run again)") from None
+
+
+def differences(stored: dict, cfg: DictConfig, allow: tuple[str, ...] = ()) -> list[str]:
+    """``key: stored -> new`` for every identity key that differs between a stored config and ``cfg``."""
+    filled = tuple(record.get("into", "") for record in (stored.get("prerequisites") or []))
+    new = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    old = _flatten(stored)
+    out = []
+    for key in sorted(set(new) | set(old)):
+        if _exempt(key, NOT_IDENTITY + allow):
+            continue
+        if key in filled and not new.get(key):  # a prerequisite path the harness fills in again
+            continue
+        if new.get(key) != old.get(key):
+            out.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
+    return out
+
+
+def require_same_config(run_dir: Path, cfg: DictConfig, action: str, allow: tuple[str, ...] = ()) -> None:
+    """Refuse ``action`` on ``run_dir`` when its stored config differs from ``cfg`` (one line)."""
+    stored = stored_config(run_dir)
+    if stored is None:
+        return
+    changed = differences(stored, cfg, allow)
+    if changed:
+        shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
+        raise ConfigError(f"{run_dir} was run with other settings ({shown}); {action} would mix them: use "
+                          "name=<new name> (or another results_dir) for the new settings, or drop the changed keys")
+
+
+def check_name(cfg: DictConfig) -> None:
+    if cfg.name is not None and (not PLAIN_NAME.fullmatch(str(cfg.name)) or str(cfg.name) in (".", "..")):
+        raise ConfigError(f"bad value for name: {cfg.name!r}; expected a plain run name (letters, digits, '.', '_', "
+                          "'-'), not a path: runs live in <results_dir>/runs/<name>")
+
+
+def check_writable(folder: Path) -> None:
+    """``folder`` exists (created if needed) and accepts a new file."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{id(folder)}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"cannot write to {folder} ({error.strerror or error}); expected a writable results_dir") from None
+
+
+def check_checkpoint(path: Path, cfg: DictConfig, what: str) -> None:
+    """``path`` is a readable Lightning checkpoint of ``cfg``'s method."""
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        model_name = checkpoint["hyper_parameters"]["model"]["name"]
+    except Exception as error:  # truncated, random bytes, not a Lightning checkpoint
+        raise ConfigError(f"{what} {path} is unreadable ({type(error).__name__}); it is kept as it is: inspect or move "
+                          "it away, then start the run again with overwrite=true (or resume from another checkpoint)") from None
+    if model_name != cfg.model.name:
+        raise ConfigError(f"{what} {path} is a checkpoint of model {model_name!r}; expected one of {cfg.model.name!r} "
+                          f"(experiment {cfg.experiment})")
