@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pose3d.config import ConfigError
+
 from pose3d.skeleton import BVH_RIGS, JOINT_INDEX, NUM_JOINTS, ROOT, BvhRig, detect_bvh_rig
 
 END_SUFFIX = "_end"
@@ -205,6 +207,18 @@ def _forward_kinematics(h: _Hierarchy, values: np.ndarray) -> np.ndarray:
     return positions
 
 
+class BvhError(ConfigError):
+    """A BVH file that cannot be read; the message is one line naming the file."""
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
 def load_bvh(path: str | Path) -> BvhMotion:
     """Parse a BVH file and compute world positions of all joints and end sites.
 
@@ -212,12 +226,23 @@ def load_bvh(path: str | Path) -> BvhMotion:
     Positions are in file units and the file's axes.
     """
     path = Path(path)
-    tokens, num_frames, frame_time, numbers = _split_file(path.read_text(), str(path))
-    h = _parse_hierarchy(tokens, str(path))
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise BvhError(f"{path}: not a BVH file (binary content); expected a text file with HIERARCHY and MOTION") from None
+    try:
+        tokens, num_frames, frame_time, numbers = _split_file(text, str(path))
+        h = _parse_hierarchy(tokens, str(path))
+    except ValueError as error:
+        raise BvhError(str(error)) from None
     num_channels = sum(len(c) for c in h.channels)
-    values = np.array(numbers.split(), dtype=np.float64)
+    try:
+        values = np.array(numbers.split(), dtype=np.float64)
+    except ValueError:
+        bad = next(t for t in numbers.split() if not _is_number(t))
+        raise BvhError(f"{path}: the MOTION section holds {bad!r}; expected numbers only") from None
     if num_channels == 0 or values.size % num_channels:
-        raise ValueError(f"{path}: {values.size} motion values do not fill rows of {num_channels} channels")
+        raise BvhError(f"{path}: {values.size} motion values do not fill rows of {num_channels} channels")
     values = values.reshape(-1, num_channels)
     if values.shape[0] != num_frames:
         warnings.warn(f"{path}: header says {num_frames} frames, file has {values.shape[0]}", stacklevel=2)

@@ -197,3 +197,19 @@ def test_load_folder_with_subsampling():
     assert mask.all()
     first, _ = bvh_to_h36m(files[0])
     np.testing.assert_array_equal(poses[:3], first[::3][:3])
+
+
+def test_unreadable_bvh_files_name_themselves(tmp_path):
+    import os
+
+    from pose3d.bvh import BvhError, load_bvh
+
+    binary = tmp_path / "random.bvh"
+    binary.write_bytes(os.urandom(512) + b"\xff\xfe")
+    with pytest.raises(BvhError, match=r"random.bvh: not a BVH file \(binary content\)"):
+        load_bvh(binary)
+    text = tmp_path / "nan.bvh"
+    text.write_text("HIERARCHY\nROOT Hips\n{\n OFFSET 0 0 0\n CHANNELS 3 Xposition Yposition Zposition\n"
+                    " End Site\n {\n  OFFSET 0 1 0\n }\n}\nMOTION\nFrames: 1\nFrame Time: 0.1\n0 1 oops\n")
+    with pytest.raises(BvhError, match=r"nan.bvh: the MOTION section holds 'oops'; expected numbers only"):
+        load_bvh(text)
