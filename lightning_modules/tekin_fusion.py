@@ -50,6 +50,7 @@ from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import Tensor
 from torchmetrics import MeanMetric, Metric
 
@@ -70,9 +71,11 @@ class TrainableFusionConfig:
     fixed_beta: int = 2  # fusion=fixed: w_l = [l > fixed_beta]
     conv_widths: list[int] = field(default_factory=lambda: [16, 32, 64, 64])
     fc_widths: list[int] = field(default_factory=lambda: [256])
-    dropout: float = 0.2
+    conv_kernels: Optional[list[int]] = None  # None: 3x3 stride-2 conv + BN; else conv k x k + 2x2 max-pool + ReLU
+    dropout: Any = 0.2  # after every fully connected layer, or a list with one rate per such layer
     alpha_init: float = 0.1
     beta_init: Optional[float] = None  # None: the middle layer L / 2
+    squared_alpha: bool = False  # the authors' code: w_l = sigmoid(alpha^2 (l - beta)); Eq. 3 has alpha
     penalty_lambda: float = 5.0e3
     fusion_lr: Optional[float] = None  # learning rate of alpha and beta; None: optim.lr
     two_d: TwoDSourceConfig = field(default_factory=TwoDSourceConfig)  # the confidence maps X_0
@@ -93,7 +96,9 @@ class TrainableFusion(PoseModule):
             streams = {"cms": joints}
         self.network = FusionNetwork(
             streams, list(cfg.conv_widths), list(cfg.fc_widths), self.data_info.image_size, 3 * joints,
-            self._fusion_weights(len(cfg.conv_widths) + len(cfg.fc_widths)), cfg.dropout,
+            self._fusion_weights(len(cfg.conv_widths) + len(cfg.fc_widths)),
+            list(cfg.dropout) if OmegaConf.is_list(cfg.dropout) else float(cfg.dropout),
+            None if cfg.conv_kernels is None else list(cfg.conv_kernels),
         )
         self.uses_cms = "cms" in streams
         self.two_d = TwoDSource(cfg.two_d, self.data_info.image_size) if self.uses_cms else None
@@ -103,7 +108,7 @@ class TrainableFusion(PoseModule):
     def _fusion_weights(self, num_layers: int):
         cfg = self.cfg
         if cfg.fusion == "trainable":
-            return SigmoidFusionWeights(num_layers, cfg.alpha_init, cfg.beta_init)
+            return SigmoidFusionWeights(num_layers, cfg.alpha_init, cfg.beta_init, cfg.squared_alpha)
         beta = {"early": 0, "fixed": cfg.fixed_beta}.get(cfg.fusion, num_layers)
         if not 0 <= beta <= num_layers:
             raise ConfigError(f"bad value for model.fixed_beta: {beta}; expected 0..{num_layers} (the number of layers)")

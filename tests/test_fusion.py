@@ -140,3 +140,10 @@ def test_squared_correlation_hand_values():
     r2 = squared_correlation(features)
     assert r2[0, 1] == pytest.approx(1.0) and r2[0, 2] == pytest.approx(0.0, abs=1e-7)
     assert r2[3].abs().max() == 0  # a constant feature correlates with nothing
+
+
+def test_the_authors_squared_alpha_form():
+    weights = SigmoidFusionWeights(4, alpha=-3.0, beta=1.5, squared_alpha=True)
+    expected = torch.sigmoid(9.0 * (torch.arange(1, 5.0) - 1.5))  # sigmoid(alpha^2 (l - beta)): sign-free
+    assert torch.allclose(weights(), expected)
+    assert torch.allclose(SigmoidFusionWeights(4, alpha=-3.0, beta=1.5)(), torch.sigmoid(-3.0 * (torch.arange(1, 5.0) - 1.5)))

@@ -100,3 +100,30 @@ def test_heatmap_network_learns_a_fixed_batch():
         first = loss.item() if first is None else first
     assert loss.item() < 0.5 * first
     assert model.predict(data)["joints_2d"].shape == (4, 17, 2)
+
+
+def test_paper_preset_builds_the_authors_layer_shapes():
+    """Tekin et al.'s released code: conv 9x9/36, 5x5/72, 5x5/72 with 2x2 max-pools, fc 2048, 2048,
+    512, 512, 51 per data stream (L = 8), a fusion stream of twice the width, 128 px inputs."""
+    from harness.train import load_config
+    from lightning_modules.blocks.fusion import FusionNetwork, SigmoidFusionWeights, count_parameters
+
+    m = load_config(["experiment=tekin_fusion", "preset=paper"]).model
+    assert (m.beta_init, m.fusion_lr, m.two_d.source) == (4.6, None, "predicted")
+    with torch.device("meta"):
+        network = FusionNetwork({"image": 3, "cms": 17}, list(m.conv_widths), list(m.fc_widths), 128, 51,
+                                SigmoidFusionWeights(8, 0.1, 4.6), list(m.dropout), list(m.conv_kernels))
+    image = network.streams["image"]
+    convs = [layer[0] for layer in image[:3]]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(3, 36, (9, 9)), (36, 72, (5, 5)), (72, 72, (5, 5))]
+    assert all(isinstance(layer[1], torch.nn.MaxPool2d) for layer in image[:3])
+    linears = [layer[1] for layer in image[3:]]
+    assert [(l.in_features, l.out_features) for l in linears] == [(72 * 16 * 16, 2048), (2048, 2048), (2048, 512), (512, 512), (512, 51)]
+    assert [layer[3].p for layer in image[3:]] == [0.5, 0.5, 0.0, 0.0, 0.0]
+    assert network.num_layers == 8
+    fusion_widths = [network.fusion[str(l)][0].out_channels for l in (1, 2, 3)]
+    assert fusion_widths == [72, 144, 144]  # twice one stream's 36, 72, 72
+    assert [network.fusion[str(l)][1].out_features for l in range(4, 10)] == [4096, 4096, 1024, 1024, 102, 51]
+    # by hand: image stream 43,488,371 (fc1 18432 x 2048 alone 37.75M), CM stream 43,529,195 (17 input
+    # channels), fusion stream 174,029,683 (its fc1 36864 x 4096: 151.0M), alpha and beta 2
+    assert count_parameters(network) == 43_488_371 + 43_529_195 + 174_029_683 + 2

@@ -60,15 +60,20 @@ class FixedFusionWeights(FusionWeights):
 
 class SigmoidFusionWeights(FusionWeights):
     """Eq. 3: ``w_l = 1 / (1 + exp(-alpha (l - beta)))`` with trainable ``alpha`` (sharpness)
-    and ``beta`` (fusion point); the paper starts from alpha = 0.1 and beta = the middle layer."""
+    and ``beta`` (fusion point); the paper starts from alpha = 0.1 and beta = the middle layer.
+    ``squared_alpha``: the authors' released code, ``sigmoid(alpha^2 (l - beta))``."""
 
-    def __init__(self, num_layers: int, alpha: float = 0.1, beta: float | None = None):
+    def __init__(self, num_layers: int, alpha: float = 0.1, beta: float | None = None, squared_alpha: bool = False):
         super().__init__(num_layers)
         self.alpha = nn.Parameter(torch.tensor(float(alpha)))
         self.beta = nn.Parameter(torch.tensor(float(num_layers / 2 if beta is None else beta)))
+        self.squared_alpha = bool(squared_alpha)
+
+    def sharpness(self) -> Tensor:
+        return self.alpha.pow(2) if self.squared_alpha else self.alpha
 
     def forward(self) -> Tensor:
-        return torch.sigmoid(self.alpha * (self.layer_index(self.alpha) - self.beta))
+        return torch.sigmoid(self.sharpness() * (self.layer_index(self.alpha) - self.beta))
 
 
 @dataclass(frozen=True)
@@ -96,9 +101,12 @@ def fusion_plan(weights: list[float] | None, num_layers: int) -> FusionPlan:
     return FusionPlan(depth, tuple(sorted(fusion)))
 
 
-def _conv_layer(cin: int, cout: int) -> nn.Module:
-    """A convolutional layer: 3x3 stride-2 conv, batch norm, ReLU (halves the resolution)."""
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def _conv_layer(cin: int, cout: int, kernel: int | None = None) -> nn.Module:
+    """A convolutional layer that halves the resolution: without ``kernel``, a 3x3 stride-2 conv,
+    batch norm and ReLU; with it, the authors' ``kernel x kernel`` conv, 2x2 max-pool, ReLU."""
+    if kernel is None:
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, 1, kernel // 2), nn.MaxPool2d(2), nn.ReLU(inplace=True))
 
 
 def _fc_layer(cin: int, cout: int, dropout: float) -> nn.Module:
@@ -117,13 +125,23 @@ class FusionNetwork(nn.Module):
         input_size: int,
         num_outputs: int,
         weights: FusionWeights,
-        dropout: float = 0.0,
+        dropout: float | list[float] = 0.0,
+        conv_kernels: list[int] | None = None,
     ):
+        """``dropout``: after every fully connected layer, or one value per such layer;
+        ``conv_kernels``: one kernel size per conv layer for conv + max-pool + ReLU layers (the
+        authors' code), or None for 3x3 stride-2 conv + batch norm + ReLU."""
         super().__init__()
         self.spec = dict(
             stream_channels=dict(stream_channels), conv_widths=list(conv_widths), fc_widths=list(fc_widths),
-            input_size=input_size, num_outputs=num_outputs, dropout=dropout,
+            input_size=input_size, num_outputs=num_outputs,
+            dropout=list(dropout) if isinstance(dropout, (list, tuple)) else dropout,
+            conv_kernels=None if conv_kernels is None else list(conv_kernels),
         )
+        if conv_kernels is not None and len(conv_kernels) != len(conv_widths):
+            raise ValueError(f"{len(conv_kernels)} conv kernels for {len(conv_widths)} conv layers; expected one per layer")
+        if isinstance(dropout, (list, tuple)) and len(dropout) != len(fc_widths):
+            raise ValueError(f"{len(dropout)} dropout rates for {len(fc_widths)} fully connected layers; expected one per layer")
         self.num_conv, self.num_layers = len(conv_widths), len(conv_widths) + len(fc_widths)
         if input_size % 2**self.num_conv:
             raise ValueError(f"input size {input_size} is not divisible by 2^{self.num_conv} (one halving per conv layer)")
@@ -147,13 +165,15 @@ class FusionNetwork(nn.Module):
     def _layer(self, l: int, widths: list[int], output: bool = False) -> nn.Module:
         """Layer ``l`` mapping ``widths[l-1]`` to ``widths[l]`` features."""
         cin, cout = widths[l - 1], widths[l]
+        kernels = self.spec["conv_kernels"]
         if l <= self.num_conv:
-            return _conv_layer(cin, cout)
+            return _conv_layer(cin, cout, None if kernels is None else kernels[l - 1])
         if l == self.num_conv + 1:  # first layer after the convolutions: flatten the last map
             cin *= (self.spec["input_size"] // 2**self.num_conv) ** 2
         if output:
             return nn.Sequential(nn.Flatten(), nn.Linear(cin, cout))
-        return _fc_layer(cin, cout, self.spec["dropout"])
+        dropout = self.spec["dropout"]
+        return _fc_layer(cin, cout, dropout[l - self.num_conv - 1] if isinstance(dropout, list) else dropout)
 
     def stream_features(self, inputs: dict[str, Tensor], depth: int) -> dict[str, list[Tensor]]:
         """Each data stream's feature maps ``[s_0, ..., s_depth]``."""
