@@ -14,6 +14,7 @@ from pose3d.metrics import (
     PixelError,
     pose3d_metrics,
 )
+from pose3d import procrustes
 from pose3d.metrics import functional as F
 from pose3d.skeleton import H36M_BONES
 
@@ -126,8 +127,92 @@ def test_masked_joints_may_hold_garbage():
     pred, target = offsets_to_pose([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0]])
     target[0, 1] = float("nan")
     mask = torch.tensor([[True, False]])
-    for fn in (F.mpjpe, F.pa_mpjpe, F.n_mpjpe, F.pck3d, F.auc3d):
+    for fn in (F.mpjpe, F.pa_mpjpe, F.n_mpjpe, F.pck3d, F.auc3d,
+               F.pck3d_scaled, F.auc3d_scaled, F.pck3d_pa, F.auc3d_pa):
         assert math.isfinite(fn(pred, target, mask=mask))
+
+
+def rotation_z(angle):
+    c, s = math.cos(angle), math.sin(angle)
+    return torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+
+
+def scaled_two_joints():
+    """pred (100,0,0), (0,200,0); target (190,0,0), (0,280,0), in float64 (everything exact).
+
+    Unaligned errors: 90 and 80 mm. Scale: s = <p,t>/<p,p> = (19000 + 56000) / (10000 + 40000)
+    = 1.5 -> s p = (150,0,0), (0,300,0); errors 40 and 20 mm.
+    """
+    pred = torch.tensor([[[100.0, 0.0, 0.0], [0.0, 200.0, 0.0]]], dtype=torch.float64)
+    target = torch.tensor([[[190.0, 0.0, 0.0], [0.0, 280.0, 0.0]]], dtype=torch.float64)
+    return pred, target
+
+
+def test_scaled_pck_auc_hand_values():
+    pred, target = scaled_two_joints()
+    # after scaling: errors 40, 20; both within 150; within 30 only the 20 mm one
+    assert close(F.pck3d_scaled(pred, target), 100.0)
+    assert close(F.pck3d_scaled(pred, target, threshold=30.0), 50.0)
+    assert close(F.pck3d_scaled(pred, target, threshold=40.0), 100.0)  # <= counts
+    # AUC: 40 mm is within tau = 40, 45, ..., 150 (23 of 31); 20 mm within 20..150 (27 of 31)
+    assert close(F.auc3d_scaled(pred, target), 100.0 * (23 + 27) / 62)
+    # unaligned: errors 90, 80 -> within 85 only the 80 one; AUC (13 + 15) / 62
+    assert close(F.pck3d(pred, target, threshold=85.0), 50.0)
+    assert close(F.auc3d(pred, target), 100.0 * (13 + 15) / 62)
+
+
+def test_half_size_prediction_is_perfect_after_scaling():
+    # a prediction at half the size of the ground truth: s = 2 exactly (powers of two), so the
+    # scaled prediction is the ground truth itself: PCK and AUC 100 (AUC's tau = 0 included)
+    g = torch.Generator().manual_seed(5)
+    target = torch.randint(-400, 400, (4, 17, 3), generator=g).to(torch.float64)
+    pred = 0.5 * target
+    assert F.pck3d(pred, target) < 100.0 and F.auc3d(pred, target) < 100.0
+    assert close(F.pck3d_scaled(pred, target), 100.0)
+    assert close(F.auc3d_scaled(pred, target), 100.0)
+    # and after Procrustes too (a similarity copy)
+    assert close(F.pck3d_pa(pred, target), 100.0)
+
+
+def test_rotated_ground_truth_is_perfect_after_procrustes():
+    g = torch.Generator().manual_seed(6)
+    target = torch.randn(3, 17, 3, generator=g, dtype=torch.float64) * 300.0
+    pred = 0.8 * target @ rotation_z(1.2).T + torch.tensor([40.0, 0.0, -90.0], dtype=torch.float64)
+    assert F.pck3d(pred, target) < 100.0
+    assert F.pck3d_scaled(pred, target) < 100.0  # a scale alone cannot undo a rotation
+    assert close(F.pck3d_pa(pred, target), 100.0)
+    # the residuals are ~1e-13 mm, not exactly 0: every threshold but possibly tau = 0
+    assert 100.0 * 30 / 31 - 1e-6 <= F.auc3d_pa(pred, target) <= 100.0
+    assert F.pck3d_pa(pred, target, threshold=1e-6) == 100.0
+
+
+def test_aligned_metrics_ignore_masked_joints():
+    # a third joint, masked out, with a wild prediction and a NaN target: the fit and the
+    # statistics use the valid joints only, so the values are those of the 2-joint case
+    pred, target = scaled_two_joints()
+    pred = torch.cat([pred, torch.tensor([[[5000.0, -3000.0, 7.0]]], dtype=torch.float64)], 1)
+    target = torch.cat([target, torch.full((1, 1, 3), float("nan"), dtype=torch.float64)], 1)
+    mask = torch.tensor([[True, True, False]])
+    assert close(F.pck3d_scaled(pred, target, threshold=30.0, mask=mask), 50.0)
+    assert close(F.auc3d_scaled(pred, target, mask=mask), 100.0 * 50 / 62)
+    # Procrustes: masking equals dropping the joints
+    g = torch.Generator().manual_seed(7)
+    target = torch.randn(2, 17, 3, generator=g) * 200.0
+    pred = target + torch.randn(2, 17, 3, generator=g) * 60.0
+    pred[:, 3] = 1e5  # masked below: would wreck the fit
+    keep = [j for j in range(17) if j != 3]
+    mask = torch.ones(2, 17, dtype=torch.bool)
+    mask[:, 3] = False
+    for fn in (F.pck3d_pa, F.auc3d_pa, F.pck3d_scaled, F.auc3d_scaled):
+        assert close(fn(pred, target, mask=mask), fn(pred[:, keep], target[:, keep]).item())
+
+
+def test_unknown_alignment_is_refused():
+    pred, target = scaled_two_joints()
+    with pytest.raises(ValueError, match="unknown alignment 'procrustes'; choose one of: none, scaled, pa"):
+        F.pck3d_sum_count(pred, target, alignment="procrustes")
+    with pytest.raises(ValueError, match="unknown alignment"):
+        PCK3D(alignment="procrustes")
 
 
 def test_gradients_are_finite():
@@ -153,7 +238,10 @@ def two_batches():
 
 @pytest.mark.parametrize(
     ("metric", "fn"),
-    [(MPJPE(), F.mpjpe), (PAMPJPE(), F.pa_mpjpe), (NMPJPE(), F.n_mpjpe), (PCK3D(), F.pck3d), (AUC3D(), F.auc3d)],
+    [(MPJPE(), F.mpjpe), (PAMPJPE(), F.pa_mpjpe), (NMPJPE(), F.n_mpjpe), (PCK3D(), F.pck3d), (AUC3D(), F.auc3d),
+     (PCK3D(alignment="scaled"), F.pck3d_scaled), (AUC3D(alignment="scaled"), F.auc3d_scaled),
+     (PCK3D(alignment="pa"), F.pck3d_pa), (AUC3D(alignment="pa"), F.auc3d_pa)],
+    ids=["mpjpe", "pa_mpjpe", "n_mpjpe", "pck3d", "auc3d", "pck3d_scaled", "auc3d_scaled", "pck3d_pa", "auc3d_pa"],
 )
 def test_class_over_two_updates_equals_functional_on_concatenation(metric, fn):
     pred, target, mask = two_batches()
@@ -200,18 +288,59 @@ def test_fully_masked_samples_add_nothing_and_empty_is_nan():
     assert metric.compute_per_action() == {0: pytest.approx(5.0)}
 
 
+SUITE = [("mpjpe", F.mpjpe), ("pa_mpjpe", F.pa_mpjpe), ("n_mpjpe", F.n_mpjpe), ("pck3d", F.pck3d),
+         ("auc3d", F.auc3d), ("pck3d_scaled", F.pck3d_scaled), ("auc3d_scaled", F.auc3d_scaled),
+         ("pck3d_pa", F.pck3d_pa), ("auc3d_pa", F.auc3d_pa)]
+
+
 def test_collection_keys_and_values():
     pred, target, mask = two_batches()
     action = torch.tensor([0, 1, 0, 1, 0, 1])
     suite = pose3d_metrics(num_actions=2)
-    assert set(suite.keys()) == {"mpjpe", "pa_mpjpe", "n_mpjpe", "pck3d", "auc3d"}
+    assert set(suite.keys()) == {name for name, _ in SUITE}
     # first batch entirely masked: all states are equal (zero) after it, which must
     # not make the collection merge the metrics into one compute group
     suite.update(pred[:2], target[:2], torch.zeros(2, 17, dtype=torch.bool), action[:2])
     suite.update(pred, target, mask, action)
     values = suite.compute()
-    for name, fn in [("mpjpe", F.mpjpe), ("pa_mpjpe", F.pa_mpjpe), ("n_mpjpe", F.n_mpjpe),
-                     ("pck3d", F.pck3d), ("auc3d", F.auc3d)]:
+    for name, fn in SUITE:
         assert close(values[name], fn(pred, target, mask=mask).item())
         per_action = suite[name].compute_per_action()
         assert close(per_action[1], fn(pred[1::2], target[1::2], mask=mask[1::2]).item())
+
+
+def test_collection_aligns_each_batch_once_per_protocol(monkeypatch):
+    calls = {"pa": 0, "scaled": 0}
+
+    def counting(name, fn):
+        def wrapped(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(F, "procrustes_align", counting("pa", procrustes.procrustes_align))
+    monkeypatch.setattr(F, "scale_to", counting("scaled", F.scale_to))
+    pred, target, mask = two_batches()
+    suite = pose3d_metrics().clone(prefix="val/")
+    suite.update(pred, target, mask)
+    assert calls == {"pa": 1, "scaled": 1}  # pa_mpjpe + pck3d_pa + auc3d_pa; n_mpjpe + 2 scaled
+    assert close(suite.compute()["val/pck3d_pa"], F.pck3d_pa(pred, target, mask=mask).item())
+
+
+def test_aligned_per_action_breakdown():
+    # sample 0 (action 0): the 2-joint scaled case, errors 40, 20 after scaling
+    # sample 1 (action 1): pred (100,0,0), (0,200,0), target along z: <p,t> = 0 -> s = 0,
+    #   scaled pred at the origin, errors 100 and 200 mm -> PCK 50, AUC (11 + 0) / 62
+    pred, target = scaled_two_joints()
+    pred = torch.cat([pred, pred])
+    target = torch.cat([target, torch.tensor([[[0.0, 0.0, 100.0], [0.0, 0.0, 200.0]]], dtype=torch.float64)])
+    suite = pose3d_metrics(num_actions=3)
+    suite.update(pred[:1], target[:1], None, torch.tensor([0]))
+    suite.update(pred[1:], target[1:], None, torch.tensor([1]))
+    assert suite["pck3d_scaled"].compute_per_action() == {0: pytest.approx(100.0), 1: pytest.approx(50.0)}
+    assert close(suite["pck3d_scaled"].compute(), 75.0)
+    per_action = suite["auc3d_scaled"].compute_per_action()
+    assert close(per_action[0], 100.0 * 50 / 62) and close(per_action[1], 100.0 * 11 / 62)
+    assert close(suite["auc3d_scaled"].compute(), 100.0 * 61 / 124)
+    # unaligned for comparison: sample 1's errors are 141.4 and 282.8 mm -> PCK 50
+    assert close(suite["pck3d"].compute_per_action()[1], 50.0)

@@ -13,6 +13,8 @@ from pose3d.metrics.classes import (
     PCP,
     PCKh,
     PixelError,
+    Pose3DMetric,
+    Pose3DMetrics,
     SumCountMetric,
     pose3d_metrics,
 )
@@ -26,6 +28,8 @@ __all__ = [
     "PCP",
     "PCKh",
     "PixelError",
+    "Pose3DMetric",
+    "Pose3DMetrics",
     "SumCountMetric",
     "functional",
     "pose3d_metrics",

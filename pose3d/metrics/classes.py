@@ -68,64 +68,87 @@ class SumCountMetric(Metric):
             return {a: (self.action_total[a] / self.action_count[a]).item() for a in seen}
 
 
-class _Pose3DMetric(SumCountMetric):
-    """A 3D metric updated with ``(pred, target, mask=None, action=None)``."""
+class Pose3DMetric(SumCountMetric):
+    """A 3D metric: a statistic of the joint errors under one alignment protocol.
 
-    def _sum_count(self, pred: Tensor, target: Tensor, mask: Tensor | None) -> F.SumCount:
+    Updated with ``(pred, target, mask=None, action=None)``; ``alignment`` is one of
+    :data:`functional.ALIGNMENTS` (``none``, ``scaled``, ``pa``). ``update`` also takes
+    ``errors``, the batch's :func:`functional.aligned_errors` under this metric's
+    alignment, already computed: :class:`Pose3DMetrics` aligns each batch once per
+    protocol and hands the errors to every metric of that protocol.
+    """
+
+    def __init__(self, alignment: str = "none", num_actions: int | None = None, **kwargs) -> None:
+        if alignment not in F.ALIGNMENTS:
+            raise ValueError(f"unknown alignment '{alignment}'; choose one of: {', '.join(F.ALIGNMENTS)}")
+        super().__init__(num_actions=num_actions, **kwargs)
+        self.alignment = alignment
+
+    def _statistic(self, errors: Tensor, mask: Tensor | None) -> F.SumCount:
         raise NotImplementedError
 
-    def update(self, pred: Tensor, target: Tensor, mask: Tensor | None = None, action: Tensor | None = None) -> None:
-        """pred, target (B, J, 3) mm; mask (B, J) bool; action (B,) int ids."""
-        self._accumulate(*self._sum_count(pred, target, mask), action)
+    def update(
+        self,
+        pred: Tensor,
+        target: Tensor,
+        mask: Tensor | None = None,
+        action: Tensor | None = None,
+        errors: Tensor | None = None,
+    ) -> None:
+        """pred, target (B, J, 3) mm; mask (B, J) bool; action (B,) int ids; errors (B, J) mm."""
+        if errors is None:
+            errors = F.aligned_errors(pred, target, mask, self.alignment)
+        elif errors.shape != pred.shape[:2]:
+            raise ValueError(f"errors must be (B, J) = {tuple(pred.shape[:2])}, got {tuple(errors.shape)}")
+        self._accumulate(*self._statistic(errors, mask), action)
 
 
-class MPJPE(_Pose3DMetric):
-    """Mean per-joint position error (mm), see :func:`functional.mpjpe`."""
+class MPJPE(Pose3DMetric):
+    """Mean per-joint position error (mm), see :func:`functional.mpjpe`; any ``alignment``."""
 
     higher_is_better = False
 
-    def _sum_count(self, pred, target, mask):
-        return F.mpjpe_sum_count(pred, target, mask)
+    def _statistic(self, errors, mask):
+        return F.mean_sum_count(errors, mask)
 
 
-class PAMPJPE(_Pose3DMetric):
+class PAMPJPE(MPJPE):
     """MPJPE after Procrustes alignment (mm), see :func:`functional.pa_mpjpe`."""
 
-    higher_is_better = False
-
-    def _sum_count(self, pred, target, mask):
-        return F.pa_mpjpe_sum_count(pred, target, mask)
+    def __init__(self, num_actions: int | None = None, **kwargs) -> None:
+        super().__init__(alignment="pa", num_actions=num_actions, **kwargs)
 
 
-class NMPJPE(_Pose3DMetric):
+class NMPJPE(MPJPE):
     """MPJPE after the optimal uniform scale (mm), see :func:`functional.n_mpjpe`."""
 
-    higher_is_better = False
-
-    def _sum_count(self, pred, target, mask):
-        return F.n_mpjpe_sum_count(pred, target, mask)
+    def __init__(self, num_actions: int | None = None, **kwargs) -> None:
+        super().__init__(alignment="scaled", num_actions=num_actions, **kwargs)
 
 
-class PCK3D(_Pose3DMetric):
-    """Percentage of joints within ``threshold`` mm, see :func:`functional.pck3d`."""
+class PCK3D(Pose3DMetric):
+    """Percentage of joints within ``threshold`` mm after ``alignment``, see :func:`functional.pck3d`
+    (``scaled``: :func:`functional.pck3d_scaled`, ``pa``: :func:`functional.pck3d_pa`)."""
 
     higher_is_better = True
 
-    def __init__(self, threshold: float = 150.0, num_actions: int | None = None, **kwargs) -> None:
-        super().__init__(num_actions=num_actions, **kwargs)
+    def __init__(self, threshold: float = 150.0, alignment: str = "none", num_actions: int | None = None,
+                 **kwargs) -> None:
+        super().__init__(alignment=alignment, num_actions=num_actions, **kwargs)
         self.threshold = threshold
 
-    def _sum_count(self, pred, target, mask):
-        return F.pck3d_sum_count(pred, target, self.threshold, mask)
+    def _statistic(self, errors, mask):
+        return F.within_sum_count(errors, self.threshold, mask)
 
 
-class AUC3D(_Pose3DMetric):
-    """Mean 3DPCK over 0, 5, ..., 150 mm in percent, see :func:`functional.auc3d`."""
+class AUC3D(Pose3DMetric):
+    """Mean 3DPCK over 0, 5, ..., 150 mm in percent after ``alignment``, see :func:`functional.auc3d`
+    (``scaled``: :func:`functional.auc3d_scaled`, ``pa``: :func:`functional.auc3d_pa`)."""
 
     higher_is_better = True
 
-    def _sum_count(self, pred, target, mask):
-        return F.auc3d_sum_count(pred, target, mask)
+    def _statistic(self, errors, mask):
+        return F.auc_sum_count(errors, mask)
 
 
 class PixelError(SumCountMetric):
@@ -166,21 +189,43 @@ class PCP(SumCountMetric):
         self._accumulate(*F.pcp_sum_count(pred, target, self.bones, self.alpha, mask))
 
 
-def pose3d_metrics(num_actions: int | None = None) -> MetricCollection:
+class Pose3DMetrics(MetricCollection):
+    """A collection of :class:`Pose3DMetric` s that aligns each batch once per protocol.
+
+    ``update(pred, target, mask, action)`` computes :func:`functional.aligned_errors` once
+    for every alignment its metrics use and passes them on, so the Procrustes fit behind
+    ``pa_mpjpe``, ``pck3d_pa`` and ``auc3d_pa`` runs once per batch. Compute groups are
+    always off: these metrics share state names and shapes, and a first batch with no
+    valid joint (all zeros) would otherwise make torchmetrics merge them into one group.
+    """
+
+    def __init__(self, metrics: dict[str, Pose3DMetric], **kwargs) -> None:
+        super().__init__(metrics, compute_groups=False, **kwargs)
+
+    def update(self, pred: Tensor, target: Tensor, mask: Tensor | None = None, action: Tensor | None = None) -> None:
+        errors: dict[str, Tensor] = {}
+        for metric in self.values(copy_state=False):
+            if metric.alignment not in errors:
+                errors[metric.alignment] = F.aligned_errors(pred, target, mask, metric.alignment)
+            metric.update(pred, target, mask, action, errors=errors[metric.alignment])
+
+
+def pose3d_metrics(num_actions: int | None = None) -> Pose3DMetrics:
     """The 3D suite as one collection, each updated with ``(pred, target, mask, action)``.
 
-    Keys: ``mpjpe, pa_mpjpe, n_mpjpe, pck3d, auc3d`` (3DPCK at 150 mm). Use
-    ``.clone(prefix="val/")`` for logging names. Compute groups are off: these
-    metrics share state names and shapes, and a first batch with no valid joint
-    (all zeros) would otherwise make torchmetrics merge them into one group.
+    Keys: ``mpjpe, pa_mpjpe, n_mpjpe, pck3d, auc3d`` (3DPCK at 150 mm, AUC over 0..150 mm,
+    unaligned), ``pck3d_scaled, auc3d_scaled`` (after the least-squares scale of N-MPJPE)
+    and ``pck3d_pa, auc3d_pa`` (after the Procrustes fit of PA-MPJPE). Use
+    ``.clone(prefix="val/")`` for logging names.
     """
-    return MetricCollection(
-        {
-            "mpjpe": MPJPE(num_actions=num_actions),
-            "pa_mpjpe": PAMPJPE(num_actions=num_actions),
-            "n_mpjpe": NMPJPE(num_actions=num_actions),
-            "pck3d": PCK3D(threshold=150.0, num_actions=num_actions),
-            "auc3d": AUC3D(num_actions=num_actions),
-        },
-        compute_groups=False,
-    )
+    metrics: dict[str, Pose3DMetric] = {
+        "mpjpe": MPJPE(num_actions=num_actions),
+        "pa_mpjpe": PAMPJPE(num_actions=num_actions),
+        "n_mpjpe": NMPJPE(num_actions=num_actions),
+        "pck3d": PCK3D(threshold=150.0, num_actions=num_actions),
+        "auc3d": AUC3D(num_actions=num_actions),
+    }
+    for alignment in ("scaled", "pa"):
+        metrics[f"pck3d_{alignment}"] = PCK3D(threshold=150.0, alignment=alignment, num_actions=num_actions)
+        metrics[f"auc3d_{alignment}"] = AUC3D(alignment=alignment, num_actions=num_actions)
+    return Pose3DMetrics(metrics)

@@ -11,6 +11,14 @@ totals, and the Metric classes in :mod:`pose3d.metrics.classes` accumulate them.
 Inputs are (B, J, 3) in mm or (B, J, 2) in pixels; ``mask`` is an optional (B, J)
 bool joint mask (False = ignore this joint). A batch with no valid item gives NaN
 (0 / 0); masked-out joints may hold anything, even NaN.
+
+3D metrics come in three alignment protocols (``ALIGNMENTS``), as MPI-INF-3DHP papers
+report them: ``"none"`` (the prediction as it is), ``"scaled"`` (times the per-sample
+least-squares scale, :func:`scale_to`, as N-MPJPE) and ``"pa"`` (the Procrustes similarity
+fit, :func:`pose3d.procrustes.procrustes_align`, as PA-MPJPE). :func:`aligned_errors`
+gives the per-joint errors under one of them; the statistics of those errors
+(:func:`mean_sum_count`, :func:`within_sum_count`, :func:`auc_sum_count`) make the
+metrics, so several statistics can share one alignment of a batch.
 """
 from __future__ import annotations
 
@@ -24,6 +32,7 @@ from pose3d.procrustes import procrustes_align
 SumCount = tuple[Tensor, Tensor]  # (sums (B,), counts (B,))
 
 AUC_THRESHOLDS_MM: tuple[float, ...] = tuple(5.0 * k for k in range(31))  # 0, 5, ..., 150
+ALIGNMENTS: tuple[str, ...] = ("none", "scaled", "pa")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -77,49 +86,89 @@ def scale_to(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor
     return s[:, None, None] * pred
 
 
+def align(pred: Tensor, target: Tensor, mask: Tensor | None = None, alignment: str = "none") -> Tensor:
+    """``pred`` aligned to ``target`` on the valid joints by one of :data:`ALIGNMENTS`:
+    ``none`` (unchanged), ``scaled`` (:func:`scale_to`) or ``pa`` (Procrustes)."""
+    if alignment == "none":
+        return pred
+    if alignment == "scaled":
+        return scale_to(pred, target, mask)
+    if alignment == "pa":
+        return procrustes_align(pred, target, mask)
+    raise ValueError(f"unknown alignment '{alignment}'; choose one of: {', '.join(ALIGNMENTS)}")
+
+
+def aligned_errors(pred: Tensor, target: Tensor, mask: Tensor | None = None, alignment: str = "none") -> Tensor:
+    """Joint errors (B, J) of ``pred`` after :func:`align`, e_bj = ||align(pred)_bj - target_bj||."""
+    _valid(pred, target, mask)
+    return joint_errors(align(pred, target, mask, alignment), target)
+
+
+# ------------------------------------------- statistics of per-item errors (B, N)
+
+def _valid_items(errors: Tensor, mask: Tensor | None) -> Tensor:
+    if mask is None:
+        return torch.ones_like(errors, dtype=torch.bool)
+    if mask.shape != errors.shape:
+        raise ValueError(f"mask must be {tuple(errors.shape)} like the errors, got {tuple(mask.shape)}")
+    return mask.bool()
+
+
+def mean_sum_count(errors: Tensor, mask: Tensor | None = None) -> SumCount:
+    """Sums and counts of the errors themselves (their mean is MPJPE and its aligned variants)."""
+    return _masked_sum_count(errors, _valid_items(errors, mask))
+
+
+def within_sum_count(errors: Tensor, threshold: Tensor | float, mask: Tensor | None = None) -> SumCount:
+    """Sums and counts of 100 * [e_bi <= threshold] (a PCK); ``threshold`` a number or (B, 1)."""
+    return _masked_sum_count(_percent_within(errors, threshold), _valid_items(errors, mask))
+
+
+def auc_sum_count(errors: Tensor, mask: Tensor | None = None) -> SumCount:
+    """Sums and counts of 100 * mean_k [e_bi <= tau_k], tau_k = 0, 5, ..., 150 mm.
+
+    Every threshold has the same valid items, so the mean of these per-item values
+    equals the mean over thresholds of the PCK at tau_k.
+    """
+    taus = torch.tensor(AUC_THRESHOLDS_MM, dtype=errors.dtype, device=errors.device)
+    return _masked_sum_count(_percent_within(errors[..., None], taus).mean(-1), _valid_items(errors, mask))
+
+
 # ------------------------------------------------------------ per-sample sums/counts
 
 def mpjpe_sum_count(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> SumCount:
     """Sums and counts of the joint errors ||pred_bj - target_bj|| (also the 2D pixel error)."""
-    valid = _valid(pred, target, mask)
-    return _masked_sum_count(joint_errors(pred, target), valid)
+    return mean_sum_count(aligned_errors(pred, target, mask), mask)
 
 
 def pa_mpjpe_sum_count(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> SumCount:
     """As :func:`mpjpe_sum_count` after Procrustes-aligning pred to target on the valid joints."""
-    return mpjpe_sum_count(procrustes_align(pred, target, mask), target, mask)
+    return mean_sum_count(aligned_errors(pred, target, mask, "pa"), mask)
 
 
 def n_mpjpe_sum_count(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> SumCount:
     """As :func:`mpjpe_sum_count` after the optimal uniform scale (:func:`scale_to`)."""
-    return mpjpe_sum_count(scale_to(pred, target, mask), target, mask)
+    return mean_sum_count(aligned_errors(pred, target, mask, "scaled"), mask)
 
 
-def pck3d_sum_count(pred: Tensor, target: Tensor, threshold: float = 150.0, mask: Tensor | None = None) -> SumCount:
-    """Sums and counts of 100 * [e_bj <= threshold]."""
-    valid = _valid(pred, target, mask)
-    return _masked_sum_count(_percent_within(joint_errors(pred, target), threshold), valid)
+def pck3d_sum_count(
+    pred: Tensor, target: Tensor, threshold: float = 150.0, mask: Tensor | None = None, alignment: str = "none"
+) -> SumCount:
+    """Sums and counts of 100 * [e_bj <= threshold], e after ``alignment`` (:func:`align`)."""
+    return within_sum_count(aligned_errors(pred, target, mask, alignment), threshold, mask)
 
 
-def auc3d_sum_count(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> SumCount:
-    """Sums and counts of 100 * mean_k [e_bj <= tau_k], tau_k = 0, 5, ..., 150 mm.
-
-    Every threshold has the same valid joints, so the mean of these per-joint values
-    equals the mean over thresholds of PCK3D@tau_k.
-    """
-    valid = _valid(pred, target, mask)
-    taus = torch.tensor(AUC_THRESHOLDS_MM, dtype=pred.dtype, device=pred.device)
-    per_joint = _percent_within(joint_errors(pred, target)[..., None], taus).mean(-1)
-    return _masked_sum_count(per_joint, valid)
+def auc3d_sum_count(pred: Tensor, target: Tensor, mask: Tensor | None = None, alignment: str = "none") -> SumCount:
+    """Sums and counts of the per-joint AUC values (:func:`auc_sum_count`), e after ``alignment``."""
+    return auc_sum_count(aligned_errors(pred, target, mask, alignment), mask)
 
 
 def pckh_sum_count(
     pred2d: Tensor, target2d: Tensor, head_size: Tensor, alpha: float = 0.5, mask: Tensor | None = None
 ) -> SumCount:
     """Sums and counts of 100 * [e_bj <= alpha * head_size_b]; head_size (B,)."""
-    valid = _valid(pred2d, target2d, mask)
     threshold = alpha * head_size.to(pred2d.dtype)[:, None]
-    return _masked_sum_count(_percent_within(joint_errors(pred2d, target2d), threshold), valid)
+    return within_sum_count(aligned_errors(pred2d, target2d, mask), threshold, mask)
 
 
 def pcp_sum_count(
@@ -169,6 +218,26 @@ def pck3d(pred: Tensor, target: Tensor, threshold: float = 150.0, mask: Tensor |
 def auc3d(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
     """Mean of 3DPCK over the 31 thresholds 0, 5, ..., 150 mm, in percent."""
     return _mean(auc3d_sum_count(pred, target, mask))
+
+
+def pck3d_scaled(pred: Tensor, target: Tensor, threshold: float = 150.0, mask: Tensor | None = None) -> Tensor:
+    """3DPCK of s_b * pred_b, the least-squares scale of N-MPJPE (:func:`scale_to`)."""
+    return _mean(pck3d_sum_count(pred, target, threshold, mask, "scaled"))
+
+
+def auc3d_scaled(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """AUC (0..150 mm) of s_b * pred_b, the least-squares scale of N-MPJPE."""
+    return _mean(auc3d_sum_count(pred, target, mask, "scaled"))
+
+
+def pck3d_pa(pred: Tensor, target: Tensor, threshold: float = 150.0, mask: Tensor | None = None) -> Tensor:
+    """3DPCK after the Procrustes similarity fit of pred to target (as PA-MPJPE)."""
+    return _mean(pck3d_sum_count(pred, target, threshold, mask, "pa"))
+
+
+def auc3d_pa(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """AUC (0..150 mm) after the Procrustes similarity fit of pred to target."""
+    return _mean(auc3d_sum_count(pred, target, mask, "pa"))
 
 
 def pixel_error(pred2d: Tensor, target2d: Tensor, mask: Tensor | None = None) -> Tensor:
