@@ -68,6 +68,7 @@ class TomeLiftingConfig:
     prior_basis: int = 10
     prior_poses: int = 20000  # poses drawn from a synthetic prior_source
     rotations: int = 80  # quantised ground-plane rotations (Sec. 5.3)
+    refine_rotation: bool = True  # refine the best quantised angle (parabola + exact solve); False: the paper's plain grid
 
 
 class LiftingFromTheDeep(PoseModule):
@@ -110,7 +111,7 @@ class LiftingFromTheDeep(PoseModule):
                                recipe=recipe, build=fit_prior, folder="priors")]
 
     def lifter(self):
-        return self.prior.lifter(self.cfg.rotations, device=self.device)
+        return self.prior.lifter(self.cfg.rotations, refine=self.cfg.refine_rotation, device=self.device)
 
     # -- the network --------------------------------------------------------------------
     def required_targets(self) -> dict[str, dict]:
