@@ -30,7 +30,8 @@
   are not embedded here (only the four cameras' published intrinsics are, in
   :data:`CAMERA_INTRINSICS`), so this layout requires one of the two camera files. There are no
   frames: ``image`` is black and the layout serves lifting methods (2D -> 3D), which read
-  ``joints_2d``/``camera``; 32-joint arrays are reduced with :data:`H36M32_TO_17`.
+  ``joints_2d``/``camera``; both files are read by :mod:`pose3d.h36m_mocap` (32-joint arrays
+  reduced to 17 joints, the pickled dictionaries unpickled as numpy arrays only).
   ``data.source_2d`` picks the 2D file (``gt``: projected ground truth, with distortion;
   ``cpn_ft_h36m_dbb``... detections).
 
@@ -86,6 +87,7 @@ from datamodules.records import (
     evenly_spaced,
 )
 from pose3d.config import choice
+from pose3d.h36m_mocap import PoseFileError, read_positions_2d, read_positions_3d
 from pose3d.skeleton import NUM_JOINTS, SUBSET_14
 
 ACTIONS: tuple[str, ...] = (
@@ -105,9 +107,6 @@ CAMERA_INTRINSICS: dict[str, dict] = {
     "58860488": {"f": (1149.1407470703125, 1148.7989501953125), "c": (519.8158569335938, 501.40264892578125), "w": 1000, "h": 1000},
     "60457274": {"f": (1145.5113525390625, 1144.77392578125), "c": (514.9682006835938, 501.88201904296875), "w": 1000, "h": 1002},
 }
-
-# The 17 of the 32 mocap joints that the H36M-17 skeleton keeps, in our joint order.
-H36M32_TO_17: tuple[int, ...] = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
 
 BOX_PADDING = 1.2  # scale = 1.2 * keypoint box side / 200, as the OpenMMLab converter computes it
 
@@ -419,18 +418,13 @@ class Human36MDataModule(RecordDataModule):
 
     @cached_property
     def _poses(self) -> tuple[dict, dict]:
-        """(positions_3d, positions_2d) dicts of the VideoPose3D files (trusted pickles of the user's own copy)."""
-        out = []
-        for relative, key in (("data_3d_h36m.npz", "positions_3d"), (f"data_2d_h36m_{self.cfg.source_2d}.npz", "positions_2d")):
-            path = self.require(relative)
-            try:
-                with np.load(path, allow_pickle=True) as data:
-                    if key not in data.files:
-                        raise self.layout_error(f"{path} lacks '{key}'; expected VideoPose3D's {key} dictionary")
-                    out.append(data[key].item())
-            except (OSError, ValueError) as error:
-                raise self.layout_error(f"cannot read {path}: {str(error).splitlines()[0]}") from None
-        return out[0], out[1]
+        """(positions_3d, positions_2d) of the VideoPose3D files, 17 joints (:mod:`pose3d.h36m_mocap`)."""
+        try:
+            positions_3d = read_positions_3d(self.require("data_3d_h36m.npz"))
+            positions_2d = read_positions_2d(self.require(f"data_2d_h36m_{self.cfg.source_2d}.npz"))
+        except PoseFileError as error:
+            raise self.layout_error(str(error)) from None
+        return positions_3d, positions_2d
 
     def _pose_sequences(self) -> list[tuple[int, str, np.ndarray, list[np.ndarray]]]:
         """(subject, action name, 3D (T, 17, 3) world mm, [2D (T, 17, 2) px per camera]) per sequence."""
@@ -446,11 +440,9 @@ class Human36MDataModule(RecordDataModule):
                 if views is None:
                     continue  # e.g. a sequence a 2D detector skipped
                 world = np.asarray(world, dtype=np.float64)
-                world = world[:, list(H36M32_TO_17)] if world.shape[1] == 32 else world
                 if len(views) != len(CAMERA_IDS):
                     raise self.layout_error(f"positions_2d[{subject_key}][{action}] has {len(views)} cameras; expected 4")
                 views = [np.asarray(v, dtype=np.float64) for v in views]
-                views = [v[:, list(H36M32_TO_17)] if v.shape[1] == 32 else v for v in views]
                 length = min([len(world)] + [len(v) for v in views])  # 2D files may hold a few extra frames
                 sequences.append((subject, str(action), world[:length] * 1000.0, [v[:length] for v in views]))
         self.__dict__["_pose_sequence_cache"] = sequences
@@ -552,7 +544,7 @@ class Human36MDataModule(RecordDataModule):
                     action=int(table.action[r]),
                 )
 
-        return LazyRecords(len(rows), make)
+        return LazyRecords(len(rows), make, actions=table.action[rows])
 
     def _camera(self, subject: int, camera_id: str) -> dict[str, np.ndarray]:
         try:

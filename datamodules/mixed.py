@@ -23,26 +23,33 @@ added); ``val_size`` / ``test_size`` cap the evaluation source.
 Batches are composed by :class:`MixedBatchSampler`: 3D samples first, then 2D ones, each
 source walked through in its own reshuffled order (a smaller source is cycled). Under DDP
 Lightning hands the sampler a ``DistributedSampler``, from which it only reads the rank, so
-every rank draws its own batches of the same composition. Keys that only one source makes
-(``head_size`` of MPII, ``torso_size`` of LSP) are dropped from mixed training batches;
-the batch-contract keys and requested targets are common to all sources.
+every rank draws its own batches of the same composition.
+
+Keys that only one source makes and nobody asked for (``head_size`` of MPII, ``torso_size`` of
+LSP) are dropped from mixed training batches. A batch-contract key or a requested target that
+one source makes and the other does not is an error (:class:`ConfigError` naming the key and
+the source that lacks it), never a silent drop.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, SequentialSampler
 
+from datamodules.base import PoseDataModule
+from datamodules.batch import BATCH_KEYS
 from datamodules.loaders import one_thread_per_worker
+from datamodules.targets import TargetMaker
 from pose3d.config import ConfigError, choice, validated
+from pose3d.contract import DataInfo
 from pose3d.registry import Registry
 
 SOURCE_KEYS = ("three_d", "two_d")
@@ -117,11 +124,19 @@ class MixedConfig:
 
 class MixedDataset(Dataset):
     """The concatenation of the sources' training datasets; ``__getitems__`` asks each source
-    for its part of a batch at once (their own batched rendering / cropping)."""
+    for its part of a batch at once (their own batched rendering / cropping) and keeps the keys
+    every part makes. ``names`` label the parts in errors; ``requested`` holds the target
+    requests (read at each batch), whose keys, like the batch contract's, every part must make."""
 
-    def __init__(self, parts: list[Dataset]):
+    def __init__(self, parts: list[Dataset], names: Sequence[str] = (), requested: TargetMaker | None = None):
         self.parts = parts
+        self.names = list(names) or [f"part {p}" for p in range(len(parts))]
+        self.requested = requested
         self.offsets = np.cumsum([0] + [len(p) for p in parts])
+
+    def required_keys(self) -> set[str]:
+        """The batch-contract keys and the requested targets."""
+        return set(BATCH_KEYS) | set(self.requested.spec if self.requested is not None else ())
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -130,6 +145,7 @@ class MixedDataset(Dataset):
         indices = [int(i) for i in indices]
         part_of = np.searchsorted(self.offsets, indices, side="right") - 1
         out: list[dict[str, Tensor] | None] = [None] * len(indices)
+        made: dict[str, set[str]] = {}  # part name -> the keys its samples carry
         for p, part in enumerate(self.parts):
             where = [n for n, q in enumerate(part_of) if q == p]
             if not where:
@@ -141,8 +157,18 @@ class MixedDataset(Dataset):
                 samples = [part[i] for i in local]
             for n, sample in zip(where, samples):
                 out[n] = sample
-        common = set.intersection(*(set(s) for s in out))
+            made[self.names[p]] = set(samples[0])
+        common = set.intersection(*made.values())
+        self._check_required(made, common)
         return [{k: v for k, v in s.items() if k in common} for s in out]
+
+    def _check_required(self, made: dict[str, set[str]], common: set[str]) -> None:
+        """Stop on a required key that some parts of the batch make and others do not."""
+        for key in sorted((set.union(*made.values()) - common) & self.required_keys()):
+            has = [name for name, keys in made.items() if key in keys]
+            lacks = [name for name, keys in made.items() if key not in keys]
+            raise ConfigError(f"mixed training batch: '{key}' is made by {', '.join(has)} but not by {', '.join(lacks)}; "
+                              "expected every batch-contract key and requested target from both sources")
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         return self.__getitems__([index])[0]
@@ -199,16 +225,16 @@ class MixedBatchSampler(BatchSampler):
 
 
 
-class MixedDataModule(pl.LightningDataModule):
+class MixedDataModule(PoseDataModule):
     """Train on batches mixing ``sources.three_d`` and ``sources.two_d``; validate and test on
-    ``sources.<eval_source>``."""
+    ``sources.<eval_source>``. Target requests go to both sources, which render them; the
+    module's own ``targets`` only records them (for the check of :class:`MixedDataset`)."""
 
     Config = MixedConfig
 
     def __init__(self, cfg: dict):
-        super().__init__()
-        self.cfg = MixedConfig(**cfg)
-        self.sources: dict[str, pl.LightningDataModule] = {}
+        super().__init__(MixedConfig(**cfg))
+        self.sources: dict[str, PoseDataModule] = {}
         for key, (cls, source_cfg) in self.cfg.validated.items():
             if key == self.cfg.eval_source:
                 for split in ("val", "test"):
@@ -221,12 +247,13 @@ class MixedDataModule(pl.LightningDataModule):
         self.seed = int(torch.randint(2**31 - 1, ()))
 
     @property
-    def eval_module(self) -> pl.LightningDataModule:
+    def eval_module(self) -> PoseDataModule:
         return self.sources[self.cfg.eval_source]
 
     @property
-    def info(self) -> dict:
-        return {**self.eval_module.info, "image_size": self.cfg.image_size}
+    def info(self) -> DataInfo:
+        """The evaluation source's (its actions, the joints its protocol scores)."""
+        return dataclasses.replace(self.eval_module.info, image_size=self.cfg.image_size)
 
     @property
     def test_subjects_label(self) -> str:
@@ -242,6 +269,7 @@ class MixedDataModule(pl.LightningDataModule):
                 source.probe_images("train")
 
     def request_targets(self, spec: dict) -> None:
+        super().request_targets(spec)
         for source in self.sources.values():
             source.request_targets(spec)
 
@@ -249,7 +277,8 @@ class MixedDataModule(pl.LightningDataModule):
         if split != "train":
             return self.eval_module.dataset(split)
         if self._train is None:
-            self._train = MixedDataset([self.sources[key].dataset("train") for key in SOURCE_KEYS])
+            names = [f"data.sources.{key} ({self.sources[key].cfg.name})" for key in SOURCE_KEYS]
+            self._train = MixedDataset([self.sources[key].dataset("train") for key in SOURCE_KEYS], names, self.targets)
         return self._train
 
     def batch_sampler(self) -> MixedBatchSampler:

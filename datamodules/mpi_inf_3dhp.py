@@ -405,7 +405,11 @@ class MPIInf3DHPDataModule(RecordDataModule):
         self._test_cache: dict[int, TestSequence] = {}
         self._frame_dir: str | None = None
         super().__init__(cfg)
-        self.action_names = SCENE_NAMES if self.cfg.action_grouping == "scene" else ACTIVITY_NAMES
+
+    @property
+    def action_names(self) -> tuple[str, ...]:
+        """The test set's scenes or activities (``data.action_grouping``); training frames are action 0."""
+        return SCENE_NAMES if self.cfg.action_grouping == "scene" else ACTIVITY_NAMES
 
     # -- layout ------------------------------------------------------------------------
     @property
@@ -552,7 +556,7 @@ class MPIInf3DHPDataModule(RecordDataModule):
                 subject=seq.subject, action=0,
             )
 
-        return LazyRecords(int(starts[-1]), make)
+        return LazyRecords(int(starts[-1]), make, actions=np.zeros(int(starts[-1]), dtype=np.int64))
 
     def load_records(self, split: str) -> Sequence[PoseRecord]:
         if split == "test" or (split == "val" and not self.cfg.val_subjects):

@@ -17,25 +17,26 @@ or skeleton maps on request (:class:`~datamodules.targets.TargetMaker`).
 The global presets set ``data.train_size/val_size/test_size``; for real data they are *caps*:
 an evenly spaced subset of that many records (``None`` or 0 = all), so a smoke run touches a
 few frames and a ``paper`` run can still use everything (``data.test_size=0``).
+
+``data.actions`` (action names of the module's ``action_names``; empty = all) keeps only the
+records of those actions in every split, before the caps; action ids stay those of the full list.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from datamodules.base import PoseDataModule, action_ids
 from datamodules.crop import DEFAULT_MARGIN, CropAugment, crop_record
-from datamodules.loaders import SplitLoaders
 from datamodules.targets import TargetMaker
-from pose3d.config import ConfigError
-from pose3d.skeleton import NUM_JOINTS
+from pose3d.config import ConfigError, at_least
 
 
 class DatasetLayoutError(ConfigError):
@@ -64,10 +65,15 @@ class PoseRecord:
 
 
 class LazyRecords(Sequence):
-    """A read-only sequence of ``length`` records made on access by ``make(index)``."""
+    """A read-only sequence of ``length`` records made on access by ``make(index)``. ``actions``
+    optionally holds every record's ``action`` id up front, so that filtering by action
+    (:func:`records_of_actions`) need not make every record."""
 
-    def __init__(self, length: int, make: Callable[[int], PoseRecord]):
+    def __init__(self, length: int, make: Callable[[int], PoseRecord], actions: np.ndarray | None = None):
         self.length, self.make = int(length), make
+        self.actions = None if actions is None else np.asarray(actions, dtype=np.int64)
+        if self.actions is not None and len(self.actions) != self.length:
+            raise ValueError(f"LazyRecords: {len(self.actions)} action ids for {self.length} records")
 
     def __len__(self) -> int:
         return self.length
@@ -110,6 +116,16 @@ def cap_records(records: Sequence, cap: int | None) -> Sequence:
     if not cap or cap >= len(records):
         return records
     return RecordSubset(records, evenly_spaced(len(records), cap))
+
+
+def records_of_actions(records: Sequence[PoseRecord], ids: Sequence[int] | None) -> Sequence[PoseRecord]:
+    """The records whose ``action`` is one of ``ids`` (a view; all of them when ``ids`` is None)."""
+    if ids is None:
+        return records
+    actions = getattr(records, "actions", None)
+    if actions is None:
+        actions = np.array([int(record.action) for record in records], dtype=np.int64)
+    return RecordSubset(records, np.flatnonzero(np.isin(actions, list(ids))))
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -209,40 +225,38 @@ class RecordDataConfig:
 
     root: str = ""
     image_size: int = 256
-    batch_size: int = 64
-    num_workers: int = 0
-    train_size: Optional[int] = None  # caps: evenly spaced subsets; None/0 = all
-    val_size: Optional[int] = None
-    test_size: Optional[int] = None
+    batch_size: int = at_least(1, 64)
+    num_workers: int = at_least(0, 0)
+    train_size: Optional[int] = at_least(0, None, special=(None,))  # caps: evenly spaced subsets; None/0 = all
+    val_size: Optional[int] = at_least(0, None, special=(None,))
+    test_size: Optional[int] = at_least(0, None, special=(None,))
     scale_jitter: float = 0.25
     rotation_deg: float = 30.0
     flip: bool = True
     photometric: bool = True
     crop_margin: float = DEFAULT_MARGIN  # crop side = 200 * scale * crop_margin full-image pixels
+    actions: list[str] = field(default_factory=list)  # keep only records of these action names, every split; [] = all
 
 
-
-
-class RecordDataModule(SplitLoaders, pl.LightningDataModule):
-    """Shared machinery of real-data modules: configuration, size caps, datasets and loaders."""
+class RecordDataModule(PoseDataModule):
+    """Shared machinery of real-data modules: configuration, the action filter, size caps,
+    datasets and loaders."""
 
     Config = RecordDataConfig
     dataset_name = "dataset"
-    action_names: tuple[str, ...] = ()
     # the expected layout, one line (used in error messages) and as a picture (check output)
     layout_line = ""
     layout_tree = ""
     reference_key = ""  # a per-person reference length batches carry (see RecordDataset)
 
     def __init__(self, cfg: dict):
-        super().__init__()
-        self.cfg = self.Config(**cfg)
+        super().__init__(self.Config(**cfg))
+        self.action_filter = action_ids(self.cfg.actions, self.action_names)  # None = every action
         self.root = Path(self.cfg.root).expanduser() if self.cfg.root else None
         if self.root is None:
             raise self.layout_error(f"data.root is not set; expected the path of your {self.dataset_name} copy")
         if not self.root.is_dir():
             raise self.layout_error(f"data.root={self.root} is not a folder; expected the {self.dataset_name} root")
-        self.targets = TargetMaker(self.cfg.image_size)
         self.datasets: dict[str, RecordDataset] = {}
         self._records: dict[str, Sequence[PoseRecord]] = {}
         self.check_layout()
@@ -270,40 +284,26 @@ class RecordDataModule(SplitLoaders, pl.LightningDataModule):
             raise self.layout_error(f"missing {path}")
         return path
 
-    eval_joints: tuple[int, ...] = tuple(range(NUM_JOINTS))  # the joints a protocol scores
-
-    @property
-    def info(self) -> dict:
-        return {
-            "num_joints": NUM_JOINTS,
-            "image_size": self.cfg.image_size,
-            "action_names": tuple(self.action_names),
-            "eval_joints": tuple(self.eval_joints),
-        }
-
     @property
     def test_subjects_label(self) -> str:
         subjects = sorted({int(r.subject) for r in self.records("test")[:: max(1, len(self.records("test")) // 200)]})
         return f"{', '.join(map(str, subjects))} ({self.dataset_name})"
 
-    def request_targets(self, spec: dict) -> None:
-        """Ask for optional batch keys (``heatmaps``, ``skeleton_maps``): see :class:`TargetMaker`."""
-        self.targets.request(spec)
-
     def split_cap(self, split: str) -> int | None:
         return {"train": self.cfg.train_size, "val": self.cfg.val_size, "test": self.cfg.test_size}[split]
 
     def all_records(self, split: str) -> Sequence[PoseRecord]:
-        """The split's records before the size cap (cached)."""
+        """The split's records before the action filter and the size cap (cached)."""
         key = f"all-{split}"
         if key not in self._records:
             self._records[key] = self.load_records(split)
         return self._records[key]
 
     def records(self, split: str) -> Sequence[PoseRecord]:
-        """The split's records after the size cap (``data.<split>_size``)."""
+        """The split's records of the ``data.actions`` actions, after the size cap (``data.<split>_size``)."""
         if split not in self._records:
-            self._records[split] = cap_records(self.all_records(split), self.split_cap(split))
+            kept = records_of_actions(self.all_records(split), self.action_filter)
+            self._records[split] = cap_records(kept, self.split_cap(split))
         return self._records[split]
 
     def setup(self, stage: str | None = None) -> None:
@@ -333,7 +333,8 @@ class RecordDataModule(SplitLoaders, pl.LightningDataModule):
         if split not in self.datasets:
             records = self.records(split)
             if len(records) == 0:
-                raise self.layout_error(f"the {split} split of {self.root} is empty")
+                what = f"has no record of data.actions={list(self.cfg.actions)}" if self.cfg.actions else "is empty"
+                raise self.layout_error(f"the {split} split of {self.root} {what}")
             augment = self.make_augment() if split == "train" else None
             self.datasets[split] = RecordDataset(records, self.root, self.cfg.image_size, augment, self.targets,
                                                  self.cfg.crop_margin, self.reference_key)

@@ -9,7 +9,7 @@ pure function of ``(data.seed, split, i)``:
    lengths, part thickness and clothes (:mod:`pose3d.body`);
 2. a pose and its ``action`` id: an activity family of the kinematic sampler
    (:mod:`pose3d.pose_sampler`) or a mocap frame (``data.pose_source=bvh:PATH``) retargeted
-   to the subject's bones;
+   to the subject's bones; ``data.actions`` (e.g. ``[walking]``) draws among those actions only;
 3. a random body yaw, a camera with H36M-like intrinsics (f ~ 1145 px on a 1000 px frame),
    distance and elevation, and a person-centred square crop with centre and scale jitter;
 4. a scene (:mod:`pose3d.scene`): ``studio`` (plain backgrounds, 3D labels) or ``wild``
@@ -25,21 +25,21 @@ mirroring (:mod:`datamodules.augment`); heatmaps and skeleton maps are made on d
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from datamodules.augment import Photometric, flip_horizontal
-from datamodules.loaders import SplitLoaders
+from datamodules.base import PoseDataModule, action_ids
 from datamodules.targets import TargetMaker
 from pose3d import camera as cam
 from pose3d.body import PART_COLOUR_SLOT, TEST_SUBJECTS, TRAIN_SUBJECTS, VAL_SUBJECTS, accessory_capsules, make_subject
-from pose3d.config import ConfigError, choice
+from pose3d.config import ConfigError, at_least, choice
 from pose3d.pose_sampler import ACTIVITIES, retarget, sample_pose
 from pose3d.scene import SceneParams, render_scene, sample_scene, stack_scenes
 from pose3d.skeleton import H36M_JOINTS, JOINT_INDEX
@@ -53,15 +53,16 @@ class SyntheticConfig:
     name: str = "synthetic"
     seed: int = 0
     image_size: int = 64
-    train_size: int = 6000
-    val_size: int = 256
-    test_size: int = 1024
-    batch_size: int = 64
-    num_workers: int = 0
+    train_size: int = at_least(1, 6000)
+    val_size: int = at_least(1, 256)
+    test_size: int = at_least(1, 1024)
+    batch_size: int = at_least(1, 64)
+    num_workers: int = at_least(0, 0)
     train_domain: str = choice("studio", ("studio", "wild", "mixed"))
     wild_fraction: float = 0.5
     eval_domain: str = choice("studio", ("studio", "wild"))
     pose_source: str = "sampler"
+    actions: list[str] = field(default_factory=list)  # keep only these actions in every split; [] = all
     distance_min_mm: float = 3500.0
     distance_max_mm: float = 6000.0
     elevation_min_deg: float = -5.0
@@ -91,25 +92,43 @@ class SampleSpec:
 
 
 class PoseSource:
-    """Draws a canonical-frame pose (17, 3) and its action id for a subject's bones."""
+    """Draws a canonical-frame pose (17, 3) and its action id for a subject's bones: an activity
+    family of the kinematic sampler, drawn among ``actions`` (``data.actions``; empty = all).
+
+    The filter draws from the allowed actions rather than dropping samples, so sample ``i`` stays
+    a pure function of ``(seed, split, i)``, and with every action allowed the draw is the one of
+    the unfiltered data.
+    """
 
     action_names: tuple[str, ...] = ACTIVITIES
 
+    def __init__(self, actions: Sequence[str] = ()):
+        self.allowed = action_ids(actions, self.action_names) or range(len(self.action_names))
+
     def draw(self, rng: np.random.Generator, bone_lengths: np.ndarray, split: str) -> tuple[np.ndarray, int]:
-        action = int(rng.integers(len(ACTIVITIES)))
+        action = int(self.allowed[rng.integers(len(self.allowed))])
         return sample_pose(rng, bone_lengths, action), action
 
 
 class MocapSource(PoseSource):
-    """Frames of BVH files, retargeted to the subject. Files are split by clip: every fifth
-    clip (sorted by name) is held out for the test split, so test motion is unseen."""
+    """Frames of BVH files, retargeted to the subject; the actions are the clips' categories.
+    Files are split by clip: every fifth clip (sorted by name) is held out for the test split, so
+    test motion is unseen. ``actions`` keeps the frames of those categories (drawn among them)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, actions: Sequence[str] = ()):
         clips = _load_mocap(path)
         self.action_names = tuple(sorted({category for category, _ in clips}))
         test = [c for k, c in enumerate(clips) if k % 5 == 4] or clips
         train = [c for k, c in enumerate(clips) if k % 5 != 4] or clips
         self.frames = {split: self._stack(c) for split, c in (("train", train), ("test", test))}
+        allowed = action_ids(actions, self.action_names)
+        self.pool = {}  # split -> the frame indices drawn from
+        for split, (_, frame_actions) in self.frames.items():
+            pool = np.arange(len(frame_actions)) if allowed is None else np.flatnonzero(np.isin(frame_actions, allowed))
+            if not len(pool):
+                raise ConfigError(f"data.actions={list(actions)}: the {split} clips of data.pose_source=bvh:{path} "
+                                  f"have no frame of these actions; expected actions with {split} clips")
+            self.pool[split] = pool
 
     def _stack(self, clips) -> tuple[np.ndarray, np.ndarray]:
         poses = np.concatenate([poses for _, poses in clips])
@@ -117,8 +136,9 @@ class MocapSource(PoseSource):
         return poses, actions
 
     def draw(self, rng, bone_lengths, split):
-        poses, actions = self.frames["test" if split == "test" else "train"]
-        k = int(rng.integers(len(poses)))
+        which = "test" if split == "test" else "train"
+        (poses, actions), pool = self.frames[which], self.pool[which]
+        k = int(pool[rng.integers(len(pool))])
         return retarget(poses[k : k + 1], bone_lengths)[0], int(actions[k])
 
 
@@ -156,11 +176,12 @@ def _complete_for_rendering(poses: np.ndarray, mask: np.ndarray, file: Path) -> 
     return completed.astype(np.float32)
 
 
-def make_pose_source(spec: str) -> PoseSource:
+def make_pose_source(spec: str, actions: Sequence[str] = ()) -> PoseSource:
+    """The pose source ``data.pose_source`` names, drawing only ``actions`` (empty = all)."""
     if spec == "sampler":
-        return PoseSource()
+        return PoseSource(actions)
     if spec.startswith("bvh:"):
-        return MocapSource(spec[len("bvh:"):])
+        return MocapSource(spec[len("bvh:"):], actions)
     raise ConfigError(f"bad value for data.pose_source: '{spec}'; expected 'sampler' or 'bvh:PATH'")
 
 
@@ -270,32 +291,21 @@ class SyntheticPoseDataset(Dataset):
         return batch
 
 
-
-
-class SyntheticDataModule(SplitLoaders, pl.LightningDataModule):
-    """Train on subjects 1, 5, 6, 7, 8, validate on 2 and 3, test on 9 and 11."""
+class SyntheticDataModule(PoseDataModule):
+    """Train on subjects 1, 5, 6, 7, 8, validate on 2 and 3, test on 9 and 11; all 17 joints scored."""
 
     Config = SyntheticConfig
     test_subjects_label = "9, 11 (synthetic)"
 
     def __init__(self, cfg: dict):
-        super().__init__()
-        self.cfg = SyntheticConfig(**cfg)
-        self.pose_source = make_pose_source(self.cfg.pose_source)
-        self.targets = TargetMaker(self.cfg.image_size)
+        super().__init__(SyntheticConfig(**cfg))
+        self.pose_source = make_pose_source(self.cfg.pose_source, self.cfg.actions)
         self.datasets: dict[str, SyntheticPoseDataset] = {}
 
     @property
-    def info(self) -> dict:
-        return {
-            "num_joints": 17,
-            "image_size": self.cfg.image_size,
-            "action_names": tuple(self.pose_source.action_names),
-        }
-
-    def request_targets(self, spec: dict) -> None:
-        """Ask for optional batch keys (``heatmaps``, ``skeleton_maps``): see :class:`TargetMaker`."""
-        self.targets.request(spec)
+    def action_names(self) -> tuple[str, ...]:
+        """All of the pose source's actions (``data.actions`` filters samples, not the ids)."""
+        return tuple(self.pose_source.action_names)
 
     def dataset(self, split: str) -> SyntheticPoseDataset:
         if split not in self.datasets:

@@ -62,6 +62,8 @@ def differences(stored: dict, cfg: DictConfig, allow: tuple[str, ...] = ()) -> l
             continue
         if key in filled and not new.get(key):  # a prerequisite path the harness fills in again
             continue
+        if key not in old and new.get(key) in (None, [], {}, ""):  # a key added to a schema later, at its empty default
+            continue
         if new.get(key) != old.get(key):
             out.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
     return out

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.init_from import load_matching
 from harness.prerequisites import resolve as resolve_prerequisites
 from harness.run_identity import MAY_GROW_ON_RESUME, check_checkpoint, check_name, check_writable, require_same_config
+from harness.wandb_id import run_id as wandb_run_id
 from pose3d.config import ConfigError, build_config, run_name
 
 EXIT_BAD_CONFIG = 2
@@ -33,13 +34,6 @@ def load_config(args: list[str]) -> DictConfig:
     from lightning_modules import MODELS
 
     return build_config(args, MODELS, DATAMODULES)
-
-
-def info_dict(info) -> dict:
-    """A DataModule's ``info`` as the plain dict a checkpoint's hyper-parameters hold."""
-    import dataclasses
-
-    return dataclasses.asdict(info) if dataclasses.is_dataclass(info) else dict(info)
 
 
 def wandb_mode() -> str:
@@ -114,6 +108,8 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
                 save_dir=str(run_dir),
                 offline=mode == "offline",
                 config=OmegaConf.to_container(cfg, resolve=True),
+                id=wandb_run_id(run_dir, resuming=cfg.ckpt_path == "last"),  # one W&B run per run folder
+                resume="allow",
             )
         )
     return loggers
@@ -201,7 +197,7 @@ def run(cfg: DictConfig) -> dict:
     model = method(
         model=OmegaConf.to_container(cfg.model),
         optim=OmegaConf.to_container(cfg.optim),
-        data_info=info_dict(datamodule.info),
+        data_info=datamodule.info.as_dict(),
     )
     if cfg.init_from:
         load_matching(model, cfg.init_from)

@@ -32,7 +32,6 @@ Extension points (each one mechanism for every method; see docs/adding_a_method.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,18 +42,9 @@ from torch import Tensor
 
 from torchmetrics import Metric
 
+from pose3d.contract import DataInfo
 from pose3d.metrics import PCKh, PixelError, pose3d_metrics
 from pose3d.skeleton import JOINT_INDEX
-
-
-@dataclass
-class DataInfo:
-    """What a method needs to know about its data: filled in by the DataModule."""
-
-    num_joints: int = 17
-    image_size: int = 64
-    action_names: tuple[str, ...] = ()
-    eval_joints: tuple[int, ...] | None = None  # joints the protocol scores (H36M #2/#3: 14); None = all
 
 
 def head_size_2d(joints_2d: Tensor) -> Tensor:
@@ -67,12 +57,12 @@ class PoseModule(pl.LightningModule):
     Config: type
     monitor: tuple[str, str] = ("val/mpjpe", "min")  # (metric, mode) choosing the best checkpoint
 
-    def __init__(self, model: dict, optim: dict, data_info: dict):
+    def __init__(self, model: dict, optim: dict, data_info: dict | DataInfo):
         super().__init__()
         self.save_hyperparameters()
         self.cfg = OmegaConf.merge(OmegaConf.structured(self.Config), model)
         self.optim_cfg = OmegaConf.create(optim)
-        self.data_info = DataInfo(**data_info)
+        self.data_info = DataInfo.from_any(data_info)
         num_actions = len(self.data_info.action_names) or None
         self.val_metrics = pose3d_metrics()
         self.test_metrics = pose3d_metrics(num_actions=num_actions)

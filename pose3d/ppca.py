@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from pose3d.h36m_mocap import PoseFileError, read_positions_3d
 from pose3d.skeleton import FLIP_PERMUTATION, H36M_BONES, NUM_JOINTS, ROOT
 
 NON_ROOT = np.array([j for j in range(NUM_JOINTS) if j != ROOT])
@@ -46,9 +47,6 @@ DIMS = 3 * len(NON_ROOT)  # a root-relative pose has 48 free coordinates
 # det = +1, so it is a proper rotation (left stays left); a person standing upright
 # in the world has the head at negative y'.
 WORLD_Z_UP_TO_CAMERA = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-
-# VideoPose3D's 32-joint Human3.6M skeleton -> the 17 joints of DESIGN.md.
-H36M_32_TO_17 = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
 
 _VAR_FLOOR = 1e-10  # relative floor on PPCA variances (keeps log-densities finite)
 
@@ -528,26 +526,14 @@ class SourceError(ValueError):
 
 
 def load_videopose3d(path: str | Path, stride: int = 1) -> np.ndarray:
-    """Poses (N, 17, 3) mm, camera-like frame, root-relative, from VideoPose3D's data_3d_h36m.npz.
-
-    ``positions_3d[subject][action]`` is (T, 32, 3) in metres, world frame with z up.
-    """
+    """Poses (N, 17, 3) mm, camera-like frame, root-relative, from VideoPose3D's data_3d_h36m.npz
+    (world metres, z up; read by :func:`pose3d.h36m_mocap.read_positions_3d`)."""
     try:
-        data = np.load(path, allow_pickle=True)
-        positions = data["positions_3d"].item()
-    except Exception as exc:  # noqa: BLE001 - any failure means the file is not what we expect
-        raise SourceError(f"{path}: cannot read positions_3d ({exc.__class__.__name__}); expected a VideoPose3D "
-                          "data_3d_h36m.npz with positions_3d[subject][action] of shape (T, 32, 3)") from None
-    chunks = []
-    for subject in sorted(positions):
-        for action in sorted(positions[subject]):
-            seq = np.asarray(positions[subject][action], dtype=np.float64)
-            if seq.ndim != 3 or seq.shape[1:] != (32, 3):
-                raise SourceError(f"{path}: positions_3d[{subject!r}][{action!r}] has shape {seq.shape}, "
-                                  "expected (T, 32, 3)")
-            chunks.append(seq[::stride, list(H36M_32_TO_17)])
-    if not chunks:
-        raise SourceError(f"{path}: positions_3d is empty; expected positions_3d[subject][action] arrays")
+        positions = read_positions_3d(path)
+    except PoseFileError as exc:
+        raise SourceError(str(exc)) from None
+    chunks = [np.asarray(positions[subject][action], dtype=np.float64)[::stride]
+              for subject in sorted(positions) for action in sorted(positions[subject])]
     poses = np.concatenate(chunks) * 1000.0 @ WORLD_Z_UP_TO_CAMERA.T
     return poses - poses[:, ROOT:ROOT + 1]
 

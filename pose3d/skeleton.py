@@ -44,6 +44,10 @@ FLIP_PERMUTATION: tuple[int, ...] = tuple(flip_permutation())
 # The 14-joint subset of LSP/MPII-style 2D data and of Protocols #2/#3: drops pelvis, spine, neck.
 SUBSET_14: tuple[int, ...] = tuple(i for i in range(NUM_JOINTS) if i not in (0, 7, 9))
 
+# Human3.6M's 32-joint mocap skeleton (VideoPose3D's files) -> our 17 joints: the source index
+# of each of our joints (the H36M-17 skeleton is the subset of the 32 that it keeps).
+H36M_32_TO_17: tuple[int, ...] = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
+
 # Left/right joint pairs that 2D benchmarks report as one part (MPII PCKh, LSP PCK tables);
 # each benchmark adds its own "Head" pair.
 PART_PAIRS: dict[str, tuple[int, int]] = {

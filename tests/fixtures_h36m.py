@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.human36m import CAMERA_IDS, CAMERA_INTRINSICS, H36M32_TO_17, box_from_keypoints
+from datamodules.human36m import CAMERA_IDS, CAMERA_INTRINSICS, box_from_keypoints
 from pose3d.body import MEAN_BONE_LENGTHS
 from pose3d.pose_sampler import sample_pose
+from pose3d.skeleton import H36M_32_TO_17
 
 SUBJECTS = (1, 5, 6, 7, 8, 9, 11)
 # (name as in the 3D file / image folder, spaces kept here) two trials of one action, one of another
@@ -156,7 +157,7 @@ def write_poses_layout(root: Path, num_frames: int = 70, subjects=SUBJECTS, sequ
         for seq in sequences:
             world = world_poses(rng, num_frames)
             full = np.zeros((num_frames, 32, 3))
-            full[:, list(H36M32_TO_17)] = world
+            full[:, list(H36M_32_TO_17)] = world
             positions_3d[f"S{s}"][seq] = (full / 1000.0).astype(np.float32)
             views = []
             for cid in CAMERA_IDS:
@@ -164,7 +165,7 @@ def write_poses_layout(root: Path, num_frames: int = 70, subjects=SUBJECTS, sequ
                 p = project((world - centre) @ R_c2w, K)
                 if joints_2d == 32:
                     p32 = np.zeros((num_frames, 32, 2))
-                    p32[:, list(H36M32_TO_17)] = p
+                    p32[:, list(H36M_32_TO_17)] = p
                     p = p32
                 views.append(np.concatenate([p, p[:2]]).astype(np.float32))  # 2 extra frames, as some videos have
             positions_2d[f"S{s}"][seq] = views

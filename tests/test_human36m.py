@@ -218,3 +218,26 @@ def test_smoke_train_on_the_fixture(images_root, tmp_path):
     # so do missing frames (the fixture has no images for fps50, which Protocol #2's test split reads)
     assert main([*args, "data.protocol=2", "name=p2"]) == 2
     assert not (tmp_path / "runs" / "p2" / "checkpoints").exists()
+
+
+def test_action_filter_keeps_those_actions_in_every_split(poses_root, images_root):
+    from datamodules.records import records_of_actions
+    from pose3d.config import ConfigError
+
+    walking = ACTIONS.index("Walking")
+    dm = module(poses_root, layout="poses", actions=["Walking"], test_size=5)
+    for split in ("train", "val", "test"):
+        assert len(dm.records(split)) > 0 and {r.action for r in dm.records(split)} == {walking}
+    assert len(dm.records("test")) == 5  # the cap applies after the filter
+    assert dm.info.action_names == ACTIONS  # ids stay those of the full list
+    everything = module(poses_root, layout="poses")
+    assert {r.action for r in everything.records("test")} == {ACTIONS.index("Directions"), walking}
+    assert len(everything.records("train")) == len(everything.all_records("train"))
+    # the action ids LazyRecords carry up front agree with the records' own
+    records = module(images_root).all_records("train")
+    fast, slow = records_of_actions(records, (walking,)), records_of_actions(list(records), (walking,))
+    assert len(fast) == len(slow) > 0 and [r.image_path for r in fast] == [r.image_path for r in slow]
+    with pytest.raises(ConfigError) as error:
+        module(poses_root, layout="poses", actions=["Dancing"])
+    assert str(error.value).startswith("bad value for data.actions: 'Dancing'; valid action names: Directions, Discussion")
+    assert "\n" not in str(error.value)

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from torch.utils.data import DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 
-from datamodules.batch import check_batch
-from datamodules.mixed import MixedBatchSampler, MixedConfig, MixedDataModule
+from datamodules.batch import BATCH_KEYS, check_batch
+from datamodules.mixed import MixedBatchSampler, MixedConfig, MixedDataModule, MixedDataset
+from datamodules.targets import TargetMaker
 from pose3d.config import ConfigError
 
 
@@ -54,6 +55,51 @@ def test_batches_hold_the_configured_share_of_3d_samples(lsp_root):
     assert batch["image"].shape == (8, 3, 32, 32)
 
 
+class KeysPart(Dataset):
+    """A stand-in source whose samples carry exactly ``keys``."""
+
+    def __init__(self, keys):
+        self.keys = set(keys)
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitems__(self, indices):
+        return [{key: torch.zeros(1) for key in self.keys} for _ in indices]
+
+
+NAMES = ["data.sources.three_d (synthetic)", "data.sources.two_d (lsp)"]
+
+
+def test_a_key_one_source_lacks_is_dropped_only_when_nobody_needs_it():
+    contract = set(BATCH_KEYS)
+    extra = MixedDataset([KeysPart(contract | {"head_size"}), KeysPart(contract | {"torso_size"})], NAMES)
+    assert set(extra.__getitems__([0, 5])[0]) == contract  # not requested, not in the contract: dropped
+    requested = TargetMaker(32)
+    requested.request({"heatmaps": {"size": 8}})
+    missing_target = MixedDataset([KeysPart(contract | {"heatmaps"}), KeysPart(contract)], NAMES, requested)
+    with pytest.raises(ConfigError) as error:
+        missing_target.__getitems__([0, 5])
+    assert "\n" not in str(error.value)
+    assert "'heatmaps' is made by data.sources.three_d (synthetic) but not by data.sources.two_d (lsp)" in str(error.value)
+    missing_contract = MixedDataset([KeysPart(contract), KeysPart(contract - {"camera"})], NAMES)
+    with pytest.raises(ConfigError, match="'camera' is made by data.sources.three_d .* but not by data.sources.two_d"):
+        missing_contract.__getitems__([1, 6])
+
+
+def test_requested_targets_reach_both_sources_and_a_lacking_one_stops(lsp_root):
+    dm = MixedDataModule(mixed_cfg(lsp_root))
+    dm.request_targets({"heatmaps": {"size": 8}})
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["heatmaps"].shape == (8, 17, 8, 8)
+    dm = MixedDataModule(mixed_cfg(lsp_root))
+    dm.request_targets({"heatmaps": {"size": 8}})
+    dm.sources["two_d"].targets.spec = {}  # a source that ignores the request
+    with pytest.raises(ConfigError, match=r"'heatmaps' is made by data.sources.three_d \(synthetic\) but not by "
+                                          r"data.sources.two_d \(lsp\)"):
+        next(iter(dm.train_dataloader()))
+
+
 def test_round_and_extreme_ratios():
     def first(ratio: float, batch_size: int = 7) -> list[int]:
         sampler = MixedBatchSampler(range(10), batch_size, True, sizes=(5, 5), ratio_3d=ratio, num_batches=2)
@@ -86,11 +132,11 @@ def test_evaluation_runs_on_the_named_source(lsp_root):
     dm = MixedDataModule(mixed_cfg(lsp_root, eval_source="two_d", test_size=2))
     batch = next(iter(dm.test_dataloader()))
     assert len(batch["image"]) == 2 and not batch["has_3d"].any() and "torso_size" in batch
-    assert dm.info["image_size"] == 32
+    assert dm.info.image_size == 32
     dm = MixedDataModule(mixed_cfg(lsp_root))
     batch = next(iter(dm.val_dataloader()))
     assert batch["has_3d"].all() and len(batch["image"]) == 4
-    assert dm.info["action_names"] == dm.sources["three_d"].info["action_names"]
+    assert dm.info.action_names == dm.sources["three_d"].info.action_names
 
 
 @pytest.mark.parametrize("change, expected", [

@@ -215,12 +215,12 @@ def test_univ_target_is_rescaled_pose_at_the_metric_root(layout):
 def test_scene_and_activity_grouping(layout):
     root, _, _ = layout
     dm = make_dm(root)
-    assert dm.info["action_names"] == SCENE_NAMES
+    assert dm.info.action_names == SCENE_NAMES
     pairs = {(r.subject, r.action) for r in dm.records("test")}
     assert pairs == {(1, 0), (3, 1), (5, 2)}  # GS, noGS, outdoor
     dm = make_dm(root, action_grouping="activity", test_sequences=[1])
     assert [r.action for r in dm.records("test")] == [0, 0, 2, 6]  # frame 3 is invalid
-    assert dm.info["action_names"][2] == "Sitting"
+    assert dm.info.action_names[2] == "Sitting"
 
 
 def test_evaluate_matches_hand_computed_values():

@@ -11,6 +11,7 @@ from scipy.linalg import subspace_angles
 
 from pose3d import ppca
 from pose3d.procrustes import procrustes_align
+from pose3d.skeleton import H36M_32_TO_17
 
 
 def test_ppca_recovers_a_low_rank_gaussian():
@@ -125,7 +126,7 @@ def test_videopose3d_source(tmp_path):
     poses = ppca.load_source(str(tmp_path / "data_3d_h36m.npz"), stride=2)
     assert poses.shape == (15, 17, 3)
     assert np.allclose(poses[:, 0], 0)
-    raw = positions["S1"]["Walking"][0, list(ppca.H36M_32_TO_17)] * 1000.0
+    raw = positions["S1"]["Walking"][0, list(H36M_32_TO_17)] * 1000.0
     expected = (raw - raw[0]) @ ppca.WORLD_Z_UP_TO_CAMERA.T
     np.testing.assert_allclose(poses[0], expected)
 

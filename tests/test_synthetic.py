@@ -105,7 +105,7 @@ def test_bvh_pose_source(shared_data):
     dm = make_dm(pose_source=f"bvh:{shared_data / 'cmu_bvh' / 'cmu_original'}")
     batch = first_batch(dm, "train")
     check_batch(batch)
-    assert dm.info["action_names"] == ("131",)
+    assert dm.info.action_names == ("131",)
 
 
 def test_missing_bvh_path_is_a_one_line_error(tmp_path):
@@ -113,3 +113,55 @@ def test_missing_bvh_path_is_a_one_line_error(tmp_path):
 
     with pytest.raises(ConfigError, match="no .bvh file found"):
         make_dm(pose_source=f"bvh:{tmp_path / 'nowhere'}")
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_action_filter_keeps_only_those_actions_in_every_split(split):
+    from pose3d.pose_sampler import ACTIVITIES
+
+    dm = make_dm(actions=["sitting", "walking"], train_size=48, val_size=48, test_size=48)
+    dataset = dm.dataset(split)
+    actions = {dataset.describe(i).action for i in range(48)}
+    assert actions == {ACTIVITIES.index("sitting"), ACTIVITIES.index("walking")}
+    assert dm.info.action_names == ACTIVITIES  # ids stay those of the full list
+    again = make_dm(actions=["walking", "sitting"], train_size=48, val_size=48, test_size=48).dataset(split)
+    assert np.array_equal(again.describe(7).pose, dataset.describe(7).pose)  # a pure function of (seed, split, index)
+
+
+def test_unfiltered_samples_are_unchanged():
+    """``actions: []`` (the default) and every action listed draw exactly what the unfiltered data did."""
+    from datamodules.synthetic import SPLIT_IDS
+    from pose3d.pose_sampler import ACTIVITIES
+
+    default, every = make_dm().dataset("train"), make_dm(actions=list(ACTIVITIES)).dataset("train")
+    for i in range(16):
+        rng = np.random.default_rng((0, SPLIT_IDS["train"], i))  # the draws of describe(): subject, then action
+        rng.integers(len(TRAIN_SUBJECTS))
+        assert default.describe(i).action == int(rng.integers(len(ACTIVITIES)))
+        a, b = default.describe(i), every.describe(i)
+        assert a.action == b.action and np.array_equal(a.pose, b.pose) and np.array_equal(a.root, b.root)
+
+
+def test_unknown_action_is_a_one_line_error_naming_the_valid_ones(shared_data):
+    from pose3d.config import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        make_dm(actions=["dancing"])
+    assert str(error.value) == ("bad value for data.actions: 'dancing'; valid action names: "
+                                "standing, walking, sitting, crouching, reaching, bending")
+    with pytest.raises(ConfigError, match="'walking'; valid action names: 131"):
+        make_dm(pose_source=f"bvh:{shared_data / 'cmu_bvh' / 'cmu_original'}", actions=["walking"])
+    from datamodules.base import action_ids
+
+    with pytest.raises(ConfigError, match="valid action names: none \\(this dataset has no action labels\\)"):
+        action_ids(["walking"], ())  # MPII, LSP
+
+
+def test_action_filter_on_mocap_categories(shared_data):
+    folder = shared_data / "cmu_bvh" / "iclone_cc"
+    dm = make_dm(pose_source=f"bvh:{folder}")
+    names = dm.info.action_names
+    if len(names) < 2:
+        pytest.skip(f"{folder} has one category only")
+    kept = make_dm(pose_source=f"bvh:{folder}", actions=[names[-1]]).dataset("train")
+    assert {kept.describe(i).action for i in range(16)} == {len(names) - 1}

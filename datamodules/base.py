@@ -1,0 +1,59 @@
+"""The one base class of every DataModule: the side of the contract a method sees.
+
+:class:`PoseDataModule` holds the config, answers :attr:`~PoseDataModule.info` (a complete
+:class:`pose3d.contract.DataInfo`) and takes the method's target requests
+(:meth:`~PoseDataModule.request_targets`, rendered by :class:`datamodules.targets.TargetMaker`).
+A subclass passes its Config instance (with ``image_size``, ``batch_size``, ``num_workers``) to
+``super().__init__``, implements ``dataset(split)`` (the loaders come from
+:class:`datamodules.loaders.SplitLoaders`) and sets ``action_names``, and ``eval_joints`` when
+its protocol scores fewer than all joints.
+
+:func:`action_ids` turns a config's ``data.actions`` (the per-action filter) into action ids.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning.pytorch as pl
+
+from datamodules.loaders import SplitLoaders
+from datamodules.targets import TargetMaker
+from pose3d.config import ConfigError
+from pose3d.contract import DataInfo
+from pose3d.skeleton import NUM_JOINTS
+
+
+class PoseDataModule(SplitLoaders, pl.LightningDataModule):
+    """A DataModule of the shared batch contract (module docstring)."""
+
+    action_names: tuple[str, ...] = ()  # the name of each ``action`` id
+    eval_joints: tuple[int, ...] = tuple(range(NUM_JOINTS))  # the joints the protocol scores
+    test_subjects_label = ""  # who the test split is, for tables and plots
+
+    def __init__(self, cfg: object):
+        super().__init__()
+        self.cfg = cfg
+        self.targets = TargetMaker(cfg.image_size)
+
+    @property
+    def info(self) -> DataInfo:
+        return DataInfo(num_joints=NUM_JOINTS, image_size=self.cfg.image_size,
+                        action_names=tuple(self.action_names), eval_joints=tuple(self.eval_joints))
+
+    def request_targets(self, spec: dict) -> None:
+        """Ask for optional batch keys (``heatmaps``, ``skeleton_maps``, ...), merged with the
+        earlier requests: see :class:`TargetMaker`."""
+        self.targets.request(spec)
+
+
+def action_ids(actions: Sequence[str], action_names: Sequence[str]) -> tuple[int, ...] | None:
+    """The sorted ids in ``action_names`` of the ``data.actions`` names; ``None`` (= every action)
+    when ``actions`` is empty. An unknown name is a one-line :class:`ConfigError` naming the valid ones."""
+    if not actions:
+        return None
+    names = list(action_names)
+    for name in actions:
+        if name not in names:
+            valid = ", ".join(names) if names else "none (this dataset has no action labels)"
+            raise ConfigError(f"bad value for data.actions: '{name}'; valid action names: {valid}")
+    return tuple(sorted({names.index(name) for name in actions}))
