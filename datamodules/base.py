@@ -29,6 +29,7 @@ class PoseDataModule(SplitLoaders, pl.LightningDataModule):
     action_names: tuple[str, ...] = ()  # the name of each ``action`` id
     eval_joints: tuple[int, ...] = tuple(range(NUM_JOINTS))  # the joints the protocol scores
     test_subjects_label = ""  # who the test split is, for tables and plots
+    test_subject_names: tuple[str, ...] = ()  # the dataset's names of its test subjects (a pose prior must not have seen them)
 
     def __init__(self, cfg: object):
         super().__init__()
@@ -38,7 +39,8 @@ class PoseDataModule(SplitLoaders, pl.LightningDataModule):
     @property
     def info(self) -> DataInfo:
         return DataInfo(num_joints=NUM_JOINTS, image_size=self.cfg.image_size,
-                        action_names=tuple(self.action_names), eval_joints=tuple(self.eval_joints))
+                        action_names=tuple(self.action_names), eval_joints=tuple(self.eval_joints),
+                        test_subjects=tuple(self.test_subject_names))
 
     def request_targets(self, spec: dict) -> None:
         """Ask for optional batch keys (``heatmaps``, ``skeleton_maps``, ...), merged with the

@@ -302,6 +302,10 @@ class Human36MDataModule(RecordDataModule):
         return f"Protocol #{self.cfg.protocol}: {cams}, {trial}, {every}, {p.metric} over {joints}"
 
     @property
+    def test_subject_names(self) -> tuple[str, ...]:
+        return tuple(f"S{s}" for s in self.protocol.test_subjects)
+
+    @property
     def test_subjects_label(self) -> str:
         subjects = ", ".join(f"S{s}" for s in self.protocol.test_subjects)
         label = f"{subjects} (Human3.6M {self.describe_protocol()}"

@@ -37,7 +37,7 @@ scratch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ from torchmetrics import Metric
 from lightning_modules.base import PoseModule, masked_mean
 from lightning_modules.blocks.cpm import BeliefStage, ImageFeatures
 from pose3d.heatmaps import decode_argmax, render_heatmaps
+from pose3d.config import ConfigError
+from pose3d.h36m_mocap import PROTOCOL_TRAIN_SUBJECTS
 from pose3d.metrics import PixelError
 from pose3d.prerequisites import FittedArtifact
 
@@ -67,6 +69,8 @@ class TomeLiftingConfig:
     prior_components: int = 1
     prior_basis: int = 10
     prior_poses: int = 20000  # poses drawn from a synthetic prior_source
+    prior_subjects: list[str] = field(default_factory=list)  # Human3.6M subjects a data_3d_h36m.npz prior sees;
+    # empty: the training subjects of data.protocol (Protocol #1 without one). Never the test subjects.
     rotations: int = 80  # quantised ground-plane rotations (Sec. 5.3)
     refine_rotation: bool = True  # refine the best quantised angle (parabola + exact solve); False: the paper's plain grid
 
@@ -87,6 +91,10 @@ class LiftingFromTheDeep(PoseModule):
         self.image_size = self.data_info.image_size
         self.heatmap_size = self.image_size // ImageFeatures.stride
         self.prior = _load_prior(cfg.prior)
+        try:
+            self.prior.check_unseen(self.data_info.test_subjects, f"model.prior={cfg.prior}")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
     # -- prior --------------------------------------------------------------------------
     @classmethod
@@ -99,13 +107,18 @@ class LiftingFromTheDeep(PoseModule):
         recipe = {"source": source, "components": int(m.prior_components), "basis": int(m.prior_basis)}
         if source == "synthetic":
             recipe["poses"] = count
+        if Path(source).suffix == ".npz":  # Human3.6M mocap: training subjects only
+            protocol = int(cfg.data.get("protocol", 1) or 1) if cfg.data.name == "human36m" else 1
+            recipe["subjects"] = list(m.prior_subjects) or list(PROTOCOL_TRAIN_SUBJECTS[protocol])
         tag = "synthetic" if source == "synthetic" else Path(source).stem
 
         def fit_prior(path: Path) -> None:
             from pose3d import ppca
 
-            poses = ppca.load_source(source, count=count)
-            ppca.fit(poses, components=recipe["components"], basis=recipe["basis"]).save(path)
+            poses = ppca.load_source(source, count=count, subjects=recipe.get("subjects"))
+            prior = ppca.fit(poses, components=recipe["components"], basis=recipe["basis"])
+            prior.subjects = tuple(recipe.get("subjects", ()))
+            prior.save(path)
 
         return [FittedArtifact(name=f"{tag}-k{recipe['components']}-j{recipe['basis']}", into="model.prior",
                                recipe=recipe, build=fit_prior, folder="priors")]

@@ -43,12 +43,14 @@ class DataInfo:
     image_size: int = 64  # side of the square input crop, pixels
     action_names: tuple[str, ...] = ()  # name of each ``action`` id; () = the data has no actions
     eval_joints: tuple[int, ...] | None = None  # joints the protocol scores (H36M #2/#3: 14); None = all
+    test_subjects: tuple[str, ...] = ()  # dataset subject names of the test split (e.g. "S9", "S11"); () = none to guard
 
     def __post_init__(self) -> None:
         # checkpoints and YAML hold lists: store tuples so that infos compare equal either way
         object.__setattr__(self, "num_joints", int(self.num_joints))
         object.__setattr__(self, "image_size", int(self.image_size))
         object.__setattr__(self, "action_names", tuple(str(name) for name in self.action_names))
+        object.__setattr__(self, "test_subjects", tuple(str(name) for name in self.test_subjects))
         if self.eval_joints is not None:
             joints = tuple(int(j) for j in self.eval_joints)
             outside = [j for j in joints if not 0 <= j < self.num_joints]
@@ -63,6 +65,7 @@ class DataInfo:
             "image_size": self.image_size,
             "action_names": list(self.action_names),
             "eval_joints": None if self.eval_joints is None else list(self.eval_joints),
+            "test_subjects": list(self.test_subjects),
         }
 
     @classmethod

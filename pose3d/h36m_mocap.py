@@ -26,6 +26,15 @@ from pose3d.config import ConfigError
 from pose3d.skeleton import H36M_32_TO_17, NUM_JOINTS
 
 
+# Human3.6M's training subjects per protocol (#3 trains as #1): a pose prior fitted for a
+# protocol must see only these, never its test subjects (S9, S11; #2: S11).
+PROTOCOL_TRAIN_SUBJECTS = {
+    1: ("S1", "S5", "S6", "S7", "S8"),
+    2: ("S1", "S5", "S6", "S7", "S8", "S9"),
+    3: ("S1", "S5", "S6", "S7", "S8"),
+}
+
+
 class PoseFileError(ConfigError):
     """A pose file that cannot be read as the VideoPose3D format; the message is one line naming it."""
 

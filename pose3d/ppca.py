@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pose3d.h36m_mocap import PoseFileError, read_positions_3d
+from pose3d.h36m_mocap import PROTOCOL_TRAIN_SUBJECTS, PoseFileError, read_positions_3d
 from pose3d.skeleton import FLIP_PERMUTATION, H36M_BONES, NUM_JOINTS, ROOT
 
 NON_ROOT = np.array([j for j in range(NUM_JOINTS) if j != ROOT])
@@ -331,6 +331,7 @@ class PosePrior:
     weights: np.ndarray  # (K,)
     unit_mm: float = 1000.0
     log_likelihood: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    subjects: tuple = ()  # the mocap subjects it was fitted on (e.g. S1, S5, ...); () = no subject ids (synthetic, BVH)
     _lifters: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -364,7 +365,8 @@ class PosePrior:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as f:  # an open file keeps numpy from appending '.npz'
             np.savez(f, means=self.means, basis=self.basis, variances=self.variances, noise=self.noise,
-                     weights=self.weights, unit_mm=np.float64(self.unit_mm), log_likelihood=self.log_likelihood)
+                     weights=self.weights, unit_mm=np.float64(self.unit_mm), log_likelihood=self.log_likelihood,
+                     subjects=np.array(self.subjects, dtype=str))
         return path
 
     @classmethod
@@ -372,7 +374,16 @@ class PosePrior:
         with np.load(path) as data:
             return cls(means=data["means"], basis=data["basis"], variances=data["variances"], noise=data["noise"],
                        weights=data["weights"], unit_mm=float(data["unit_mm"]),
-                       log_likelihood=data["log_likelihood"])
+                       log_likelihood=data["log_likelihood"],
+                       subjects=tuple(str(s) for s in data["subjects"]) if "subjects" in data else ())
+
+    def check_unseen(self, test_subjects, what: str = "the pose prior") -> None:
+        """Raise a one-line ``ValueError`` when the prior was fitted on any of ``test_subjects``."""
+        seen = sorted(set(self.subjects) & {str(s) for s in test_subjects})
+        if seen:
+            raise ValueError(f"{what} was fitted on test subject(s) {', '.join(seen)} (fitted on "
+                             f"{', '.join(self.subjects)}); expected a prior of training subjects only: refit it with "
+                             "python -m pose3d.ppca fit --subjects ...")
 
     # ---------------------------------------------------------------- lifting
     def lifter(self, rotations: int = 80, refine: bool = True, prior_weight: float = 1.0,
@@ -525,13 +536,17 @@ class SourceError(ValueError):
     """Bad --source input: the message names what was wrong and what was expected."""
 
 
-def load_videopose3d(path: str | Path, stride: int = 1) -> np.ndarray:
+def load_videopose3d(path: str | Path, stride: int = 1, subjects=PROTOCOL_TRAIN_SUBJECTS[1]) -> np.ndarray:
     """Poses (N, 17, 3) mm, camera-like frame, root-relative, from VideoPose3D's data_3d_h36m.npz
-    (world metres, z up; read by :func:`pose3d.h36m_mocap.read_positions_3d`)."""
+    (world metres, z up; read by :func:`pose3d.h36m_mocap.read_positions_3d`), of ``subjects``
+    only (default: Protocol #1's training subjects, so a prior never sees S9 or S11)."""
     try:
         positions = read_positions_3d(path)
     except PoseFileError as exc:
         raise SourceError(str(exc)) from None
+    positions = {s: actions for s, actions in positions.items() if s in set(subjects)}
+    if not positions:
+        raise SourceError(f"{path} holds none of the subjects {', '.join(subjects)}; expected Human3.6M training subjects")
     chunks = [np.asarray(positions[subject][action], dtype=np.float64)[::stride]
               for subject in sorted(positions) for action in sorted(positions[subject])]
     poses = np.concatenate(chunks) * 1000.0 @ WORLD_Z_UP_TO_CAMERA.T
@@ -579,15 +594,24 @@ def load_synthetic(count: int = 20000, seed: int = 0) -> np.ndarray:
     return rotate_yaw(poses, rng.uniform(0, 2 * np.pi, size=count))
 
 
-def load_source(source: str, stride: int = 1, count: int = 20000, seed: int = 0) -> np.ndarray:
-    """Training poses from a SOURCE of the command line (see the module doc)."""
+def source_subjects(source: str, subjects=None) -> tuple:
+    """The mocap subjects a prior fitted from ``source`` sees: for a Human3.6M file ``subjects``
+    (default: Protocol #1's training subjects); other sources carry no subject ids."""
+    if Path(source).suffix == ".npz":
+        return tuple(subjects or PROTOCOL_TRAIN_SUBJECTS[1])
+    return ()
+
+
+def load_source(source: str, stride: int = 1, count: int = 20000, seed: int = 0, subjects=None) -> np.ndarray:
+    """Training poses from a SOURCE of the command line (see the module doc); ``subjects``
+    restricts a Human3.6M file (default: Protocol #1's training subjects)."""
     if source == "synthetic":
         return load_synthetic(count, seed)
     path = Path(source)
     if path.is_dir():
         return load_bvh_folder(path, stride)
     if path.is_file() and path.suffix == ".npz":
-        return load_videopose3d(path, stride)
+        return load_videopose3d(path, stride, source_subjects(source, subjects))
     if not path.exists():
         raise SourceError(f"--source {source}: no such file or folder; expected a BVH folder, "
                           "a VideoPose3D data_3d_h36m.npz or 'synthetic'")
@@ -639,22 +663,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--holdout", type=float, default=0.1, help="fraction of poses held out")
     p.add_argument("--count", type=_positive(int), default=20000, help="poses drawn for 'synthetic'")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subjects", default="", help="Human3.6M subjects to fit on, e.g. S1,S5,S6,S7,S8,S9 "
+                   "(default: Protocol #1's training subjects S1,S5,S6,S7,S8)")
     args = parser.parse_args(argv)
     try:
         if not 0.0 < args.holdout < 1.0:
             raise SourceError(f"--holdout {args.holdout}: expected a fraction in (0, 1)")
         if args.basis >= DIMS:
             raise SourceError(f"--basis {args.basis}: expected at most {DIMS - 1}")
-        poses = load_source(args.source, args.stride, args.count, args.seed)
+        subjects = tuple(s.strip() for s in args.subjects.split(",") if s.strip()) or None
+        poses = load_source(args.source, args.stride, args.count, args.seed, subjects)
         rng = np.random.default_rng(args.seed)
         order = rng.permutation(len(poses))[:args.max_poses]
         held = max(1, int(round(args.holdout * len(order))))
         train, test = poses[order[held:]], poses[order[:held]]
         prior = fit(train, components=args.components, basis=args.basis, seed=args.seed)
+        prior.subjects = source_subjects(args.source, subjects)
     except (SourceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     path = prior.save(args.out)
+    print(f"subjects: {', '.join(prior.subjects) if prior.subjects else 'none (no subject ids in this source)'}")
     test = test[:2000]
     recon = reconstruction_error(prior, test)
     lift = _lifting_error(prior, test, rng)

@@ -241,3 +241,13 @@ def test_action_filter_keeps_those_actions_in_every_split(poses_root, images_roo
         module(poses_root, layout="poses", actions=["Dancing"])
     assert str(error.value).startswith("bad value for data.actions: 'Dancing'; valid action names: Directions, Discussion")
     assert "\n" not in str(error.value)
+
+
+def test_the_protocols_test_subjects_reach_data_info(tmp_path):
+    from datamodules.human36m import Human36MDataModule
+    from tests.fixtures_h36m import write_poses_layout
+
+    write_poses_layout(tmp_path / "h36m", num_frames=6, subjects=(1, 9, 11))
+    for protocol, expected in ((1, ("S9", "S11")), (2, ("S11",))):
+        dm = Human36MDataModule({"root": str(tmp_path / "h36m"), "layout": "poses", "image_size": 32, "protocol": protocol})
+        assert dm.info.test_subjects == expected

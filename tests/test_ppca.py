@@ -148,3 +148,36 @@ def test_cli_fits_synthetic(tmp_path, capsys):
                       "--out", str(out)]) == 0
     assert "held-out" in capsys.readouterr().out
     assert ppca.PosePrior.load(out).components == 2
+
+
+def test_a_prior_of_human36m_sees_only_training_subjects_and_says_so(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    data = {s: {"Walking": rng.normal(size=(40, 32, 3)).astype(np.float32) * 0.2} for s in ("S1", "S5", "S9", "S11")}
+    path = tmp_path / "data_3d_h36m.npz"
+    np.savez_compressed(path, positions_3d=data)
+    poses = ppca.load_videopose3d(path)  # default: Protocol #1's training subjects
+    assert len(poses) == 80  # S1 and S5 only: S9 and S11 are test subjects
+    assert len(ppca.load_videopose3d(path, subjects=("S1", "S5", "S9"))) == 120
+    out = tmp_path / "prior.npz"
+    assert ppca.main(["fit", "--source", str(path), "--components", "1", "--basis", "3", "--out", str(out)]) == 0
+    assert "subjects: S1, S5, S6, S7, S8" in capsys.readouterr().out
+    prior = ppca.PosePrior.load(out)
+    assert prior.subjects == ("S1", "S5", "S6", "S7", "S8")
+    prior.check_unseen(("S9", "S11"))  # fine
+    prior.subjects = ("S1", "S9")
+    with pytest.raises(ValueError, match="was fitted on test subject\\(s\\) S9"):
+        prior.check_unseen(("S9", "S11"))
+
+
+def test_lifting_with_a_prior_that_saw_the_test_subjects_stops(tmp_path):
+    from lightning_modules.tome_lifting import LiftingFromTheDeep
+    from pose3d.config import ConfigError
+    from tests.helpers import OPTIM
+
+    prior = ppca.fit(ppca.load_synthetic(800, seed=0), components=1, basis=4)
+    prior.subjects = ("S1", "S5", "S11")
+    prior.save(tmp_path / "leaky.npz")
+    info = {"num_joints": 17, "image_size": 32, "action_names": (), "test_subjects": ("S9", "S11")}
+    with pytest.raises(ConfigError, match="leaky.npz was fitted on test subject\\(s\\) S11"):
+        LiftingFromTheDeep(model={"stages": 1, "channels": 8, "stage_layers": 1, "prior": str(tmp_path / "leaky.npz")},
+                           optim=OPTIM, data_info=info)
