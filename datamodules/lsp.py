@@ -44,7 +44,7 @@ import torch
 from torch import Tensor
 
 from datamodules.mpi_inf_3dhp import person_box
-from datamodules.records import DatasetLayoutError, PoseRecord, RecordDataConfig, RecordDataModule
+from datamodules.records import DatasetLayoutError, PoseRecord, RecordDataConfig, RecordDataModule, read_mat
 from pose3d.metrics import functional as PF
 from pose3d.skeleton import JOINT_INDEX, PART_PAIRS, SUBSET_14, map_to_h36m
 
@@ -107,12 +107,10 @@ def pck(pred: Tensor, target: Tensor, visible: Tensor | None = None, alpha: floa
 
 def read_lsp_joints(path: Path) -> tuple[np.ndarray, str]:
     """``joints.mat`` -> (joints (N, 14, 3) as x, y, flag; 'lsp' or 'lspet') by the array's shape."""
-    from scipy.io import loadmat
-
     path = Path(path)
     if not path.is_file():
         raise DatasetLayoutError(f"missing {path}; expected layout: {LAYOUT_LINE}", LAYOUT_TREE)
-    content = loadmat(str(path))
+    content = read_mat(path, "LSP's joints.mat (3x14xN or 14x3xN 'joints')")
     if "joints" not in content:
         raise DatasetLayoutError(f"{path} has no 'joints' variable; expected layout: {LAYOUT_LINE}")
     joints = np.asarray(content["joints"], dtype=np.float64)

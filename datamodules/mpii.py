@@ -55,6 +55,7 @@ from datamodules.records import (
     PoseRecord,
     RecordDataConfig,
     RecordDataModule,
+    read_mat,
 )
 from pose3d.config import ConfigError, choice
 from pose3d.metrics import functional as PF
@@ -157,8 +158,12 @@ def read_json_annotations(path: Path, head_boxes: np.ndarray | None = None) -> l
         missing = [k for k in ("image", "center", "scale", "joints", "joints_vis") if k not in entry]
         if missing:
             raise DatasetLayoutError(f"{path}: entry {n} lacks {', '.join(missing)}; expected image, center, scale, joints, joints_vis")
-        joints = np.asarray(entry["joints"], dtype=np.float64).reshape(16, 2)
-        labelled = np.asarray(entry["joints_vis"], dtype=np.float64).reshape(16)
+        joints = np.asarray(entry["joints"], dtype=np.float64)
+        labelled = np.asarray(entry["joints_vis"], dtype=np.float64)
+        if joints.shape != (16, 2) or labelled.size != 16:
+            raise DatasetLayoutError(f"{path}: entry {n} has joints of shape {joints.shape} and {labelled.size} joints_vis; "
+                                     "expected MPII's 16 joints (16x2 and 16)")
+        labelled = labelled.reshape(16)
         records.append(_mpii_to_record(entry["image"], entry["center"], float(entry["scale"]), joints, labelled,
                                        None if head_boxes is None else head_boxes[n]))
     return records
@@ -166,9 +171,7 @@ def read_json_annotations(path: Path, head_boxes: np.ndarray | None = None) -> l
 
 def read_gt_valid(path: Path) -> np.ndarray:
     """Head boxes (N, 4) as (x1, y1, x2, y2) from ``gt_valid.mat`` (``headboxes_src`` 2x2xN)."""
-    from scipy.io import loadmat
-
-    content = loadmat(str(path))
+    content = read_mat(path, "the gt_valid.mat of the converted MPII annotations (headboxes_src)")
     if "headboxes_src" not in content:
         raise DatasetLayoutError(f"{path} lacks headboxes_src; expected the gt_valid.mat of the converted MPII annotations")
     boxes = np.asarray(content["headboxes_src"], dtype=np.float64)  # [corner, xy, person]
@@ -185,10 +188,8 @@ def _field(struct, name: str, default=None):
 def read_release(path: Path, single_person_only: bool = False) -> list[tuple[int, MPIIRecord]]:
     """``(annolist index, record)`` for every annotated person of the training images of the
     official ``RELEASE`` struct (see the module docstring for what is supported)."""
-    from scipy.io import loadmat
-
     try:
-        release = loadmat(str(path), struct_as_record=False, squeeze_me=True)["RELEASE"]
+        release = read_mat(path, f"the official {RELEASE_NAME}", struct_as_record=False, squeeze_me=True)["RELEASE"]
     except KeyError:
         raise DatasetLayoutError(f"{path} has no RELEASE struct; expected the official {RELEASE_NAME}") from None
     annolist = np.atleast_1d(release.annolist)

@@ -128,6 +128,18 @@ def records_of_actions(records: Sequence[PoseRecord], ids: Sequence[int] | None)
     return RecordSubset(records, np.flatnonzero(np.isin(actions, list(ids))))
 
 
+def read_mat(path: Path, expected: str, **options) -> dict:
+    """A MATLAB v5 file's variables (``scipy.io.loadmat``); a file that is not one (random bytes,
+    truncated) is a one-line :class:`DatasetLayoutError` naming it and what was ``expected``."""
+    from scipy.io import loadmat
+
+    try:
+        return loadmat(str(path), **options)
+    except (ValueError, OSError, NotImplementedError, TypeError, EOFError) as error:
+        raise DatasetLayoutError(f"cannot read {path} as a MATLAB file ({str(error).splitlines()[0]}); "
+                                 f"expected {expected}") from None
+
+
 def read_image(path: Path) -> np.ndarray:
     """An RGB uint8 image (H, W, 3); a missing or unreadable file raises :class:`DatasetLayoutError` naming it."""
     import cv2
