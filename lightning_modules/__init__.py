@@ -9,4 +9,5 @@ MODELS = Registry({
     "heatmap2d": "lightning_modules.heatmap2d:HeatmapNetwork",
     "tekin_fusion": "lightning_modules.tekin_fusion:TrainableFusion",
     "tome_lifting": "lightning_modules.tome_lifting:LiftingFromTheDeep",
+    "park_multiroot": "lightning_modules.park_multiroot:MultiRootRegression",
 })
