@@ -9,20 +9,30 @@ PRESET ?= quick
 SEEDS ?= 1
 ARGS ?=
 DEVICES ?=
+LAUNCHER ?= local
+SLURM ?=
+# W&B's sweep engine. Its wheel declares numpy<2 (the project pins numpy 2.4.6), but what we
+# use of it, grid planning (next_run), the schema check (schema_violations_from_proposed_config)
+# and random/Bayes search, runs on numpy 2: tests/test_ablation.py plans every sweep file with
+# it. So it is installed without its declared requirements, which pyproject.toml pins instead
+# (scipy, pyyaml, scikit-learn, jsonschema, jsonref; pydantic comes with wandb). `pip check`
+# reports this one mismatch.
+SWEEPS := sweeps==0.3.0
 
 export NO_ALBUMENTATIONS_UPDATE := 1
 export WANDB_DIR ?= $(CURDIR)/results/wandb
 export WANDB_CACHE_DIR ?= $(CURDIR)/results/.wandb-cache
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test test-slow train smoke bench clean
+.PHONY: install test test-slow train smoke bench gpu-check clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps $(SWEEPS)
 	touch $(STAMP)
 
 test: install
@@ -40,14 +50,28 @@ smoke: install
 	done
 
 # make ablation-fusion [PRESET=smoke|quick|paper] [SEEDS=n] [DEVICES=0,1] [ARGS="key=value ..."]
+#                     [LAUNCHER=local|slurm|submitit-local] [SLURM="partition=gpu gpus_per_node=1 timeout_min=600"]
 ablation-%: install
-	$(PY) -m pose3d.ablation run ablations/$*.yaml --preset $(PRESET) --seeds $(SEEDS) $(if $(DEVICES),--devices $(DEVICES)) -- $(ARGS)
+	$(PY) -m pose3d.ablation run ablations/$*.yaml --preset $(PRESET) --seeds $(SEEDS) $(if $(DEVICES),--devices $(DEVICES)) \
+		--launcher $(LAUNCHER) $(if $(SLURM),--slurm "$(SLURM)") -- $(ARGS)
+
+# the commands of an ablation, one a line, as a W&B agent runs them (nothing runs)
+plan-%: install
+	$(PY) -m pose3d.ablation plan ablations/$*.yaml $(if $(filter command line environment,$(origin PRESET)),--preset $(PRESET)) \
+		$(if $(filter command line environment,$(origin SEEDS)),--seeds $(SEEDS)) -- $(ARGS)
+
+summary-%: install
+	$(PY) -m pose3d.ablation summary ablations/$*.yaml --preset $(PRESET) --seeds $(SEEDS) -- $(ARGS)
 
 sweep-%: install
 	$(PY) -m pose3d.ablation sweep ablations/$*.yaml
 
 bench: install
 	$(PY) -m pose3d.bench render
+
+# every experiment's paper preset on this machine's GPU -> results/bench/gpu.json (says so and exits 0 without CUDA)
+gpu-check: install
+	$(PY) -m harness.gpu_check
 
 clean:
 	rm -rf results/runs results/bench results/ablation-*

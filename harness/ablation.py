@@ -1,46 +1,63 @@
-"""Run an ablation grid locally, or create it as a W&B sweep, from one sweep file.
+"""Run an ablation grid locally or on SLURM, or create it as a W&B sweep, from one sweep file.
 
 ``ablations/<axis>.yaml`` is a W&B sweep configuration used as it is: ``method: grid``, a
 ``command`` calling ``python -m pose3d.train ${args_no_hyphens}``, and ``parameters`` whose
-``values`` lists span the grid (usually ``variant`` and ``seed``). Locally::
+``values`` lists span the grid (usually ``variant`` and ``seed``). W&B's own sweep engine
+(``sweeps``, :mod:`harness.sweep_engine`) validates the file and plans the grid, and each run
+is the command ``wandb agent`` would run for it, so a local ablation and a cluster sweep run
+the same commands::
 
-    python -m pose3d.ablation run ablations/fusion.yaml [--preset quick] [--seeds N] [--devices 0,1] [-- key=value ...]
+    python -m pose3d.ablation plan ablations/fusion.yaml [--preset P] [--seeds N] [-- key=value ...]
+    python -m pose3d.ablation run ablations/fusion.yaml [--preset quick] [--seeds N] [--devices 0,1]
+                              [--launcher local|slurm|submitit-local] [--slurm "partition=... gpus_per_node=1"]
+                              [-- key=value ...]
 
-expands the same grid (``--preset`` replaces the file's ``preset``, ``--seeds N`` its seed list
-by seeds 0..N-1), runs each point as ``python -m pose3d.train key=value ...`` (the command a
-sweep agent runs), one after another or one per device in parallel, and skips runs whose
-``metrics.json`` exists: an interrupted ablation resumes (a run with a ``last.ckpt`` but no
-metrics resumes from it). It then writes ``results/ablation-<axis>/summary.csv`` (one row per
-run), ``summary.md`` (mean +/- std over seeds per variant beside the paper's numbers from
-``ablations/references.yaml``) and ``summary.png``, and prints the table.
+``plan`` prints the commands, one a line, and runs nothing (without options: the file's own
+grid, as an agent would run it, in the engine's order). ``run`` (``--preset`` replaces the
+file's ``preset``, ``--seeds N`` its seed list by seeds 0..N-1) runs each point one after
+another, or one per device in parallel, with a live progress line on a terminal
+(:mod:`harness.progress`), and skips runs whose ``metrics.json`` exists: an interrupted
+ablation resumes (a run with a ``last.ckpt`` but no metrics resumes from it). ``--launcher
+slurm`` submits the pending points as one SLURM job array instead, ``submitit-local`` through
+submitit's local executor (:mod:`harness.launch`). It then writes
+``results/ablation-<axis>/summary.csv`` (one row per run), ``summary.md`` (mean +/- std over
+seeds per variant beside the paper's numbers from ``ablations/references.yaml``) and
+``summary.png``, and prints the table.
 
 ``python -m pose3d.ablation sweep ablations/fusion.yaml`` creates the W&B sweep and prints
 the ``wandb agent`` command (or says that W&B is not logged in);
-``python -m pose3d.ablation summary ...`` rewrites the summary from finished runs.
+``python -m pose3d.ablation summary ...`` rewrites the summary from the runs finished so far
+and names the missing ones. A sweep file that the engine rejects is one line naming the key
+(exit 2).
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import itertools
 import json
-import os
 import queue
+import shlex
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from harness import sweep_engine
+from harness.launch import QUIET, child_env, resume_args, result_line
 from pose3d.config import REPO_ROOT, ConfigError
 
 REFERENCES = REPO_ROOT / "ablations" / "references.yaml"
 TABLE_METRICS = ("mpjpe", "pa_mpjpe", "n_mpjpe", "pck3d", "auc3d")
 EXIT_BAD_INPUT = 2
+LAUNCHERS = ("local", "slurm", "submitit-local")
+# the command of a sweep file that names none: what ours all say
+DEFAULT_COMMAND = ["${env}", "python", "-m", "pose3d.train", "${args_no_hyphens}"]
 
 
 @dataclass
@@ -61,88 +78,95 @@ class Sweep:
             raise ConfigError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
         if not isinstance(config, dict) or not isinstance(config.get("parameters"), dict):
             raise ConfigError(f"{path} has no 'parameters' mapping; expected a W&B sweep file (method, command, parameters)")
+        for name, spec in config["parameters"].items():
+            if isinstance(spec, dict) and "values" in spec and not (isinstance(spec["values"], list) and spec["values"]):
+                raise ConfigError(f"{path}: parameter '{name}' has no values ({spec['values']!r}); expected a non-empty list")
+        sweep_engine.require_valid(config, str(path))
         if config.get("method") != "grid":
             raise ConfigError(f"{path}: method is {config.get('method')!r}; the local runner expands only 'grid' sweeps")
-        for name, spec in config["parameters"].items():
-            if not isinstance(spec, dict) or not ("value" in spec or "values" in spec):
-                raise ConfigError(f"{path}: parameter '{name}' needs 'value' or 'values'; got {spec!r}")
-            if "values" in spec and not (isinstance(spec["values"], list) and spec["values"]):
-                raise ConfigError(f"{path}: parameter '{name}' has no values ({spec['values']!r}); expected a non-empty list")
         return cls(path.stem, config, path)
 
-    def grid(self, preset: str | None = None, seeds: int | None = None) -> list[dict[str, str]]:
-        """Every grid point as ``{parameter: value}``, in the file's order (last parameter fastest)."""
-        axes = []
-        for name, spec in self.config["parameters"].items():
-            values = list(spec["values"]) if "values" in spec else [spec["value"]]
-            if name == "preset" and preset is not None:
-                values = [preset]
-            if name == "seed" and seeds is not None:
-                values = list(range(seeds))
-            axes.append([(name, str(v)) for v in values])
-        if preset is not None and "preset" not in self.config["parameters"]:
-            axes.append([("preset", preset)])
-        if seeds is not None and "seed" not in self.config["parameters"]:
-            axes.append([("seed", str(s)) for s in range(seeds)])
-        return [dict(point) for point in itertools.product(*axes)]
+    def planned(self, preset: str | None = None, seeds: int | None = None) -> dict:
+        """The sweep config that is run: the file's, with ``--preset`` / ``--seeds`` applied."""
+        return sweep_engine.planned_config(self.config, preset, seeds)
+
+    def grid(self, preset: str | None = None, seeds: int | None = None) -> list[dict[str, Any]]:
+        """Every grid point as ``{parameter: value}``, in the order of W&B's engine."""
+        return sweep_engine.grid_runs(self.planned(preset, seeds))
+
+    def command(self, params: dict[str, Any]) -> list[str]:
+        """The command ``wandb agent`` runs for one grid point."""
+        return sweep_engine.agent_command(self.config, params)
 
 
 @dataclass
 class PlannedRun:
-    params: dict[str, str]
+    params: dict[str, Any]
     name: str
     run_dir: Path
+    agent_command: list[str] = field(default_factory=list)  # what `wandb agent` runs (+ extra overrides)
+    total_steps: int | None = None
+    max_epochs: int | None = None
 
     @property
     def metrics_file(self) -> Path:
         return self.run_dir / "metrics.json"
 
-    def command(self, extra: list[str]) -> list[str]:
-        quiet = ["trainer.enable_progress_bar=false"]  # the run's log file is for reading
-        args = [f"{k}={v}" for k, v in self.params.items()] + quiet + list(extra)
-        if (self.run_dir / "checkpoints" / "last.ckpt").is_file():
-            args.append("ckpt_path=last")  # interrupted earlier: resume
-        elif self.run_dir.exists():
-            args.append("overwrite=true")  # a folder without a checkpoint holds nothing to keep
-        return [sys.executable, "-m", "pose3d.train", *args]
+    def base_command(self) -> list[str]:
+        """The agent's command plus the runner's quiet switch (the run's log file is for reading)."""
+        return self.agent_command + QUIET
+
+    def command(self) -> list[str]:
+        """What runs now: the base command and what the run's folder asks for (resume or restart)."""
+        return self.base_command() + resume_args(self.run_dir)
 
 
-def plan_runs(points: list[dict[str, str]], extra: list[str], source: str = "the sweep file") -> list[PlannedRun]:
+def plan_runs(points: list[dict[str, Any]], extra: list[str], source: str = "the sweep file",
+              sweep_config: dict | None = None, check_identity: bool = True) -> list[PlannedRun]:
     """Resolve each point's run folder with the same config code the run will use; a bad
-    parameter names ``source`` (the sweep file), a bad extra override the command line."""
-    from pose3d.config import run_name
-    from harness.train import load_config
-
+    parameter names ``source`` (the sweep file), a bad extra override the command line; a
+    finished or interrupted run folder must hold the same settings (``check_identity``)."""
+    from harness.progress import estimated_steps
     from harness.run_identity import require_same_config
+    from harness.train import load_config
+    from pose3d.config import run_name
 
+    sweep_config = sweep_config or {"command": DEFAULT_COMMAND}
     runs = []
     for point in points:
+        args = sweep_engine.agent_args(point)
         try:
-            load_config([f"{k}={v}" for k, v in point.items()])
+            load_config(args)
         except ConfigError as error:
             raise ConfigError(f"{source}: {str(error).replace(' (command line)', '')}") from None
-        cfg = load_config([f"{k}={v}" for k, v in point.items()] + list(extra))
-        run = PlannedRun(point, run_name(cfg), Path(cfg.results_dir) / "runs" / run_name(cfg))
-        if run.metrics_file.is_file() or (run.run_dir / "checkpoints" / "last.ckpt").is_file():
+        cfg = load_config(args + list(extra))
+        total, epochs = estimated_steps(cfg)
+        run = PlannedRun(point, run_name(cfg), Path(cfg.results_dir) / "runs" / run_name(cfg),
+                         sweep_engine.agent_command(sweep_config, point) + list(extra), total, epochs)
+        if check_identity and (run.metrics_file.is_file() or (run.run_dir / "checkpoints" / "last.ckpt").is_file()):
             action = "counting it as done" if run.metrics_file.is_file() else "resuming it"
             require_same_config(run.run_dir, cfg, action)
         runs.append(run)
     return runs
 
 
-def execute(runs: list[PlannedRun], extra: list[str], devices: list[str], log_dir: Path) -> list[str]:
+def execute(runs: list[PlannedRun], devices: list[str], log_dir: Path, progress=None) -> list[str]:
     """Run the pending runs, one per device at a time; returns the names of failed runs."""
+    from harness.progress import Progress
+
     pending: queue.Queue = queue.Queue()
     todo = [r for r in runs if not r.metrics_file.is_file()]
     for index, run in enumerate(todo, 1):
         pending.put((index, run))
     print(f"{len(runs) - len(todo)} of {len(runs)} runs already done; running {len(todo)}", flush=True)
+    progress = progress or Progress(len(todo))
+    progress.parallel = max(len(devices), 1)
+    progress.start()
     failed: list[str] = []
-    lock = threading.Lock()
     log_dir.mkdir(parents=True, exist_ok=True)
 
     def worker(device: str | None) -> None:
-        env = dict(os.environ)
+        env = child_env()
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
         while True:
@@ -150,24 +174,33 @@ def execute(runs: list[PlannedRun], extra: list[str], devices: list[str], log_di
                 index, run = pending.get_nowait()
             except queue.Empty:
                 return
+            log_file = log_dir / f"{run.name}.log"
+            progress.run_started(index, run.name, run.run_dir, log_file, run.total_steps, run.max_epochs)
             started = time.perf_counter()
-            with open(log_dir / f"{run.name}.log", "w") as log:
-                code = subprocess.call(run.command(extra), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
-            seconds = time.perf_counter() - started
-            with lock:
-                if code == 0 and run.metrics_file.is_file():
-                    mpjpe = json.loads(run.metrics_file.read_text()).get("test/mpjpe", float("nan"))
-                    print(f"[{index}/{len(todo)}] {run.name}: test MPJPE {mpjpe:.1f} mm ({seconds:.0f} s)", flush=True)
-                else:
-                    failed.append(run.name)
-                    print(f"[{index}/{len(todo)}] {run.name}: FAILED (exit {code}); see {log_dir / (run.name + '.log')}", flush=True)
+            with open(log_file, "w") as log:
+                code = subprocess.call(run.command(), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+            ok, line = result_line(index, len(todo), run.name, run.metrics_file, time.perf_counter() - started, code, log_file)
+            if not ok:
+                failed.append(run.name)
+            progress.run_finished(index, line)
 
     threads = [threading.Thread(target=worker, args=(d,)) for d in (devices or [None])]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        progress.close()
     return failed
+
+
+def missing_reason(run: PlannedRun, failed=()) -> str:
+    if run.name in failed:
+        return "failed"
+    if (run.run_dir / "checkpoints" / "last.ckpt").is_file():
+        return "running or interrupted: has a last.ckpt"
+    return "not run yet"
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -223,7 +256,7 @@ def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path, failed: list[
         if paper:
             cells.append(f"{paper[variant]:.2f}" if variant in paper else "-")
         lines.append("| " + " | ".join(cells) + " |")
-    absent = [f"{name} ({'failed' if name in failed else 'not run yet'})" for name in missing]
+    absent = [f"{run.name} ({missing_reason(run, failed)})" for run in runs if run.name in missing]
     if absent:
         lines += ["", f"Missing from this table: {', '.join(absent)}."]
     title = f"ablation-{sweep.axis}: test metrics, mean +/- std over seeds"
@@ -259,11 +292,17 @@ def create_sweep(sweep: Sweep, project: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pose3d.ablation", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("run", "summary", "sweep"))
+    parser.add_argument("action", choices=("run", "plan", "summary", "sweep"))
     parser.add_argument("sweep_file")
     parser.add_argument("--preset", default=None, help="replaces the sweep file's preset (smoke|quick|paper)")
     parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1 instead of the file's list")
-    parser.add_argument("--devices", default="", help="comma-separated GPU ids: one run per device in parallel")
+    parser.add_argument("--devices", default="", help="local launcher: comma-separated GPU ids, one run per device in parallel")
+    parser.add_argument("--launcher", default="local", choices=LAUNCHERS,
+                        help="local: this machine (default); slurm: one SLURM job array through submitit; "
+                             "submitit-local: the same tasks through submitit's local executor")
+    parser.add_argument("--slurm", default="", help='submitit/SLURM options as key=value words, e.g. '
+                                                   '"partition=gpu gpus_per_node=1 timeout_min=600"')
+    parser.add_argument("--wait", action="store_true", help="slurm: wait for the array and write the summary")
     parser.add_argument("--project", default="pose3d-lab", help="W&B project of the sweep")
     parser.epilog = "Extra key=value overrides for every run go after `--`."
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -276,21 +315,99 @@ def main(argv: list[str] | None = None) -> int:
             return create_sweep(sweep, args.project)
         if args.seeds is not None and args.seeds < 1:
             raise ConfigError(f"--seeds {args.seeds}: expected a positive number of seeds")
-        runs = plan_runs(sweep.grid(args.preset, args.seeds), args.overrides, str(sweep.path))
-        out_dir = Path(runs[0].run_dir).parents[1] / f"ablation-{sweep.axis}" if runs else Path("results")
-        failed = []
-        if args.action == "run":
-            devices = [d for d in args.devices.split(",") if d.strip()]
-            failed = execute(runs, args.overrides, devices, out_dir / "logs")
-        table = summarise(sweep, runs, out_dir, failed)
+        if args.action == "plan":  # every key checked as the run will check it; nothing runs
+            runs = plan_runs(sweep.grid(args.preset, args.seeds), args.overrides, str(sweep.path), sweep.config,
+                             check_identity=False)
+            print("\n".join(shlex.join(run.agent_command) for run in runs), flush=True)
+            return 0
+        return run_action(sweep, args)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(f"\n{table}\n\nwritten: {out_dir}/summary.csv, summary.md, summary.png")
+
+
+def run_action(sweep: Sweep, args) -> int:
+    from harness import launch
+
+    options = launch.parse_options(args.slurm) if args.launcher != "local" else {}
+    if args.slurm and args.launcher == "local":
+        raise ConfigError("SLURM options need LAUNCHER=slurm (or submitit-local); the local launcher runs here")
+    devices = [d for d in args.devices.split(",") if d.strip()]
+    if devices and args.launcher != "local":
+        raise ConfigError(f"DEVICES is for LAUNCHER=local; with LAUNCHER={args.launcher} ask for GPUs with "
+                          "SLURM=\"gpus_per_node=N\"")
+    extra = list(args.overrides)
+    if args.launcher == "slurm":
+        extra += [o for o in launch.ddp_overrides(options) if o.split("=")[0] not in {e.split("=")[0] for e in extra}]
+    runs = plan_runs(sweep.grid(args.preset, args.seeds), extra, str(sweep.path), sweep.config)
+    out_dir = Path(runs[0].run_dir).parents[1] / f"ablation-{sweep.axis}" if runs else Path("results")
+    failed: list[str] = []
+    if args.action == "run":
+        todo = [r for r in runs if not r.metrics_file.is_file()]
+        tasks = [launch.GridTask(r.name, r.base_command(), str(r.run_dir), str(out_dir / "logs" / f"{r.name}.log"))
+                 for r in todo]
+        indices = list(range(1, len(todo) + 1))
+        if args.launcher == "local":
+            failed = execute(runs, devices, out_dir / "logs")
+        elif args.launcher == "submitit-local":
+            from harness.progress import Progress
+
+            print(f"{len(runs) - len(todo)} of {len(runs)} runs already done; running {len(todo)} through "
+                  f"submitit's local executor ({out_dir / 'submitit'})", flush=True)
+            progress = Progress(len(todo))
+            progress.start()
+            try:
+                failed = launch.run_local_executor(tasks, indices, len(todo), out_dir / "submitit", options, progress, todo)
+            finally:
+                progress.close()
+        else:
+            if not todo:
+                print(f"all {len(runs)} runs already done; nothing to submit", flush=True)
+            else:
+                submitted = launch.submit(tasks, indices, "slurm", out_dir / "submitit", options, f"ablation-{sweep.axis}")
+                array = str(submitted.jobs[0].job_id).split("_")[0]
+                write_submission(out_dir, array, submitted)
+                print(f"{len(runs) - len(todo)} of {len(runs)} runs already done; submitted {len(todo)} as SLURM job "
+                      f"array {array} (one grid point per task); logs: {out_dir / 'logs'}, {out_dir / 'submitit'}",
+                      flush=True)
+                if not args.wait:
+                    print(f"watch it with `squeue -j {array}`; the summary of the runs finished so far: "
+                          f"python -m pose3d.ablation summary {sweep.path}"
+                          + (f" --preset {args.preset}" if args.preset else "")
+                          + (f" --seeds {args.seeds}" if args.seeds else "")
+                          + (" -- " + shlex.join(extra) if extra else ""), flush=True)
+                    return 0
+                failed = wait_for(submitted, len(todo))
+    table = summarise(sweep, runs, out_dir, failed)
+    done = sum(r.metrics_file.is_file() for r in runs)
+    print(f"\n{table}\n\n{done} of {len(runs)} runs finished; written: {out_dir}/summary.csv, summary.md, summary.png")
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def write_submission(out_dir: Path, array: str, submitted) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = {"job_array": array, "tasks": [{"task": str(job.job_id), "run": task.name}
+                                              for job, task in zip(submitted.jobs, submitted.tasks)]}
+    (out_dir / "submitted.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def wait_for(submitted, total: int) -> list[str]:
+    failed = []
+    for job, task, index in zip(submitted.jobs, submitted.tasks, submitted.indices):
+        try:
+            job.result()
+            ok = True
+        except Exception:
+            ok = False
+        metrics_file = Path(task.run_dir) / "metrics.json"
+        ok, line = result_line(index, total, task.name, metrics_file, 0.0, 0 if ok else 1, Path(task.log_file))
+        if not ok:
+            failed.append(task.name)
+        print(line, flush=True)
+    return failed
 
 
 if __name__ == "__main__":

@@ -97,6 +97,7 @@ class MultiRootConfig:
     fc_3d: int = at_least(1, 256)  # fc1 3D
     fc_probs: int = at_least(1, 128)  # fc probs 2D (2D-cls only)
     dropout: float = bounded(0.3, 0, 1)
+    fc_batch_norm: bool = True  # batch norm in the hidden fully connected layers (Sec. 4)
     grid: int = at_least(2, 16)  # N_g
     roots: list[str] = field(default_factory=lambda: list(SIX_ROOTS))  # R of Eq. 6; [pelvis] = one root
     cls2d: bool = True  # feed the 2D softmax to the 3D layers (Sec. 3.2)
@@ -131,10 +132,10 @@ class MultiRootRegression(PoseModule):
         for stride in (cfg.conv1_stride, 2, 2, 2, 2):  # conv1, pool1, conv2, pool2, pool5
             side = -(-side // stride)
         flat, cells = c5 * side * side, cfg.grid * cfg.grid
-        self.fc1_2d = fc_bn_relu(flat, cfg.fc_2d, cfg.dropout)
+        self.fc1_2d = fc_bn_relu(flat, cfg.fc_2d, cfg.dropout, cfg.fc_batch_norm)
         self.fc2_2d = nn.Linear(cfg.fc_2d, joints * cells)
-        self.fc1_3d = fc_bn_relu(flat, cfg.fc_3d, cfg.dropout)
-        self.fc_probs_2d = fc_bn_relu(joints * cells, cfg.fc_probs, cfg.dropout) if cfg.cls2d else None
+        self.fc1_3d = fc_bn_relu(flat, cfg.fc_3d, cfg.dropout, cfg.fc_batch_norm)
+        self.fc_probs_2d = fc_bn_relu(joints * cells, cfg.fc_probs, cfg.dropout, cfg.fc_batch_norm) if cfg.cls2d else None
         width_3d = cfg.fc_3d + (cfg.fc_probs if cfg.cls2d else 0)
         self.fc2_3d = nn.ModuleList(nn.Linear(width_3d, 3 * joints) for _ in self.root_index)
         bones = [child for child, _ in H36M_BONES]
@@ -277,9 +278,10 @@ class MultiRootRegression(PoseModule):
 
 
 # -- the maths, batched -------------------------------------------------------------------
-def fc_bn_relu(cin: int, cout: int, dropout: float) -> nn.Sequential:
-    """A hidden fully connected layer: linear, batch norm, ReLU, dropout (Sec. 4)."""
-    return nn.Sequential(nn.Linear(cin, cout, bias=False), nn.BatchNorm1d(cout), nn.ReLU(inplace=True), nn.Dropout(dropout))
+def fc_bn_relu(cin: int, cout: int, dropout: float, batch_norm: bool = True) -> nn.Sequential:
+    """A hidden fully connected layer: linear, batch norm (or none), ReLU, dropout (Sec. 4)."""
+    norm = nn.BatchNorm1d(cout) if batch_norm else nn.Identity()
+    return nn.Sequential(nn.Linear(cin, cout, bias=not batch_norm), norm, nn.ReLU(inplace=True), nn.Dropout(dropout))
 
 
 def normalise_pose(joints_3d: Tensor) -> Tensor:

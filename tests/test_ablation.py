@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import ablation
+from harness import ablation, sweep_engine
 from harness.ablation import Sweep, plan_runs
 from pose3d.config import REPO_ROOT, experiment_variants
 
@@ -31,11 +32,89 @@ def test_fusion_grid_expands_to_variants_times_seeds(tmp_path):
     points = sweep.grid(preset="smoke", seeds=2)
     variants = ["image_only", "cm_only", "early", "late", "fixed_b2", "trainable"]
     assert len(points) == 12
-    assert points[0] == {"experiment": "tekin_fusion", "preset": "smoke", "seed": "0", "variant": "image_only"}
-    assert [p["variant"] for p in points[:6]] == variants and {p["seed"] for p in points[6:]} == {"1"}
+    assert points[0] == {"experiment": "tekin_fusion", "preset": "smoke", "seed": 0, "variant": "image_only"}
+    assert [p["variant"] for p in points[:6]] == variants and {p["seed"] for p in points[6:]} == {1}
     runs = plan_runs(points, [f"results_dir={tmp_path}"])
     assert runs[0].run_dir == tmp_path / "runs" / "tekin_fusion-image_only-smoke-s0"
     assert sweep.grid()[0]["preset"] == "paper" and len(sweep.grid()) == 18  # the file itself: 3 seeds
+
+
+def engine_commands(config: dict) -> list[str]:
+    """What a W&B sweep runs for ``config``: the engine's runs, each expanded as `wandb agent`
+    expands the file's command (written out here, not taken from the runner)."""
+    import sweeps
+
+    runs = [r for r in sweeps.next_runs(config, [], n=10_000) if r is not None]
+    out = []
+    for run in runs:
+        command = []
+        for chunk in config["command"]:
+            if chunk == "${env}":
+                command.append("/usr/bin/env")
+            elif chunk == "${interpreter}":
+                command.append("python")
+            elif chunk == "${program}":
+                command.append(config["program"])
+            elif chunk == "${args_no_hyphens}":
+                command += [f"{name}={spec['value']}" for name, spec in run.config.items()]
+            else:
+                command.append(chunk)
+        out.append(shlex.join(command))
+    return out
+
+
+@pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda p: p.stem)
+def test_every_sweep_file_passes_the_engines_schema(path):
+    import sweeps
+
+    config = yaml.safe_load(path.read_text())
+    assert sweeps.schema_violations_from_proposed_config(config) == []
+    assert sweep_engine.violations(config) == []
+
+
+@pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("options", [[], ["--preset", "smoke", "--seeds", "2"]], ids=["file", "smoke-2-seeds"])
+def test_planned_commands_are_the_engines_runs_in_its_order(path, options, capsys):
+    config = yaml.safe_load(path.read_text())
+    if options:
+        config["parameters"]["preset"] = {"value": "smoke"}
+        config["parameters"]["seed"] = {"values": [0, 1]}
+    assert ablation.main(["plan", str(path), *options]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed == engine_commands(config)
+    if not options:  # the file's own grid, e.g. 3 seeds x the variants, seed slowest (the engine sorts names)
+        seeds, variants = (config["parameters"][k]["values"] for k in ("seed", "variant"))
+        assert len(printed) == len(seeds) * len(variants)
+        assert printed[0].startswith("/usr/bin/env python -m pose3d.train experiment=")
+        assert printed[0].endswith(f"preset=paper seed={seeds[0]} variant={variants[0]}")
+
+
+def test_plan_appends_the_extra_overrides(capsys):
+    assert ablation.main(["plan", str(REPO_ROOT / "ablations" / "ppca.yaml"), "--seeds", "1", "--", "results_dir=/x"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and all(line.endswith("seed=0 variant=" + line.split("variant=")[1]) for line in lines)
+    assert all(line.split()[-1] == "results_dir=/x" for line in lines)
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"method": "gird"}, "method: 'gird' is not one of"),
+    ({"metric": {"name": "val/mpjpe", "goal": "lowest"}}, "metric.goal: 'lowest' is not one of ['minimize', 'maximize']"),
+    ({"command": "python -m pose3d.train"}, "command: 'python -m pose3d.train' is not of type 'array'"),
+    ({"early_stop": True}, "('early_stop' was unexpected)"),
+    ({"parameters": {"experiment": {"value": "baseline"}, "seed": {"valuez": [0]}}}, "parameters.seed: {'valuez': [0]}"),
+    ({"parameters": {"experiment": {"value": "baseline"}, "seed": {"min": 3, "max": 1}}}, "seed: min 3 is not less than max 1"),
+])
+@pytest.mark.parametrize("action", ["run", "plan"])
+def test_a_schema_violation_is_one_line_naming_the_key_and_exit_2(change, key, action, tmp_path, capsys, monkeypatch):
+    config = {**yaml.safe_load((REPO_ROOT / "ablations" / "fusion.yaml").read_text()), **change}
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setattr(ablation.subprocess, "call", lambda *a, **k: pytest.fail("nothing may run"))
+    assert ablation.main([action, str(path), "--", f"results_dir={tmp_path}"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {path} is not a valid W&B sweep: ") and key in err[0], err
+    assert captured.out == ""
 
 
 def test_bad_sweep_files_are_one_line_errors(tmp_path, capsys):
@@ -52,7 +131,9 @@ def fake_train(calls: list[list[str]]):
 
     def call(command, **kwargs):
         calls.append(command)
-        args = dict(a.split("=", 1) for a in command[3:])
+        assert command[:4] == ["/usr/bin/env", "python", "-m", "pose3d.train"]  # the agent's command
+        assert kwargs["env"]["PATH"].split(":")[0] == str(Path(sys.executable).parent)  # `python` is this venv's
+        args = dict(a.split("=", 1) for a in command[4:])
         run_dir = Path(args["results_dir"]) / "runs" / f"{args['experiment']}-{args['variant']}-{args['preset']}-s{args['seed']}"
         run_dir.mkdir(parents=True, exist_ok=True)
         mpjpe = {"early": 100.0, "late": 90.0}[args["variant"]] + 10 * int(args["seed"])
@@ -65,7 +146,7 @@ def fake_train(calls: list[list[str]]):
 def test_runner_skips_finished_runs_resumes_interrupted_ones_and_summarises(tmp_path, monkeypatch, capsys):
     sweep_file = tmp_path / "fusion.yaml"
     sweep_file.write_text(yaml.safe_dump({
-        "method": "grid", "command": ["python", "-m", "pose3d.train", "${args_no_hyphens}"],
+        "method": "grid", "command": ["${env}", "python", "-m", "pose3d.train", "${args_no_hyphens}"],
         "parameters": {"experiment": {"value": "tekin_fusion"}, "seed": {"values": [0]},
                        "variant": {"values": ["early", "late"]}},
     }))
@@ -80,7 +161,7 @@ def test_runner_skips_finished_runs_resumes_interrupted_ones_and_summarises(tmp_
 
     args = ["run", str(sweep_file), "--preset", "smoke", "--seeds", "2", "--", f"results_dir={tmp_path}"]
     assert ablation.main(args) == 0
-    ran = sorted(" ".join(c[3:]) for c in calls)
+    ran = sorted(" ".join(c[4:]) for c in calls)
     assert len(ran) == 3  # early-s0 was done already
     assert any("variant=late" in c and "seed=1" in c and "ckpt_path=last" in c for c in ran)
 
@@ -106,3 +187,21 @@ def test_sweep_without_login_says_so(monkeypatch, capsys):
 def test_cli_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "pose3d.ablation", "--help"], capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 0 and "sweep_file" in result.stdout
+
+
+def test_summary_works_on_partial_results_and_names_the_missing(tmp_path, capsys):
+    path = tmp_path / "fusion.yaml"
+    path.write_text(yaml.safe_dump({
+        "method": "grid", "command": ["${env}", "python", "-m", "pose3d.train", "${args_no_hyphens}"],
+        "parameters": {"experiment": {"value": "tekin_fusion"}, "seed": {"values": [0]},
+                       "variant": {"values": ["early", "late", "trainable"]}}}))
+    runs = tmp_path / "runs"
+    (runs / "tekin_fusion-early-smoke-s0").mkdir(parents=True)
+    (runs / "tekin_fusion-early-smoke-s0" / "metrics.json").write_text(json.dumps({"test/mpjpe": 100.0, "fit_seconds": 1.0}))
+    (runs / "tekin_fusion-late-smoke-s0" / "checkpoints").mkdir(parents=True)
+    (runs / "tekin_fusion-late-smoke-s0" / "checkpoints" / "last.ckpt").write_text("")  # a task still running
+    assert ablation.main(["summary", str(path), "--preset", "smoke", "--", f"results_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "| early | 1 | 100.0 |" in out and "1 of 3 runs finished" in out
+    assert ("Missing from this table: tekin_fusion-late-smoke-s0 (running or interrupted: has a last.ckpt), "
+            "tekin_fusion-trainable-smoke-s0 (not run yet).") in out
