@@ -24,7 +24,7 @@ export WANDB_DIR ?= $(CURDIR)/results/wandb
 export WANDB_CACHE_DIR ?= $(CURDIR)/results/.wandb-cache
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test test-slow train smoke bench gpu-check clean
+.PHONY: install test test-slow train smoke bench gpu-check compare clean
 
 install: $(STAMP)
 
@@ -63,6 +63,10 @@ plan-%: install
 summary-%: install
 	$(PY) -m pose3d.ablation summary ablations/$*.yaml --preset $(PRESET) --seeds $(SEEDS) -- $(ARGS)
 
+# every method's headline variant on the same data -> results/compare/ (ARGS as for ablations)
+compare: install
+	$(PY) -m pose3d.compare run --preset $(PRESET) --seeds $(SEEDS) -- $(ARGS)
+
 sweep-%: install
 	$(PY) -m pose3d.ablation sweep ablations/$*.yaml
 
@@ -74,4 +78,4 @@ gpu-check: install
 	$(PY) -m harness.gpu_check
 
 clean:
-	rm -rf results/runs results/bench results/ablation-*
+	rm -rf results/runs results/bench results/ablation-* results/compare

@@ -53,7 +53,7 @@ from harness.launch import QUIET, child_env, resume_args, result_line
 from pose3d.config import REPO_ROOT, ConfigError
 
 REFERENCES = REPO_ROOT / "ablations" / "references.yaml"
-TABLE_METRICS = ("mpjpe", "pa_mpjpe", "n_mpjpe", "pck3d", "auc3d")
+TABLE_METRICS = ("mpjpe", "pa_mpjpe", "n_mpjpe", "pck3d", "auc3d", "pck3d_scaled", "auc3d_scaled", "pck3d_pa", "auc3d_pa")
 EXIT_BAD_INPUT = 2
 LAUNCHERS = ("local", "slurm", "submitit-local")
 # the command of a sweep file that names none: what ours all say
@@ -264,11 +264,28 @@ def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path, failed: list[
     if reference:
         notes += [f"Paper reference: {reference.get('source', '')}", ""]
     table = "\n".join(lines)
+    own = method_summaries(runs, out_dir, reference)
+    if own:
+        table += "\n\n" + own
     (out_dir / "summary.md").write_text("\n".join(notes) + table + "\n")
     if means:
         plots.bars(out_dir / "summary.png", variants, means, stds, "test MPJPE (mm)", f"ablation-{sweep.axis}",
                    [paper.get(v) for v in variants] if paper else None)
     return table
+
+
+def method_summaries(runs: list[PlannedRun], out_dir: Path, reference: dict) -> str:
+    """The markdown of each swept method's :meth:`PoseModule.summarise_ablation` over its finished runs."""
+    from lightning_modules import MODELS
+    from pose3d.config import read_experiment
+
+    by_method: dict[str, list[Path]] = {}
+    for run in runs:
+        if run.metrics_file.is_file() and "experiment" in run.params:
+            method = read_experiment(str(run.params["experiment"]))["model"]["name"]
+            by_method.setdefault(method, []).append(run.run_dir)
+    texts = [MODELS.load(method).summarise_ablation(dirs, out_dir, reference) for method, dirs in by_method.items()]
+    return "\n\n".join(t.strip() for t in texts if t and t.strip())
 
 
 def references() -> dict:

@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -119,9 +120,17 @@ def ensure_fitted_artifact(declaration: FittedArtifact, consumer: DictConfig) ->
         if not path.is_file():
             print(f"fitting {path.name} ({declaration.recipe}) first", flush=True)
             partial = path.parent / f".{path.stem}.{os.getpid()}.tmp{declaration.suffix}"
+            started = time.perf_counter()
             declaration.build(partial)
             partial.replace(path)  # readers never see half a file
+            record = {"fit_seconds": round(time.perf_counter() - started, 2), "recipe": declaration.recipe}
+            artifact_record(path).write_text(json.dumps(record, indent=2, default=str) + "\n")
     return str(path), key
+
+
+def artifact_record(path: Path) -> Path:
+    """``<artifact>.json`` beside a fitted file: how long it took to fit, from which recipe."""
+    return path.with_name(path.name + ".json")
 
 
 def resolve(method: type, cfg: DictConfig) -> list[dict]:

@@ -10,4 +10,7 @@ MODELS = Registry({
     "tekin_fusion": "lightning_modules.tekin_fusion:TrainableFusion",
     "tome_lifting": "lightning_modules.tome_lifting:LiftingFromTheDeep",
     "park_multiroot": "lightning_modules.park_multiroot:MultiRootRegression",
+    "habibie_projection": "lightning_modules.habibie_projection:ExplicitProjection",
+    "habibie_2d_pretrain": "lightning_modules.habibie_projection:HeatmapPretraining",
+    "deepskeleton": "lightning_modules.deepskeleton:DeepSkeleton",
 })

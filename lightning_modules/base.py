@@ -111,6 +111,13 @@ class PoseModule(pl.LightningModule):
     def analyse(self, run_dir: Path) -> None:
         """After testing, on the main process: write the method's figures and JSON into ``run_dir``."""
 
+    @classmethod
+    def summarise_ablation(cls, run_dirs: list[Path], out_dir: Path, reference: dict) -> str:
+        """After an ablation's shared summary: write the method's own tables and figures of the
+        finished ``run_dirs`` into ``out_dir`` (``reference``: the axis's block of
+        ``ablations/references.yaml``) and return markdown to print under the table, or ""."""
+        return ""
+
     # -- training -----------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, logs = self.training_loss(batch)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -65,4 +65,62 @@ def bars(path: Path, labels: Sequence[str], means: Sequence[float], stds: Sequen
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def lines_over_categories(path: Path, categories: Sequence[str], series: dict[str, Sequence[float]], ylabel: str,
+                          title: str) -> None:
+    """One line per entry of ``series`` over the same categories (e.g. MPJPE per action and method)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(0.7 * len(categories) + 4.0, 3.8))
+    x = np.arange(len(categories))
+    for label, values in series.items():
+        ax.plot(x, values, marker="o", label=label)
+    ax.set_xticks(x, categories, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw_pose(ax, joints: np.ndarray, view: str, colour: str, width: float = 1.6) -> None:
+    """A (17, 3) camera-frame pose (mm; x right, y down, z forward) as bones on ``ax``:
+    ``view="front"`` plots x against y, ``"side"`` z against y (image rows point down)."""
+    from pose3d.skeleton import H36M_BONES
+
+    horizontal = joints[:, 0] if view == "front" else joints[:, 2]
+    for child, parent in H36M_BONES:
+        ax.plot(horizontal[[child, parent]], -joints[[child, parent], 1], color=colour, lw=width)
+
+
+def pose_panels(path: Path, images, truth, predictions: dict[str, Any], title: str) -> None:
+    """Rows of test samples: the input image, then per method its prediction (colour) over the
+    ground truth (grey) in a front and a side view. ``images`` (N, 3, H, W) in [0, 1] or
+    normalised, ``truth`` (N, 17, 3) and each prediction (N, 17, 3) root-relative mm."""
+    plt = _pyplot()
+    rows, methods = len(truth), list(predictions)
+    fig, axes = plt.subplots(rows, 1 + 2 * len(methods), figsize=(1.6 * (1 + 2 * len(methods)), 1.7 * rows),
+                             squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for row in range(rows):
+        image = np.asarray(images[row], dtype=np.float32).transpose(1, 2, 0)
+        span = image.max() - image.min()
+        axes[row, 0].imshow((image - image.min()) / span if span > 0 else image)
+        for k, method in enumerate(methods):
+            for v, view in enumerate(("front", "side")):
+                ax = axes[row, 1 + 2 * k + v]
+                draw_pose(ax, np.asarray(truth[row]), view, "0.6", 2.4)
+                draw_pose(ax, np.asarray(predictions[method][row]), view, colours[k % len(colours)])
+                ax.set_aspect("equal")
+                if row == 0:
+                    ax.set_title(f"{method}\n{view}", fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)

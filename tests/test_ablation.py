@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shlex
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import yaml
 
 from harness import ablation, sweep_engine
 from harness.ablation import Sweep, plan_runs
-from pose3d.config import REPO_ROOT, experiment_variants
+from pose3d.config import REPO_ROOT, available_experiments, experiment_variants
 
 SWEEP_FILES = sorted(p for p in (REPO_ROOT / "ablations").glob("*.yaml") if p.name != "references.yaml")
 
@@ -23,8 +24,11 @@ def test_sweep_file_is_a_wandb_grid_over_known_variants(path):
     config = yaml.safe_load(path.read_text())
     assert config["method"] == "grid" and config["metric"] == {"name": "val/mpjpe", "goal": "minimize"}
     assert config["command"][-1] == "${args_no_hyphens}" and "pose3d.train" in config["command"]
-    experiment = config["parameters"]["experiment"]["value"]
-    assert set(config["parameters"]["variant"]["values"]) <= set(experiment_variants(experiment))
+    experiments = config["parameters"]["experiment"]
+    for experiment in experiments.get("values", [experiments.get("value")]):  # compare.yaml: several, default variants
+        assert experiment in available_experiments()
+        if "variant" in config["parameters"]:
+            assert set(config["parameters"]["variant"]["values"]) <= set(experiment_variants(experiment))
 
 
 def test_fusion_grid_expands_to_variants_times_seeds(tmp_path):
@@ -83,10 +87,12 @@ def test_planned_commands_are_the_engines_runs_in_its_order(path, options, capsy
     printed = capsys.readouterr().out.strip().splitlines()
     assert printed == engine_commands(config)
     if not options:  # the file's own grid, e.g. 3 seeds x the variants, seed slowest (the engine sorts names)
-        seeds, variants = (config["parameters"][k]["values"] for k in ("seed", "variant"))
-        assert len(printed) == len(seeds) * len(variants)
-        assert printed[0].startswith("/usr/bin/env python -m pose3d.train experiment=")
-        assert printed[0].endswith(f"preset=paper seed={seeds[0]} variant={variants[0]}")
+        grid = [spec["values"] for spec in config["parameters"].values() if "values" in spec]
+        assert len(printed) == math.prod(len(values) for values in grid)
+        assert printed[0].startswith("/usr/bin/env python -m pose3d.train ") and " experiment=" in printed[0]
+        if "variant" in config["parameters"]:
+            seeds, variants = (config["parameters"][k]["values"] for k in ("seed", "variant"))
+            assert printed[0].endswith(f"preset=paper seed={seeds[0]} variant={variants[0]}")
 
 
 def test_plan_appends_the_extra_overrides(capsys):
@@ -119,7 +125,7 @@ def test_a_schema_violation_is_one_line_naming_the_key_and_exit_2(change, key, a
 
 def test_bad_sweep_files_are_one_line_errors(tmp_path, capsys):
     assert ablation.main(["run", str(tmp_path / "missing.yaml")]) == 2
-    assert "does not exist; expected one of ablations/: fusion.yaml" in capsys.readouterr().err
+    assert "does not exist; expected one of ablations/: compare.yaml, fusion.yaml" in capsys.readouterr().err
     random = tmp_path / "random.yaml"
     random.write_text("method: random\nparameters: {seed: {values: [0]}}\n")
     assert ablation.main(["run", str(random)]) == 2
@@ -205,3 +211,29 @@ def test_summary_works_on_partial_results_and_names_the_missing(tmp_path, capsys
     assert "| early | 1 | 100.0 |" in out and "1 of 3 runs finished" in out
     assert ("Missing from this table: tekin_fusion-late-smoke-s0 (running or interrupted: has a last.ckpt), "
             "tekin_fusion-trainable-smoke-s0 (not run yet).") in out
+
+
+def test_summary_adds_the_methods_own_tables(tmp_path, capsys):
+    """The runner hands its finished run folders to the swept method's ``summarise_ablation``
+    (Park: per-action table beside Table 2 and Figure 4)."""
+    path = tmp_path / "multiroot.yaml"
+    path.write_text(yaml.safe_dump({
+        "method": "grid", "command": ["${env}", "python", "-m", "pose3d.train", "${args_no_hyphens}"],
+        "parameters": {"experiment": {"value": "park_multiroot"}, "seed": {"values": [0]},
+                       "variant": {"values": ["baseline", "both"]}}}))
+    from omegaconf import OmegaConf
+
+    from harness.train import load_config
+
+    for variant, mpjpe in (("baseline", 120.0), ("both", 110.0)):
+        run = tmp_path / "runs" / f"park_multiroot-{variant}-smoke-s0"
+        run.mkdir(parents=True)
+        cfg = load_config(["experiment=park_multiroot", "preset=smoke", f"variant={variant}", "seed=0", f"results_dir={tmp_path}"])
+        OmegaConf.save(cfg, run / "config.yaml")
+        (run / "metrics.json").write_text(json.dumps({"test/mpjpe": mpjpe, "per_action": {"walking": {"mpjpe": mpjpe}}}))
+    assert ablation.main(["summary", str(path), "--preset", "smoke", "--", f"results_dir={tmp_path}"]) == 0
+    out_dir = tmp_path / "ablation-multiroot"
+    summary = (out_dir / "summary.md").read_text()
+    assert "per-action test MPJPE" in summary and "| both | 1 | 110.0 (62.64) | 110.0 |" in summary
+    assert "Ordering baseline > both in mean test MPJPE (the paper's): holds" in capsys.readouterr().out
+    assert (out_dir / "per_action.md").is_file()

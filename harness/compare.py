@@ -1,0 +1,282 @@
+"""Every method on the same data, one table: ``make compare [PRESET=quick] [SEEDS=n]``.
+
+``ablations/compare.yaml`` is a W&B grid sweep file like the others, over ``experiment`` (and
+``seed``): each experiment runs its default variant, its headline (Tekin ``trainable``, Tome
+``mixture``, Park ``both``, ...), on the same DataModule, split and preset. The runs are
+planned and run by :mod:`harness.ablation` (same commands as a sweep agent; a run an ablation
+already finished with the same settings is the same folder and is not trained again, and
+every prerequisite is trained once and shared), then summarised here into
+``results/compare/``:
+
+* ``summary.csv`` (one row per run) and ``summary.md`` (one row per method, mean +/- std over
+  seeds): test MPJPE, PA-MPJPE, N-MPJPE, 3D PCK and AUC unaligned and globally scaled, the 2D
+  pixel error where the method predicts 2D, the same on the other test domain where a run
+  measured it (``per_domain`` of ``metrics.json``), and the cost: parameters (with any frozen
+  2D network the method runs at test time), training wall time of the run plus its
+  prerequisites (each counted once per method, as it is shared), and inference ms per image
+  on this machine's CPU (batch of the test loader, median of 3 after a warm-up); beside them
+  each paper's Human3.6M Protocol #1 number from ``ablations/references.yaml`` (``compare:``).
+* ``summary.png``: test MPJPE per method; ``per_action.png``: MPJPE per action (activity
+  family), one line per method; ``predictions.png``: the same five test images with every
+  method's 3D prediction (seed 0) beside the ground truth, front and side views.
+
+``python -m harness.compare summary`` rewrites the files from the runs finished so far.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.ablation import EXIT_BAD_INPUT, REPO_ROOT, PlannedRun, Sweep, execute, missing_reason, plan_runs, references
+from pose3d.config import ConfigError
+
+COMPARE_FILE = REPO_ROOT / "ablations" / "compare.yaml"
+# (metrics.json key without "test/", column title); 3D first, then 2D
+COLUMNS = (("mpjpe", "MPJPE"), ("pa_mpjpe", "PA-MPJPE"), ("n_mpjpe", "N-MPJPE"), ("pck3d", "PCK"),
+           ("auc3d", "AUC"), ("pck3d_scaled", "PCK GS"), ("auc3d_scaled", "AUC GS"), ("pixel_error", "2D px"))
+DOMAIN_COLUMNS = (("mpjpe", "MPJPE"), ("pck3d_scaled", "PCK GS"))
+
+
+# -- what a finished run says -----------------------------------------------------------
+def read_run(run: PlannedRun) -> dict[str, Any] | None:
+    """The run's test metrics, config and training seconds (its own and its prerequisites')."""
+    if not run.metrics_file.is_file():
+        return None
+    metrics = json.loads(run.metrics_file.read_text())
+    config = yaml.safe_load((run.run_dir / "config.yaml").read_text()) or {}
+    return {"run": run, "experiment": str(run.params.get("experiment")), "seed": int(run.params.get("seed", 0)),
+            "variant": config.get("variant"), "model": (config.get("model") or {}).get("name"),
+            "metrics": metrics, "config": config, "fit_seconds": float(metrics.get("fit_seconds") or 0.0),
+            "prerequisites": prerequisite_seconds(config)}
+
+
+def prerequisite_seconds(config: dict) -> dict[str, float]:
+    """{prerequisite path: its training or fitting seconds} from a run's ``prerequisites:`` record."""
+    from harness.prerequisites import artifact_record
+
+    seconds = {}
+    for record in config.get("prerequisites") or []:
+        path = Path(str(record.get("path", "")))
+        if record.get("kind") == "trained_run":  # <results>/runs/<folder>/checkpoints/best.ckpt
+            source = path.parent.parent / "metrics.json"
+        else:
+            source = artifact_record(path)
+        if source.is_file():
+            seconds[str(path)] = float(json.loads(source.read_text()).get("fit_seconds") or 0.0)
+    return seconds
+
+
+def load_trained(run_dir: Path):
+    """(model in eval mode, its DataModule) rebuilt from a run's ``config.yaml`` and best checkpoint."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from datamodules import DATAMODULES
+    from lightning_modules import MODELS
+
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    checkpoint = Path(metrics.get("checkpoint") or run_dir / "checkpoints" / "best.ckpt")
+    if not checkpoint.is_file():
+        checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    datamodule = DATAMODULES.load(cfg.data.name)(OmegaConf.to_container(cfg.data))
+    model = MODELS.load(cfg.model.name)(model=OmegaConf.to_container(cfg.model), optim=OmegaConf.to_container(cfg.optim),
+                                        data_info=datamodule.info.as_dict())
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["state_dict"])
+    if hasattr(model, "on_load_checkpoint"):
+        model.on_load_checkpoint(state)
+    return model.eval(), datamodule
+
+
+def first_test_batch(datamodule) -> dict:
+    datamodule.setup("test")
+    return next(iter(datamodule.test_dataloader()))
+
+
+def measure_cost(run_dir: Path, repeats: int = 3) -> dict[str, float]:
+    """Parameters and inference ms per image (CPU, the test loader's batch, median of ``repeats``)."""
+    import torch
+
+    model, datamodule = load_trained(run_dir)
+    batch = first_test_batch(datamodule)
+    with torch.no_grad():
+        model.predict(batch)  # warm-up
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            model.predict(batch)
+            times.append(time.perf_counter() - started)
+    return {"parameters": float(sum(p.numel() for p in model.parameters())),
+            "ms_per_image": 1000.0 * statistics.median(times) / len(batch["image"])}
+
+
+# -- the tables ----------------------------------------------------------------------------
+def _cell(values: list[float], digits: int = 1) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.fmean(values):.{digits}f} +/- {statistics.stdev(values):.{digits}f}"
+
+
+def _label(record: dict) -> str:
+    variant = record.get("variant")
+    return f"{record['experiment']} ({variant})" if variant and variant != "default" else record["experiment"]
+
+
+def domains_of(records: list[dict]) -> list[str]:
+    return sorted({d for r in records for d in (r["metrics"].get("per_domain") or {})})
+
+
+def summarise(runs: list[PlannedRun], out_dir: Path, measure: bool = True) -> str:
+    """Write ``summary.csv``, ``summary.md``, ``summary.png``, ``per_action.png`` and
+    ``predictions.png`` into ``out_dir`` from the finished ``runs``; returns the markdown."""
+    from pose3d import plots
+
+    records = [r for r in (read_run(run) for run in runs) if r is not None]
+    for record in records:
+        record.update(measure_cost(record["run"].run_dir) if measure else {})
+    reference = references().get("compare", {})
+    paper = reference.get("values", {})
+    domains = domains_of(records)
+    methods = list(dict.fromkeys(r["experiment"] for r in records))
+    by_method = {m: [r for r in records if r["experiment"] == m] for m in methods}
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(out_dir / "summary.csv", records, domains)
+    header = ["method", "seeds", *[title for _, title in COLUMNS]]
+    header += [f"{domain} {title}" for domain in domains for _, title in DOMAIN_COLUMNS]
+    header += ["parameters", "train s (+ prerequisites)", "ms / image", "paper H36M P1 MPJPE"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    means: dict[str, tuple[float, float]] = {}
+    for method, group in by_method.items():
+        cells = [_label(group[0]), str(len(group))]
+        for key, _ in COLUMNS:
+            cells.append(_cell([r["metrics"][f"test/{key}"] for r in group if f"test/{key}" in r["metrics"]]))
+        for domain in domains:
+            for key, _ in DOMAIN_COLUMNS:
+                cells.append(_cell([r["metrics"]["per_domain"][domain][key] for r in group
+                                    if key in (r["metrics"].get("per_domain") or {}).get(domain, {})]))
+        cells.append(_cell([r["parameters"] / 1e6 for r in group if "parameters" in r], 2) + (" M" if measure else ""))
+        prerequisites = {path: s for r in group for path, s in r["prerequisites"].items()}
+        own = statistics.fmean(r["fit_seconds"] for r in group)
+        cells.append(f"{own:.0f}" + (f" (+ {sum(prerequisites.values()):.0f})" if prerequisites else ""))
+        cells.append(_cell([r["ms_per_image"] for r in group if "ms_per_image" in r], 2))
+        cells.append(f"{paper[method]:.1f}" if method in paper else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+        values = [r["metrics"]["test/mpjpe"] for r in group if "test/mpjpe" in r["metrics"]]
+        if values:
+            means[method] = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+    absent = [f"{run.name} ({missing_reason(run)})" for run in runs if not run.metrics_file.is_file()]
+    if absent:
+        lines += ["", f"Missing from this table: {', '.join(absent)}."]
+    table = "\n".join(lines)
+    notes = ["# compare: every method's headline variant on the same data, split and preset", "",
+             "Test split (the studio domain unless a domain column says otherwise), mean +/- std over seeds. "
+             "Train s: the run's fit, mean over seeds; in brackets its prerequisites (a 2D network, a fitted prior), "
+             "counted once as they are shared. ms / image: predict on this machine's CPU.", ""]
+    if reference:
+        notes += [f"Paper numbers: {reference.get('source', '')}", ""]
+    (out_dir / "summary.md").write_text("\n".join(notes) + table + "\n")
+    if means:
+        plots.bars(out_dir / "summary.png", list(means), [m for m, _ in means.values()], [s for _, s in means.values()],
+                   "test MPJPE (mm)", "compare: headline variants", [paper.get(m) for m in means] if paper else None)
+        per_action_plot(out_dir / "per_action.png", by_method)
+        if measure:
+            predictions_figure(out_dir / "predictions.png", by_method)
+    return table
+
+
+def write_csv(path: Path, records: list[dict], domains: list[str]) -> None:
+    rows = []
+    for r in records:
+        row = {"method": r["experiment"], "variant": r["variant"], "seed": r["seed"], "run": r["run"].name,
+               "fit_seconds": r["fit_seconds"], "prerequisite_seconds": sum(r["prerequisites"].values()),
+               "parameters": r.get("parameters"), "ms_per_image": r.get("ms_per_image")}
+        row.update({k[len("test/"):]: v for k, v in r["metrics"].items() if k.startswith("test/")})
+        for domain in domains:
+            row.update({f"{domain}/{k}": v for k, v in ((r["metrics"].get("per_domain") or {}).get(domain) or {}).items()})
+        rows.append(row)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def per_action_plot(path: Path, by_method: dict[str, list[dict]]) -> None:
+    from pose3d.plots import lines_over_categories
+
+    actions = sorted({a for group in by_method.values() for r in group for a in r["metrics"].get("per_action", {})})
+    series = {}
+    for method, group in by_method.items():
+        series[method] = [statistics.fmean(v) if (v := [r["metrics"]["per_action"][a]["mpjpe"] for r in group
+                                                          if a in r["metrics"].get("per_action", {})]) else float("nan")
+                          for a in actions]
+    if actions:
+        lines_over_categories(path, actions, series, "test MPJPE (mm)", "compare: MPJPE per action")
+
+
+def predictions_figure(path: Path, by_method: dict[str, list[dict]], images: int = 5) -> None:
+    """Five test images; per method (its lowest seed) the 3D prediction over the ground truth."""
+    import torch
+
+    from pose3d.plots import pose_panels
+
+    predictions, batch = {}, None
+    for method, group in by_method.items():
+        record = min(group, key=lambda r: r["seed"])
+        model, datamodule = load_trained(record["run"].run_dir)
+        method_batch = first_test_batch(datamodule)
+        method_batch = {k: v[:images] if torch.is_tensor(v) else v for k, v in method_batch.items()}
+        with torch.no_grad():
+            predictions[method] = model.predict(method_batch)["joints_3d"].float()
+        batch = batch or method_batch
+    pose_panels(path, batch["image"], batch["joints_3d"].float(), predictions,
+                "compare: the same test images, prediction (colour) over the ground truth (grey)")
+
+
+# -- the command line ----------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.compare", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("run", "summary"), nargs="?", default="run")
+    parser.add_argument("--sweep-file", default=str(COMPARE_FILE))
+    parser.add_argument("--preset", default=None, help="replaces the sweep file's preset (smoke|quick|paper)")
+    parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1 instead of the file's list")
+    parser.add_argument("--no-cost", action="store_true", help="skip loading checkpoints (parameters, ms / image, figure)")
+    parser.epilog = "Extra key=value overrides for every run go after `--`."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    args.overrides = argv[split + 1:]
+    try:
+        if args.seeds is not None and args.seeds < 1:
+            raise ConfigError(f"--seeds {args.seeds}: expected a positive number of seeds")
+        sweep = Sweep.read(args.sweep_file)
+        runs = plan_runs(sweep.grid(args.preset, args.seeds), list(args.overrides), str(sweep.path), sweep.config)
+        out_dir = Path(runs[0].run_dir).parents[1] / "compare" if runs else Path("results") / "compare"
+        failed = execute(runs, [], out_dir / "logs") if args.action == "run" else []
+        table = summarise(runs, out_dir, measure=not args.no_cost)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    done = sum(r.metrics_file.is_file() for r in runs)
+    print(f"\n{table}\n\n{done} of {len(runs)} runs finished; written: {out_dir}/summary.csv, summary.md, summary.png, "
+          "per_action.png, predictions.png")
+    if failed:
+        print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
