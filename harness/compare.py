@@ -37,6 +37,7 @@ import yaml
 
 from harness.ablation import EXIT_BAD_INPUT, REPO_ROOT, PlannedRun, Sweep, execute, missing_reason, plan_runs, references
 from pose3d.config import ConfigError
+from pose3d.summaries import mean_std
 
 COMPARE_FILE = REPO_ROOT / "ablations" / "compare.yaml"
 # (metrics.json key without "test/", column title); 3D first, then 2D
@@ -120,14 +121,6 @@ def measure_cost(run_dir: Path, repeats: int = 3) -> dict[str, float]:
 
 
 # -- the tables ----------------------------------------------------------------------------
-def _cell(values: list[float], digits: int = 1) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.fmean(values):.{digits}f} +/- {statistics.stdev(values):.{digits}f}"
-
-
 def _label(record: dict) -> str:
     variant = record.get("variant")
     return f"{record['experiment']} ({variant})" if variant and variant != "default" else record["experiment"]
@@ -161,16 +154,16 @@ def summarise(runs: list[PlannedRun], out_dir: Path, measure: bool = True) -> st
     for method, group in by_method.items():
         cells = [_label(group[0]), str(len(group))]
         for key, _ in COLUMNS:
-            cells.append(_cell([r["metrics"][f"test/{key}"] for r in group if f"test/{key}" in r["metrics"]]))
+            cells.append(mean_std([r["metrics"][f"test/{key}"] for r in group if f"test/{key}" in r["metrics"]]))
         for domain in domains:
             for key, _ in DOMAIN_COLUMNS:
-                cells.append(_cell([r["metrics"]["per_domain"][domain][key] for r in group
+                cells.append(mean_std([r["metrics"]["per_domain"][domain][key] for r in group
                                     if key in (r["metrics"].get("per_domain") or {}).get(domain, {})]))
-        cells.append(_cell([r["parameters"] / 1e6 for r in group if "parameters" in r], 2) + (" M" if measure else ""))
+        cells.append(mean_std([r["parameters"] / 1e6 for r in group if "parameters" in r], 2) + (" M" if measure else ""))
         prerequisites = {path: s for r in group for path, s in r["prerequisites"].items()}
         own = statistics.fmean(r["fit_seconds"] for r in group)
         cells.append(f"{own:.0f}" + (f" (+ {sum(prerequisites.values()):.0f})" if prerequisites else ""))
-        cells.append(_cell([r["ms_per_image"] for r in group if "ms_per_image" in r], 2))
+        cells.append(mean_std([r["ms_per_image"] for r in group if "ms_per_image" in r], 2))
         cells.append(f"{paper[method]:.1f}" if method in paper else "-")
         lines.append("| " + " | ".join(cells) + " |")
         values = [r["metrics"]["test/mpjpe"] for r in group if "test/mpjpe" in r["metrics"]]

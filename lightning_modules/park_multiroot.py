@@ -83,6 +83,7 @@ from lightning_modules.blocks.grid2d import containing_cell, expected_position, 
 from pose3d.body import MEAN_BONE_LENGTHS
 from pose3d.config import ConfigError, at_least, bounded, choice
 from pose3d.skeleton import H36M_BONES, JOINT_INDEX, ROOT
+from pose3d.summaries import mean_std, read_finished_run
 
 SIX_ROOTS = ("pelvis", "r_knee", "l_knee", "neck", "l_elbow", "r_elbow")
 TORSO_BONES = ("r_hip", "l_hip", "spine", "thorax", "l_shoulder", "r_shoulder")  # child joint of each bone
@@ -329,29 +330,8 @@ ORDER = ("baseline", "multi_reg", "cls2d", "both")  # Table 2's rows, worst to b
 CLS2D_PAIRS = (("baseline", "cls2d"), ("multi_reg", "both"))  # without / with 2D-cls
 
 
-def _read_run(run_dir: Path) -> dict | None:
-    import yaml
-
-    metrics_file, config_file = run_dir / "metrics.json", run_dir / "config.yaml"
-    if not metrics_file.is_file() or not config_file.is_file():
-        return None
-    config = yaml.safe_load(config_file.read_text())
-    curves = run_dir / "loss_curves.json"
-    return {"variant": str(config.get("variant")), "seed": config.get("seed"),
-            "metrics": json.loads(metrics_file.read_text()),
-            "curves": json.loads(curves.read_text()) if curves.is_file() else []}
-
-
-def _cell(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.fmean(values):.1f} +/- {statistics.stdev(values):.1f}"
-
-
 def _mean_curve(runs: list[dict], key: str) -> list[float]:
-    curves = [[row[key] for row in run["curves"]] for run in runs if run["curves"]]
+    curves = [[row[key] for row in run["loss_curves"]] for run in runs if run["loss_curves"]]
     if not curves:
         return []
     length = min(len(c) for c in curves)
@@ -362,7 +342,7 @@ def summarise_runs(run_dirs: list[Path], out_dir: Path, reference: dict) -> str:
     """See :meth:`MultiRootRegression.summarise_ablation`."""
     from pose3d import plots
 
-    runs = [r for r in (_read_run(d) for d in run_dirs) if r is not None]
+    runs = [r for r in (read_finished_run(d, ["loss_curves.json"]) for d in run_dirs) if r is not None]
     variants = sorted({r["variant"] for r in runs}, key=lambda v: (ORDER.index(v) if v in ORDER else len(ORDER), v))
     by_variant = {v: [r for r in runs if r["variant"] == v] for v in variants}
     actions = sorted({a for r in runs for a in r["metrics"].get("per_action", {})})
@@ -379,14 +359,14 @@ def summarise_runs(run_dirs: list[Path], out_dir: Path, reference: dict) -> str:
         cells = [variant, str(len(group))]
         for action in actions:
             values = [r["metrics"]["per_action"][action]["mpjpe"] for r in group if action in r["metrics"].get("per_action", {})]
-            text = _cell(values)
+            text = mean_std(values)
             if action in shared and variant in paper:
                 text += f" ({paper[variant][shared[action]]:.2f})"
             cells.append(text)
         overall = [r["metrics"]["test/mpjpe"] for r in group if "test/mpjpe" in r["metrics"]]
         if overall:
             means[variant] = statistics.fmean(overall)
-        cells.append(_cell(overall))
+        cells.append(mean_std(overall))
         lines.append("| " + " | ".join(cells) + " |")
     if paper:
         lines += ["", f"The paper, {reference.get('source', '')}:", "",
