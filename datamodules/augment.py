@@ -35,6 +35,21 @@ class Photometric:
             seed=seed,
         )
 
+    def _generators(self) -> list:
+        """The pipeline and each of its transforms: albumentations gives each its own generators."""
+        return [self.pipeline, *self.pipeline.transforms]
+
+    def state(self) -> list:
+        """Every generator albumentations draws from (numpy and Python), for an exact resume."""
+        return [{"numpy": t.random_generator.bit_generator.state, "python": list(t.py_random.getstate())}
+                for t in self._generators()]
+
+    def set_state(self, state: list) -> None:
+        for transform, saved in zip(self._generators(), state):
+            transform.random_generator.bit_generator.state = saved["numpy"]
+            version, internal, gauss = saved["python"]
+            transform.py_random.setstate((version, tuple(internal), gauss))
+
     def __call__(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) float images in [0, 1] -> augmented copies."""
         array = images.permute(0, 2, 3, 1).contiguous().numpy()

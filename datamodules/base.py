@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import lightning.pytorch as pl
 
-from datamodules.loaders import SplitLoaders
+from datamodules.loaders import SplitLoaders, global_rng_state, set_global_rng_state
 from datamodules.targets import TargetMaker
 from pose3d.config import ConfigError
 from pose3d.contract import DataInfo
@@ -46,6 +46,38 @@ class PoseDataModule(SplitLoaders, pl.LightningDataModule):
         """Ask for optional batch keys (``heatmaps``, ``skeleton_maps``, ...), merged with the
         earlier requests: see :class:`TargetMaker`."""
         self.targets.request(spec)
+
+    # -- exact resume ------------------------------------------------------------------
+    # Lightning saves state_dict() in every checkpoint (they are written at the end of an
+    # epoch) and, on a resume, hands it to load_state_dict() before the training loader is
+    # built. train_dataloader() then builds the loader and its dataset (which may draw random
+    # numbers, e.g. a seed for albumentations) and only then puts back the randomness the
+    # next epoch of the interrupted run started from: the global generators (shuffle order,
+    # loader worker seeds, flips, dropout), the dataset's own generators (``random_state()`` /
+    # ``set_random_state()``), and the epoch the sampler shuffles for. Nothing here draws a
+    # random number, so a run that is never interrupted is the same as without it, and a run
+    # killed anywhere in an epoch and resumed from ``last.ckpt`` ends where it would have.
+    _train_dataset = None
+    _resume_state: dict | None = None
+
+    def state_dict(self) -> dict:
+        dataset = self._train_dataset
+        next_epoch = self.trainer.fit_loop.epoch_progress.current.processed if self.trainer is not None else 0
+        return {"rng": global_rng_state(), "next_epoch": int(next_epoch),
+                "dataset": dataset.random_state() if hasattr(dataset, "random_state") else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_state = state or None
+
+    def train_dataloader(self):
+        state, self._resume_state = self._resume_state, None
+        loader = self.build_train_loader(first_epoch=state["next_epoch"] if state else 0)
+        self._train_dataset = loader.dataset
+        if state:
+            set_global_rng_state(state["rng"])
+            if state.get("dataset") is not None and hasattr(loader.dataset, "set_random_state"):
+                loader.dataset.set_random_state(state["dataset"])
+        return loader
 
 
 def action_ids(actions: Sequence[str], action_names: Sequence[str]) -> tuple[int, ...] | None:

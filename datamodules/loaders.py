@@ -4,11 +4,64 @@ A DataModule that mixes in :class:`SplitLoaders` provides ``dataset(split)`` and
 ``batch_size`` and ``num_workers``. Training shuffles and drops a ragged last batch (when there
 are at least two batches); loader workers use one thread each: torch's default (all cores) in
 every worker oversubscribes the CPU that training also needs and slows everything down.
+
+Exact resume (:class:`datamodules.base.PoseDataModule` keeps the state): the global
+generators are saved and restored as tensors, ints and lists (:func:`global_rng_state`), which
+a checkpoint loaded with ``weights_only`` reads back; the training loader is a
+:class:`ResumableLoader`.
 """
 from __future__ import annotations
 
+import random
+from typing import Any
+
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+
+def global_rng_state() -> dict[str, Any]:
+    """The global generators (torch CPU and CUDA, numpy, Python) as tensors, ints and lists,
+    which a checkpoint loaded with ``weights_only`` reads back."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
+             "python": [version, list(internal), gauss]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_global_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class ResumableLoader(DataLoader):
+    """The training loader: on a resume its first iterator shuffles for ``first_epoch``.
+
+    Lightning sets a sampler's epoch (``set_epoch`` of a DistributedSampler or the mixed batch
+    sampler) only after the first iterator of a fit exists, so without this a resumed run
+    would shuffle its first epoch as epoch 0. ``first_epoch`` is an ``__init__`` argument so
+    that it survives Lightning re-creating the loader with a distributed sampler.
+    """
+
+    def __init__(self, *args, first_epoch: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.first_epoch = int(first_epoch)
+
+    def __iter__(self):
+        if self.first_epoch:
+            for sampler in (self.sampler, self.batch_sampler):
+                if hasattr(sampler, "set_epoch"):
+                    sampler.set_epoch(self.first_epoch)
+            self.first_epoch = 0
+        return super().__iter__()
 
 
 def one_thread_per_worker(worker_id: int) -> None:
@@ -21,9 +74,9 @@ class SplitLoaders:
     def dataset(self, split: str) -> Dataset:
         raise NotImplementedError
 
-    def _loader(self, split: str) -> DataLoader:
+    def _loader(self, split: str, **resume) -> DataLoader:
         dataset = self.dataset(split)
-        return DataLoader(
+        return (ResumableLoader if split == "train" else DataLoader)(
             dataset,
             batch_size=self.cfg.batch_size,
             shuffle=split == "train",
@@ -31,10 +84,14 @@ class SplitLoaders:
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,
             worker_init_fn=one_thread_per_worker,
+            **resume,
         )
 
+    def build_train_loader(self, first_epoch: int = 0) -> DataLoader:
+        return self._loader("train", first_epoch=first_epoch)
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+        return self.build_train_loader()
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

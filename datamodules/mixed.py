@@ -46,7 +46,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 
 from datamodules.base import PoseDataModule
 from datamodules.batch import BATCH_KEYS
-from datamodules.loaders import one_thread_per_worker
+from datamodules.loaders import ResumableLoader, one_thread_per_worker
 from datamodules.targets import TargetMaker
 from pose3d.config import ConfigError, choice, validated
 from pose3d.contract import DataInfo
@@ -137,6 +137,15 @@ class MixedDataset(Dataset):
     def required_keys(self) -> set[str]:
         """The batch-contract keys and the requested targets."""
         return set(BATCH_KEYS) | set(self.requested.spec if self.requested is not None else ())
+
+    def random_state(self) -> list:
+        """Each part's own generators (see the exact-resume part of :class:`datamodules.base.PoseDataModule`)."""
+        return [part.random_state() if hasattr(part, "random_state") else None for part in self.parts]
+
+    def set_random_state(self, states: list) -> None:
+        for part, state in zip(self.parts, states):
+            if state is not None and hasattr(part, "set_random_state"):
+                part.set_random_state(state)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -290,13 +299,14 @@ class MixedDataModule(PoseDataModule):
             num_batches=max(1, total // self.cfg.batch_size), seed=self.seed,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(
+    def build_train_loader(self, first_epoch: int = 0) -> DataLoader:
+        return ResumableLoader(
             self.dataset("train"),
             batch_sampler=self.batch_sampler(),
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,
             worker_init_fn=one_thread_per_worker,
+            first_epoch=first_epoch,
         )
 
     def val_dataloader(self) -> DataLoader:

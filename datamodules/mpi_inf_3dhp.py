@@ -262,7 +262,8 @@ def evaluate(pred: Tensor, target: Tensor, subject: Tensor, activity: Tensor | N
     pred, target: (N, 17, 3) mm, root-relative (H36M order); subject: (N,) test sequence 1..6;
     activity: optional (N,) activity ids 0..6. Returns ``pck3d`` (3DPCK@150 mm, %), ``auc3d``
     (mean 3DPCK over 0..150 mm in 5 mm steps, %) and ``mpjpe`` (mm) over ``joints`` (default
-    the 14 evaluation joints), then the same per scene (``pck3d/GS`` ...) and per activity
+    the 14 evaluation joints), ``pck3d_scaled`` / ``auc3d_scaled`` (after the least-squares
+    global scale) and ``pck3d_pa`` / ``auc3d_pa`` (after Procrustes), then the same per scene (``pck3d/GS`` ...) and per activity
     (``pck3d/Sitting`` ...) where present.
     """
     pred, target = torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(target, dtype=torch.float64)
@@ -276,6 +277,10 @@ def evaluate(pred: Tensor, target: Tensor, subject: Tensor, activity: Tensor | N
             f"pck3d{suffix}": float(PF.pck3d(p, t, 150.0, m)),
             f"auc3d{suffix}": float(PF.auc3d(p, t, m)),
             f"mpjpe{suffix}": float(PF.mpjpe(p, t, m)),
+            f"pck3d_scaled{suffix}": float(PF.pck3d_scaled(p, t, 150.0, m)),
+            f"auc3d_scaled{suffix}": float(PF.auc3d_scaled(p, t, m)),
+            f"pck3d_pa{suffix}": float(PF.pck3d_pa(p, t, 150.0, m)),
+            f"auc3d_pa{suffix}": float(PF.auc3d_pa(p, t, m)),
         }
 
     out = metrics(torch.ones(len(pred), dtype=torch.bool), "")

@@ -60,7 +60,7 @@ class SyntheticConfig:
     num_workers: int = at_least(0, 0)
     train_domain: str = choice("studio", ("studio", "wild", "mixed"))
     wild_fraction: float = 0.5
-    eval_domain: str = choice("studio", ("studio", "wild"))
+    eval_domain: str = choice("studio", ("studio", "wild", "both"))  # both: even val/test samples studio, odd wild
     pose_source: str = "sampler"
     actions: list[str] = field(default_factory=list)  # keep only these actions in every split; [] = all
     distance_min_mm: float = 3500.0
@@ -73,6 +73,7 @@ class SyntheticConfig:
     photometric: bool = True
     hue_jitter: float = 0.5  # chosen on val subjects 2, 3: 153 vs 167 mm MPJPE without
     flip: bool = True
+    cache_mb: int = at_least(0, 0)  # keep rendered samples in memory up to this many MB (0: off); same values, later epochs skip the renderer
 
 
 @dataclass
@@ -89,6 +90,7 @@ class SampleSpec:
     crop_jitter: np.ndarray  # (3,) in [-1, 1]: crop scale, then centre u, v
     scene: SceneParams
     has_3d: bool
+    wild: bool = False
 
 
 class PoseSource:
@@ -194,6 +196,8 @@ class SyntheticPoseDataset(Dataset):
         self.bodies = {s: make_subject(s) for s in self.subjects}
         self.size = {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size}[split]
         self.training = split == "train"
+        self._renders: dict[int, dict[str, Tensor]] = {}  # data.cache_mb: index -> rendered sample
+        self._cached_bytes = 0
         # training randomness follows the run seed (seed_everything), not the data seed
         augment_seed = int(torch.randint(2**31 - 1, ()))
         self.photometric = Photometric(seed=augment_seed, hue=cfg.hue_jitter) if (self.training and cfg.photometric) else None
@@ -201,8 +205,18 @@ class SyntheticPoseDataset(Dataset):
     def __len__(self) -> int:
         return self.size
 
-    def _domain(self, rng: np.random.Generator) -> str:
+    def random_state(self) -> dict | None:
+        """The augmentation's own generators (see the exact-resume part of :class:`datamodules.base.PoseDataModule`)."""
+        return self.photometric.state() if self.photometric is not None else None
+
+    def set_random_state(self, state: dict) -> None:
+        if self.photometric is not None:
+            self.photometric.set_state(state)
+
+    def _domain(self, rng: np.random.Generator, index: int) -> str:
         if not self.training:
+            if self.cfg.eval_domain == "both":  # batches then carry ``domain`` (0 studio, 1 wild)
+                return "wild" if index % 2 else "studio"
             return self.cfg.eval_domain
         if self.cfg.train_domain == "mixed":
             return "wild" if rng.random() < self.cfg.wild_fraction else "studio"
@@ -224,10 +238,10 @@ class SyntheticPoseDataset(Dataset):
         focal = 1145.0 * rng.uniform(0.97, 1.03)
         full = np.array([focal, focal, *(FULL_FRAME / 2 + rng.uniform(-8, 8, size=2))])
         crop_jitter = rng.uniform(-1, 1, size=3)
-        domain = self._domain(rng)
+        domain = self._domain(rng, index)
         scene = sample_scene(rng, domain, (cfg.image_size, cfg.image_size), root_cam=root)
         has_3d = not (self.training and domain == "wild")
-        return SampleSpec(subject, action, pose, yaw, pitch, root, full, crop_jitter, scene, has_3d)
+        return SampleSpec(subject, action, pose, yaw, pitch, root, full, crop_jitter, scene, has_3d, domain == "wild")
 
     def _place(self, specs: list[SampleSpec]) -> tuple[Tensor, Tensor]:
         """Joints in the camera frame (B, 17, 3) and the intrinsics (B, 4) of a jittered square
@@ -270,10 +284,12 @@ class SyntheticPoseDataset(Dataset):
             "root_depth": joints_cam[:, 0, 2].clone(),
             "subject": torch.tensor([s.subject for s in specs]),
             "action": torch.tensor([s.action for s in specs]),
+            **({"domain": torch.tensor([int(s.wild) for s in specs])}
+               if self.cfg.eval_domain == "both" and not self.training else {}),
         }
 
     def __getitems__(self, indices: list[int]) -> list[dict[str, Tensor]]:
-        batch = self.render([self.describe(int(i)) for i in indices])
+        batch = self._cached_render(indices) if self.cfg.cache_mb else self.render([self.describe(int(i)) for i in indices])
         if self.training:
             batch = self._augment(batch)
         batch = self.targets(batch)
@@ -281,6 +297,22 @@ class SyntheticPoseDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         return self.__getitems__([index])[0]
+
+    def _cached_render(self, indices: list[int]) -> dict[str, Tensor]:
+        """``render`` of ``indices``, each sample rendered once (a scene renders the same alone
+        or in any batch, so the values are those of ``render``); augmentation stays per epoch."""
+        cache, indices = self._renders, [int(i) for i in indices]
+        missing = [i for i in dict.fromkeys(indices) if i not in cache]
+        fresh = self.render([self.describe(i) for i in missing]) if missing else {}
+        samples = {i: {key: value[k] for key, value in fresh.items()} for k, i in enumerate(missing)}
+        budget = self.cfg.cache_mb * 2**20
+        for i, sample in samples.items():
+            size = sum(v.element_size() * v.numel() for v in sample.values())
+            if self._cached_bytes + size <= budget:
+                cache[i] = {key: value.clone() for key, value in sample.items()}
+                self._cached_bytes += size
+        rows = [cache[i] if i in cache else samples[i] for i in indices]
+        return {key: torch.stack([row[key] for row in rows]) for key in rows[0]}
 
     def _augment(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         if self.photometric is not None:
