@@ -12,6 +12,14 @@ Gaussian and with a 3-component mixture (the published model when ``../shared/da
 else one fitted to synthetic poses), 80 quantised rotations plus refinement, and the mean
 3D distance (mm) of its poses to an exhaustive search over 10,000 rotations on the same
 inputs. Targets: >= 300,000 poses/s single, >= 100,000 mixture, <= 1 mm.
+
+``python -m pose3d.bench deepskeleton [--batches N] [--rounds R] [--device cpu|cuda]``: images/s
+of one DeepSkeleton training step (deconvolution and regression losses, backward, Adam) of all
+11 hypotheses (l = 5..15, the quick preset's networks) computed batched, against 11
+single-hypothesis modules stepped one after another (target: batched >= 3x faster), and the
+time to render the 11 pairs of skeleton-map targets of a batch (one distance computation) as a
+share of the batched step (target: under 20%); measured with the default intra-op threads and
+with one.
 """
 from __future__ import annotations
 
@@ -188,9 +196,89 @@ def bench_lifting(batch_size: int, rounds: int, device: str, compare: int = 2000
     return result
 
 
+def bench_deepskeleton(batches: int, rounds: int, device: str) -> dict:
+    """See the module docstring (``deepskeleton``)."""
+    from datamodules import DATAMODULES
+    from lightning_modules import MODELS
+    from pose3d.targets import skeleton_maps
+
+    overrides = ["experiment=deepskeleton", "preset=quick", "variant=multi_hyp", "model.max_hypotheses=null",
+                 "model.deconv_epochs=0", "model.freeze_deconv=false", "model.two_d.source=ground_truth"]
+    cfg = load_config(overrides)
+    datamodule = DATAMODULES.load(cfg.data.name)(dict(cfg.data))
+    train_set = datamodule.dataset("train")
+    batch_size, size = cfg.data.batch_size, cfg.data.image_size
+    samples = train_set.__getitems__(list(range(batch_size)))
+    batch = {k: torch.stack([s[k] for s in samples]) for k in samples[0] if torch.is_tensor(samples[0][k])}
+    cls = MODELS.load(cfg.model.name)
+    torch.manual_seed(0)
+    batched = cls(dict(cfg.model), dict(cfg.optim), datamodule.info).to(device).train()
+    spec = batched.required_targets()["skeleton_maps"]
+    batch["skeleton_maps"] = skeleton_maps(batch, size, spec)
+    batch = {k: v.to(device) for k, v in batch.items()}
+    singles = []
+    for width in cfg.model.stick_widths:
+        model = cls({**dict(cfg.model), "stick_widths": [width]}, dict(cfg.optim), datamodule.info).to(device).train()
+        singles.append((model, torch.optim.Adam(model.parameters(), lr=cfg.optim.lr),
+                        {**batch, "skeleton_maps": skeleton_maps(batch, size, model.required_targets()["skeleton_maps"])}))
+    optimizer = torch.optim.Adam(batched.parameters(), lr=cfg.optim.lr)
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def step(model, opt, data) -> None:
+        loss, _ = model.training_loss(data)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def batched_step() -> None:
+        step(batched, optimizer, batch)
+        sync()
+
+    def separate_step() -> None:
+        for model, opt, data in singles:
+            step(model, opt, data)
+        sync()
+
+    def render_step() -> None:
+        skeleton_maps(batch, size, spec)
+        sync()
+
+    threads = torch.get_num_threads()
+    result: dict = {"hypotheses": len(singles), "image_size": size, "map_size": batched.map_size,
+                    "stick_widths_map_px": [round(w, 3) for w in batched.map_widths], "batch_size": batch_size,
+                    "batches_per_round": batches, "rounds": rounds, "train_device": device,
+                    "machine": platform.processor() or platform.machine(),
+                    "load_average_before": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    for label, count in (("default_threads", threads), ("one_thread", 1)):
+        torch.set_num_threads(count)
+        try:
+            measured: dict[str, list[float]] = {"batched": [], "separate": [], "render": []}
+            for _ in range(rounds):
+                for name, fn in (("batched", batched_step), ("separate", separate_step), ("render", render_step)):
+                    measured[name].append(_throughput(fn, batch_size, batches))
+        finally:
+            torch.set_num_threads(threads)
+        b, sep, r = (statistics.median(measured[k]) for k in ("batched", "separate", "render"))
+        result[label] = {
+            "torch_threads": count,
+            "batched_images_per_s": round(b, 1),
+            "separate_images_per_s": round(sep, 1),
+            "batched_speedup": round(b / sep, 2),
+            "render_images_per_s": round(r, 1),
+            "render_share_of_step": round(b / r, 3),  # render time / batched step time
+            "all_rounds": {k: [round(v, 1) for v in vals] for k, vals in measured.items()},
+        }
+    result["target_batched_speedup"] = 3.0
+    result["target_render_share_of_step"] = 0.2
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pose3d.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=["render", "lifting"])
+    parser.add_argument("name", choices=["render", "lifting", "deepskeleton"])
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16384, help="lifting: poses per call")
@@ -199,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.name == "lifting":
         result = bench_lifting(args.batch_size, max(args.rounds, 1), args.device)
+    elif args.name == "deepskeleton":
+        result = bench_deepskeleton(max(args.batches, 1), max(args.rounds, 1), args.device)
     else:
         result = bench_render(args.batches, args.rounds, args.device)
     out = Path(args.out)

@@ -51,6 +51,35 @@ def stored_config(run_dir: Path) -> dict | None:
                           f"folder away to start the run again)") from None
 
 
+def schema_default(cfg: DictConfig, key: str) -> Any:
+    """The schema's default of a dotted key of a run config (``optim.rho``, ``data.cache_mb``),
+    or a marker that equals nothing when no schema declares it."""
+    import dataclasses
+
+    from datamodules import DATAMODULES
+    from lightning_modules import MODELS
+    from pose3d.config import RunConfig
+
+    section, _, rest = key.partition(".")
+    registries = {"model": MODELS, "data": DATAMODULES}
+    if section in registries:
+        name = OmegaConf.select(cfg, f"{section}.name")
+        if name not in registries[section]:
+            return _NO_DEFAULT
+        node: Any = registries[section].load(name).Config()
+    else:
+        node = RunConfig()
+        rest = key
+    for part in rest.split("."):
+        if not dataclasses.is_dataclass(node) or not hasattr(node, part):
+            return _NO_DEFAULT
+        node = getattr(node, part)
+    return node
+
+
+_NO_DEFAULT = object()
+
+
 def differences(stored: dict, cfg: DictConfig, allow: tuple[str, ...] = ()) -> list[str]:
     """``key: stored -> new`` for every identity key that differs between a stored config and ``cfg``."""
     filled = tuple(record.get("into", "") for record in (stored.get("prerequisites") or []))
@@ -62,8 +91,8 @@ def differences(stored: dict, cfg: DictConfig, allow: tuple[str, ...] = ()) -> l
             continue
         if key in filled and not new.get(key):  # a prerequisite path the harness fills in again
             continue
-        if key not in old and new.get(key) in (None, [], {}, ""):  # a key added to a schema later, at its empty default
-            continue
+        if key not in old and (new.get(key) in (None, [], {}, "") or new.get(key) == schema_default(cfg, key)):
+            continue  # a key added to a schema later: its default is what the code did before it existed
         if new.get(key) != old.get(key):
             out.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
     return out

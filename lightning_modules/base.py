@@ -225,11 +225,13 @@ def split_pretrained(groups: list[dict], named_parameters, pretrained: set[str],
 
 
 def build_optimizer(parameters, optim, max_epochs: int) -> Any:
-    """Adam / AdamW / SGD with an optional per-epoch cosine or step schedule."""
+    """Adam / AdamW / SGD / Adadelta with an optional per-epoch cosine or step schedule."""
     if optim.name == "adam":
         optimizer = torch.optim.Adam(parameters, lr=optim.lr, weight_decay=optim.weight_decay)
     elif optim.name == "adamw":
         optimizer = torch.optim.AdamW(parameters, lr=optim.lr, weight_decay=optim.weight_decay)
+    elif optim.name == "adadelta":
+        optimizer = torch.optim.Adadelta(parameters, lr=optim.lr, rho=optim.rho, weight_decay=optim.weight_decay)
     else:
         optimizer = torch.optim.SGD(parameters, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
     if optim.scheduler == "none":

@@ -120,10 +120,11 @@ class TrainerConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = choice("adam", ("adam", "adamw", "sgd"))
+    name: str = choice("adam", ("adam", "adamw", "sgd", "adadelta"))
     lr: float = positive(1e-3)
     weight_decay: float = at_least(0, 0.0)
     momentum: float = bounded(0.9, 0, 1)
+    rho: float = bounded(0.9, 0, 1)  # Adadelta's running-average factor (Habibie 2019's "momentum of 0.9")
     scheduler: str = choice("none", ("none", "cosine", "step"))
     step_size: int = at_least(1, 10)
     gamma: float = positive(0.1)

@@ -6,6 +6,7 @@ import os
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from harness import ablation
 from harness.train import main
@@ -130,3 +131,17 @@ def test_no_3d_metrics_on_a_2d_only_test_split_is_said(lsp_layout, smoke_args, c
     assert main(["experiment=baseline", *smoke_args, *data]) == 0
     out = capsys.readouterr().out
     assert "has no 3D labels, so no 3D metric was computed" in out
+
+
+def test_a_key_added_to_a_schema_later_counts_as_its_default_for_older_runs():
+    """A run folder written before ``optim.rho`` / ``data.cache_mb`` existed ran with what their
+    defaults do; it differs only where the new config sets such a key to something else."""
+    from harness.run_identity import differences
+    from harness.train import load_config
+
+    cfg = load_config(["experiment=baseline", "preset=smoke"])
+    stored = yaml.safe_load(OmegaConf.to_yaml(cfg))
+    del stored["optim"]["rho"], stored["data"]["cache_mb"]
+    assert differences(stored, cfg) == []
+    changed = load_config(["experiment=baseline", "preset=smoke", "optim.rho=0.5"])
+    assert differences(stored, changed) == ["optim.rho: None -> 0.5"]
