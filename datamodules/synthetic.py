@@ -74,6 +74,7 @@ class SyntheticConfig:
     hue_jitter: float = 0.5  # chosen on val subjects 2, 3: 153 vs 167 mm MPJPE without
     flip: bool = True
     cache_mb: int = at_least(0, 0)  # keep rendered samples in memory up to this many MB (0: off); same values, later epochs skip the renderer
+    render_device: str = "cpu"  # cpu | cuda | cuda:N: rasterise on the GPU (in the main process: num_workers 0)
 
 
 @dataclass
@@ -272,14 +273,16 @@ class SyntheticPoseDataset(Dataset):
         slot_colours = torch.from_numpy(np.stack([b.colours for b in bodies]))
         colours = slot_colours[:, PART_COLOUR_SLOT]
         accessories = accessory_capsules(joints_cam, radii, slot_colours)
-        out = render_scene(joints_cam, intrinsics, radii, colours, stack_scenes([s.scene for s in specs]), size, accessories)
-        return {
-            "image": out.image,
+        device = self.cfg.render_device
+        out = render_scene(joints_cam.to(device), intrinsics.to(device), radii.to(device), colours.to(device),
+                           stack_scenes([s.scene for s in specs], device), size, accessories.to(device))
+        return {  # back on the CPU for the augmentation and targets; Lightning moves the batch
+            "image": out.image.cpu(),
             "joints_2d": cam.project(joints_cam, intrinsics),
             "joints_3d": joints_cam - joints_cam[:, :1],
             "has_3d": torch.tensor([s.has_3d for s in specs]),
             "has_2d": torch.ones(len(specs), dtype=torch.bool),
-            "visible": out.visible,
+            "visible": out.visible.cpu(),
             "camera": intrinsics,
             "root_depth": joints_cam[:, 0, 2].clone(),
             "subject": torch.tensor([s.subject for s in specs]),
@@ -323,6 +326,22 @@ class SyntheticPoseDataset(Dataset):
         return batch
 
 
+def check_render_device(cfg: SyntheticConfig) -> None:
+    """``data.render_device``: cpu, or a CUDA device that exists, with loader workers off (a
+    forked DataLoader worker cannot use CUDA)."""
+    device = str(cfg.render_device)
+    if device == "cpu":
+        return
+    if not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ConfigError(f"bad value for data.render_device: '{device}'; expected cpu, cuda or cuda:N")
+    if not torch.cuda.is_available() or (device != "cuda" and int(device[5:]) >= torch.cuda.device_count()):
+        raise ConfigError(f"data.render_device={device}: no such CUDA device on this machine; expected cpu "
+                          f"({torch.cuda.device_count()} CUDA devices)")
+    if cfg.num_workers > 0:
+        raise ConfigError(f"data.render_device={device} renders in the main process; expected data.num_workers=0 "
+                          f"(got {cfg.num_workers}: a forked loader worker cannot use CUDA)")
+
+
 class SyntheticDataModule(PoseDataModule):
     """Train on subjects 1, 5, 6, 7, 8, validate on 2 and 3, test on 9 and 11; all 17 joints scored."""
 
@@ -331,6 +350,7 @@ class SyntheticDataModule(PoseDataModule):
 
     def __init__(self, cfg: dict):
         super().__init__(SyntheticConfig(**cfg))
+        check_render_device(self.cfg)
         self.pose_source = make_pose_source(self.cfg.pose_source, self.cfg.actions)
         self.datasets: dict[str, SyntheticPoseDataset] = {}
 

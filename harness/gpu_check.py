@@ -17,8 +17,9 @@ pose prior is fitted as for a real run), then
 
 Results go to ``results/bench/gpu.json``. On a machine without CUDA the check says so and
 exits 0 without writing anything. ``--device cpu --preset smoke`` runs the same code on the
-CPU (the tests do, so the GPU path is exercised without a GPU). Rendering on the GPU
-(``data.render_device``) is not measured: the synthetic DataModule has no such option yet.
+CPU (the tests do, so the GPU path is exercised without a GPU). For synthetic data the
+pipeline is measured a second time with ``data.render_device`` on the GPU (rasterised in the
+main process, no workers): ``pipeline_gpu_render`` and ``limited_by_with_gpu_render``.
 """
 from __future__ import annotations
 
@@ -196,12 +197,31 @@ def check_experiment(experiment: str, preset: str, device: str, modes: tuple[str
             result["speedup_over_fp32"] = round(measured[best]["images_per_s"] / measured["fp32"]["images_per_s"], 2)
     pipeline = measure_pipeline(datamodule, loader_batches)
     result["pipeline_cpu_workers"] = pipeline
-    result["pipeline_gpu_render"] = None  # data.render_device: not implemented in the synthetic DataModule yet
+    result["pipeline_gpu_render"] = measure_device_rendering(cfg, model, device, loader_batches)
     if measured and pipeline["images_per_s"]:
         ratio = pipeline["images_per_s"] / result["step_images_per_s"]
         result["loader_over_step"] = round(ratio, 2)
         result["limited_by"] = "loader" if ratio < 1.0 else "gpu" if device == "cuda" else "compute"
+        rendered = (result["pipeline_gpu_render"] or {}).get("images_per_s")
+        if rendered:
+            result["limited_by_with_gpu_render"] = "loader" if rendered < result["step_images_per_s"] else (
+                "gpu" if device == "cuda" else "compute")
     return result
+
+
+def measure_device_rendering(cfg, model, device: str, batches: int) -> dict | None:
+    """The synthetic pipeline with ``data.render_device`` on the step's device (main process,
+    no workers: a forked worker cannot use CUDA); None for real data (nothing to render)."""
+    from omegaconf import OmegaConf
+
+    from datamodules import DATAMODULES
+
+    if cfg.data.name != "synthetic":
+        return None
+    data = {**OmegaConf.to_container(cfg.data), "num_workers": 0, "render_device": device}
+    datamodule = DATAMODULES.load("synthetic")(data)
+    datamodule.request_targets(model.required_targets())
+    return {**measure_pipeline(datamodule, batches), "render_device": device}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "cuda": torch.version.cuda, "preset": args.preset, "cpu_count": os.cpu_count(),
         "steps": args.steps, "warmup": args.warmup, "experiments": {},
         "notes": "images/s of the training step on a resident batch; pipeline = the training DataLoader on CPU "
-                 "workers; limited_by: loader if the pipeline delivers fewer images/s than the best step consumes. "
-                 "GPU rendering (data.render_device) not measured yet.",
+                 "workers; limited_by: loader if the pipeline delivers fewer images/s than the best step consumes; "
+                 "pipeline_gpu_render: the synthetic pipeline rendering on the GPU (data.render_device).",
     }
     started = time.perf_counter()
     failed = []

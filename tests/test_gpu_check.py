@@ -47,6 +47,8 @@ def test_the_measurements_run_on_the_cpu_and_write_the_report(tmp_path):
         assert set(entry["modes"]) == {"fp32", "bf16_channels_last"}, name
         assert entry["step_images_per_s"] > 0 and entry["pipeline_cpu_workers"]["images_per_s"] > 0
         assert entry["limited_by"] in ("loader", "compute") and entry["best_mode"] in entry["modes"]
+        assert entry["pipeline_gpu_render"]["render_device"] == "cpu" and entry["pipeline_gpu_render"]["images_per_s"] > 0
+        assert entry["limited_by_with_gpu_render"] in ("loader", "compute")
     assert "gpu-check: tekin_fusion: fp32" in result.stdout  # its 2D network: an untrained stand-in checkpoint
 
 

@@ -1,6 +1,8 @@
 """The embedded synthetic dataset: batch contract, determinism, splits, label consistency."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -165,3 +167,23 @@ def test_action_filter_on_mocap_categories(shared_data):
         pytest.skip(f"{folder} has one category only")
     kept = make_dm(pose_source=f"bvh:{folder}", actions=[names[-1]]).dataset("train")
     assert {kept.describe(i).action for i in range(16)} == {len(names) - 1}
+
+
+@pytest.mark.parametrize("device, expected", [
+    ("gpu", "bad value for data.render_device: 'gpu'; expected cpu, cuda or cuda:N"),
+    ("cuda:99", "data.render_device=cuda:99: no such CUDA device on this machine; expected cpu"),
+])
+def test_render_device_is_checked_before_anything_renders(device, expected):
+    from datamodules.synthetic import SyntheticDataModule
+    from pose3d.config import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        SyntheticDataModule({"render_device": device})
+
+
+def test_render_device_cpu_renders_what_the_default_renders():
+    from datamodules.synthetic import SyntheticDataModule
+
+    default = SyntheticDataModule({"test_size": 4, "image_size": 32}).dataset("test")[1]
+    explicit = SyntheticDataModule({"test_size": 4, "image_size": 32, "render_device": "cpu"}).dataset("test")[1]
+    assert all(torch.equal(default[k], explicit[k]) for k in default)
