@@ -30,6 +30,7 @@ class PoseDataModule(SplitLoaders, pl.LightningDataModule):
     eval_joints: tuple[int, ...] = tuple(range(NUM_JOINTS))  # the joints the protocol scores
     test_subjects_label = ""  # who the test split is, for tables and plots
     test_subject_names: tuple[str, ...] = ()  # the dataset's names of its test subjects (a pose prior must not have seen them)
+    domains: tuple[str, ...] = ()  # names of the ``domain`` ids its val/test batches carry; () = no such key
 
     def __init__(self, cfg: object):
         super().__init__()
@@ -40,7 +41,7 @@ class PoseDataModule(SplitLoaders, pl.LightningDataModule):
     def info(self) -> DataInfo:
         return DataInfo(num_joints=NUM_JOINTS, image_size=self.cfg.image_size,
                         action_names=tuple(self.action_names), eval_joints=tuple(self.eval_joints),
-                        test_subjects=tuple(self.test_subject_names))
+                        test_subjects=tuple(self.test_subject_names), domains=tuple(self.domains))
 
     def request_targets(self, spec: dict) -> None:
         """Ask for optional batch keys (``heatmaps``, ``skeleton_maps``, ...), merged with the

@@ -359,6 +359,11 @@ class SyntheticDataModule(PoseDataModule):
         """All of the pose source's actions (``data.actions`` filters samples, not the ids)."""
         return tuple(self.pose_source.action_names)
 
+    @property
+    def domains(self) -> tuple[str, ...]:
+        """With ``eval_domain=both`` val/test batches carry ``domain``: 0 studio, 1 wild."""
+        return ("studio", "wild") if self.cfg.eval_domain == "both" else ()
+
     def dataset(self, split: str) -> SyntheticPoseDataset:
         if split not in self.datasets:
             self.datasets[split] = SyntheticPoseDataset(self.cfg, split, self.pose_source, self.targets)

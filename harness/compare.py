@@ -3,15 +3,16 @@
 ``ablations/compare.yaml`` is a W&B grid sweep file like the others, over ``experiment`` (and
 ``seed``): each experiment runs its default variant, its headline (Tekin ``trainable``, Tome
 ``mixture``, Park ``both``, ...), on the same DataModule, split and preset. The runs are
-planned and run by :mod:`harness.ablation` (same commands as a sweep agent; a run an ablation
-already finished with the same settings is the same folder and is not trained again, and
-every prerequisite is trained once and shared), then summarised here into
+planned and run by :mod:`harness.ablation` (the same commands as a sweep agent, with
+``results_dir=<results>/compare``: the comparison's data, studio 3D plus wild 2D-only images,
+tested on both domains, is no ablation's, so its runs and their prerequisites, each trained
+once and shared, live in ``results/compare/runs``), then summarised here into
 ``results/compare/``:
 
 * ``summary.csv`` (one row per run) and ``summary.md`` (one row per method, mean +/- std over
   seeds): test MPJPE, PA-MPJPE, N-MPJPE, 3D PCK and AUC unaligned and globally scaled, the 2D
-  pixel error where the method predicts 2D, the same on the other test domain where a run
-  measured it (``per_domain`` of ``metrics.json``), and the cost: parameters (with any frozen
+  pixel error where the method predicts 2D (both test domains together), MPJPE and globally
+  scaled PCK of each test domain (``test/<domain>/<metric>``: studio, wild), and the cost: parameters (with any frozen
   2D network the method runs at test time), training wall time of the run plus its
   prerequisites (each counted once per method, as it is shared), and inference ms per image
   on this machine's CPU (batch of the test loader, median of 3 after a warm-up); beside them
@@ -43,7 +44,7 @@ COMPARE_FILE = REPO_ROOT / "ablations" / "compare.yaml"
 # (metrics.json key without "test/", column title); 3D first, then 2D
 COLUMNS = (("mpjpe", "MPJPE"), ("pa_mpjpe", "PA-MPJPE"), ("n_mpjpe", "N-MPJPE"), ("pck3d", "PCK"),
            ("auc3d", "AUC"), ("pck3d_scaled", "PCK GS"), ("auc3d_scaled", "AUC GS"), ("pixel_error", "2D px"))
-DOMAIN_COLUMNS = (("mpjpe", "MPJPE"), ("pck3d_scaled", "PCK GS"))
+DOMAIN_COLUMNS = (("mpjpe", "MPJPE"), ("pa_mpjpe", "PA-MPJPE"), ("pck3d_scaled", "PCK GS"))
 
 
 # -- what a finished run says -----------------------------------------------------------
@@ -126,8 +127,15 @@ def _label(record: dict) -> str:
     return f"{record['experiment']} ({variant})" if variant and variant != "default" else record["experiment"]
 
 
+def domain_metric(metrics: dict, domain: str, key: str) -> float | None:
+    """``test/<domain>/<key>`` of a run's metrics.json (the shared suite per test domain)."""
+    return metrics.get(f"test/{domain}/{key}")
+
+
 def domains_of(records: list[dict]) -> list[str]:
-    return sorted({d for r in records for d in (r["metrics"].get("per_domain") or {})})
+    """The test domains the runs were scored on, from their ``test/<domain>/mpjpe`` keys."""
+    return sorted({key.split("/")[1] for r in records for key in r["metrics"]
+                   if key.startswith("test/") and key.count("/") == 2 and key.endswith("/mpjpe")})
 
 
 def summarise(runs: list[PlannedRun], out_dir: Path, measure: bool = True) -> str:
@@ -157,8 +165,7 @@ def summarise(runs: list[PlannedRun], out_dir: Path, measure: bool = True) -> st
             cells.append(mean_std([r["metrics"][f"test/{key}"] for r in group if f"test/{key}" in r["metrics"]]))
         for domain in domains:
             for key, _ in DOMAIN_COLUMNS:
-                cells.append(mean_std([r["metrics"]["per_domain"][domain][key] for r in group
-                                    if key in (r["metrics"].get("per_domain") or {}).get(domain, {})]))
+                cells.append(mean_std([v for r in group if (v := domain_metric(r["metrics"], domain, key)) is not None]))
         cells.append(mean_std([r["parameters"] / 1e6 for r in group if "parameters" in r], 2) + (" M" if measure else ""))
         prerequisites = {path: s for r in group for path, s in r["prerequisites"].items()}
         own = statistics.fmean(r["fit_seconds"] for r in group)
@@ -174,7 +181,7 @@ def summarise(runs: list[PlannedRun], out_dir: Path, measure: bool = True) -> st
         lines += ["", f"Missing from this table: {', '.join(absent)}."]
     table = "\n".join(lines)
     notes = ["# compare: every method's headline variant on the same data, split and preset", "",
-             "Test split (the studio domain unless a domain column says otherwise), mean +/- std over seeds. "
+             "Test split: both domains together, then each on its own (studio, wild); mean +/- std over seeds. "
              "Train s: the run's fit, mean over seeds; in brackets its prerequisites (a 2D network, a fitted prior), "
              "counted once as they are shared. ms / image: predict on this machine's CPU.", ""]
     if reference:
@@ -195,9 +202,7 @@ def write_csv(path: Path, records: list[dict], domains: list[str]) -> None:
         row = {"method": r["experiment"], "variant": r["variant"], "seed": r["seed"], "run": r["run"].name,
                "fit_seconds": r["fit_seconds"], "prerequisite_seconds": sum(r["prerequisites"].values()),
                "parameters": r.get("parameters"), "ms_per_image": r.get("ms_per_image")}
-        row.update({k[len("test/"):]: v for k, v in r["metrics"].items() if k.startswith("test/")})
-        for domain in domains:
-            row.update({f"{domain}/{k}": v for k, v in ((r["metrics"].get("per_domain") or {}).get(domain) or {}).items()})
+        row.update({k[len("test/"):]: v for k, v in r["metrics"].items() if k.startswith("test/")})  # incl. <domain>/<metric>
         rows.append(row)
     columns = list(dict.fromkeys(k for row in rows for k in row))
     with open(path, "w", newline="") as handle:
@@ -239,6 +244,13 @@ def predictions_figure(path: Path, by_method: dict[str, list[dict]], images: int
 
 
 # -- the command line ----------------------------------------------------------------------
+def own_results_dir(overrides: list[str]) -> list[str]:
+    """The comparison's runs live in ``<results_dir>/compare/`` (their data is not an ablation's,
+    so their run folders must not be an ablation's either); its prerequisites are trained there once."""
+    base = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("results_dir=")), "results")
+    return [o for o in overrides if not o.startswith("results_dir=")] + [f"results_dir={Path(base) / 'compare'}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.compare", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("run", "summary"), nargs="?", default="run")
@@ -255,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.seeds is not None and args.seeds < 1:
             raise ConfigError(f"--seeds {args.seeds}: expected a positive number of seeds")
         sweep = Sweep.read(args.sweep_file)
-        runs = plan_runs(sweep.grid(args.preset, args.seeds), list(args.overrides), str(sweep.path), sweep.config)
-        out_dir = Path(runs[0].run_dir).parents[1] / "compare" if runs else Path("results") / "compare"
+        overrides = own_results_dir(list(args.overrides))
+        runs = plan_runs(sweep.grid(args.preset, args.seeds), overrides, str(sweep.path), sweep.config)
+        out_dir = Path(runs[0].run_dir).parents[1] if runs else Path("results") / "compare"
         failed = execute(runs, [], out_dir / "logs") if args.action == "run" else []
         table = summarise(runs, out_dir, measure=not args.no_cost)
     except ConfigError as error:

@@ -71,6 +71,9 @@ class PoseModule(pl.LightningModule):
         self.val_pckh = PCKh(alpha=0.5)
         self.test_pckh = PCKh(alpha=0.5)
         self.test_per_action: dict[str, dict[str, float]] = {}
+        # the 3D suite per test domain (``domain`` ids of the batch, DataInfo.domains), logged as <stage>/<domain>/<metric>
+        self.domain_metrics = torch.nn.ModuleDict({stage: torch.nn.ModuleDict(
+            {domain: pose3d_metrics() for domain in self.data_info.domains}) for stage in ("val", "test")})
         own = self.method_metrics()
         self.own_metrics = torch.nn.ModuleDict(
             {stage: torch.nn.ModuleDict({name: metric.clone() for name, metric in own.items()}) for stage in ("val", "test")}
@@ -147,6 +150,10 @@ class PoseModule(pl.LightningModule):
             if joint_mask.any() or stage == "val":  # a 2D-only test split (MPII, LSP) has no 3D to score;
                 self.unscored_3d[stage] = False  # validation still logs its (NaN) monitor for the checkpoint
                 metrics.update(prediction["joints_3d"].float(), batch["joints_3d"], joint_mask, batch["action"])
+                for index, domain in enumerate(self.data_info.domains):
+                    mask = joint_mask & (batch["domain"] == index)[:, None]
+                    if mask.any():
+                        self.domain_metrics[stage][domain].update(prediction["joints_3d"].float(), batch["joints_3d"], mask)
         if "joints_2d" in prediction:
             mask_2d = batch["has_2d"][:, None] & batch["visible"]
             head_size = batch["head_size"] if "head_size" in batch else head_size_2d(batch["joints_2d"])
@@ -160,6 +167,9 @@ class PoseModule(pl.LightningModule):
         values = {}
         if any(m.update_called for m in metrics.values()):
             values.update({f"{stage}/{name}": value for name, value in metrics.compute().items()})
+        for domain, suite in self.domain_metrics[stage].items():
+            if any(m.update_called for m in suite.values()):
+                values.update({f"{stage}/{domain}/{name}": value for name, value in suite.compute().items()})
         if pixel_error.update_called:
             values[f"{stage}/pixel_error"] = pixel_error.compute()
             values[f"{stage}/pckh"] = pckh.compute()
@@ -169,7 +179,7 @@ class PoseModule(pl.LightningModule):
         self.log_dict(values, prog_bar=stage == "val")
 
     def _reset_metrics(self, stage: str) -> None:
-        for metric in (*self._stage_metrics(stage), *self.own_metrics[stage].values()):
+        for metric in (*self._stage_metrics(stage), *self.own_metrics[stage].values(), *self.domain_metrics[stage].values()):
             metric.reset()
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:

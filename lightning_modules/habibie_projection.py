@@ -67,8 +67,8 @@ Choices where the paper is silent (each a config value):
   experiment's data section stays data-agnostic; ``ablations/projection.yaml`` sets the synthetic
   data's mixed training and two-domain testing.)
 * per-domain test metrics: with ``data.eval_domain=both`` the synthetic val/test batches carry
-  ``domain`` (0 studio, 1 wild; even / odd samples), and :meth:`method_metrics` logs the 3D suite
-  of each domain under all three alignments (``test/wild/pck3d_scaled``, ``test/studio/n_mpjpe``,
+  ``domain`` (0 studio, 1 wild; even / odd samples), and the shared suite logs every 3D metric of
+  each domain under all three alignments (``test/wild/pck3d_scaled``, ``test/studio/n_mpjpe``,
   ...; MPJPE "globally scaled" is N-MPJPE), beside the overall ``test/*`` of both domains.
 * Adadelta (``optim.name=adadelta``, ``optim.rho`` 0.9: the paper's "momentum of 0.9"); its
   exponential decay is ``optim.scheduler=step`` with ``step_size=1``.
@@ -96,7 +96,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import Metric
 
 from lightning_modules.base import PoseModule, masked_mean
 from lightning_modules.blocks.backbones import conv_bn_relu
@@ -105,7 +104,6 @@ from lightning_modules.blocks.residual_mlp import ResidualLifter
 from pose3d.body import MEAN_BONE_LENGTHS
 from pose3d.config import ConfigError, at_least, bounded, choice
 from pose3d.heatmaps import decode_argmax
-from pose3d.metrics import pose3d_metrics
 from pose3d.prerequisites import TrainedRun
 from pose3d.skeleton import H36M_BONES
 from pose3d.summaries import mean_std, read_finished_run
@@ -113,8 +111,6 @@ from pose3d.units import MM_PER_METRE
 
 BONE_CHILD = [child for child, _ in H36M_BONES]
 BONE_PARENT = [parent for _, parent in H36M_BONES]
-DOMAINS = ("studio", "wild")  # the synthetic data's ``domain`` ids 0, 1 (data.eval_domain=both)
-DOMAIN_METRICS = ("mpjpe", "n_mpjpe", "pa_mpjpe", "pck3d", "pck3d_scaled", "pck3d_pa", "auc3d", "auc3d_scaled", "auc3d_pa")
 
 
 @dataclass
@@ -386,26 +382,6 @@ class ExplicitProjection(PoseModule):
         elif "p2d" in out:
             prediction["joints_2d"] = (out["p2d"] + 0.5) * size
         return prediction
-
-    # -- per-domain test metrics (synthetic data.eval_domain=both) -------------------------------
-    def method_metrics(self) -> dict[str, Metric]:
-        if not self.full_network:
-            return {}
-        out = {}
-        for domain in DOMAINS:
-            suite = dict(pose3d_metrics().items())
-            out.update({f"{domain}/{name}": suite[name] for name in DOMAIN_METRICS})
-        return out
-
-    def update_method_metrics(self, metrics: dict[str, Metric], batch: dict[str, Tensor],
-                              prediction: dict[str, Any], stage: str) -> None:
-        if "domain" not in batch or "joints_3d" not in prediction:
-            return
-        for d, domain in enumerate(DOMAINS):
-            mask = (batch["has_3d"] & (batch["domain"] == d))[:, None] & self.scored_joints
-            if mask.any():
-                for name in DOMAIN_METRICS:
-                    metrics[f"{domain}/{name}"].update(prediction["joints_3d"].float(), batch["joints_3d"], mask)
 
     # -- the ablation's table ---------------------------------------------------------------------
     @classmethod

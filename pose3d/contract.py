@@ -44,6 +44,7 @@ class DataInfo:
     action_names: tuple[str, ...] = ()  # name of each ``action`` id; () = the data has no actions
     eval_joints: tuple[int, ...] | None = None  # joints the protocol scores (H36M #2/#3: 14); None = all
     test_subjects: tuple[str, ...] = ()  # dataset subject names of the test split (e.g. "S9", "S11"); () = none to guard
+    domains: tuple[str, ...] = ()  # names of the val/test batches' ``domain`` ids (synthetic studio/wild); () = one domain
 
     def __post_init__(self) -> None:
         # checkpoints and YAML hold lists: store tuples so that infos compare equal either way
@@ -51,6 +52,7 @@ class DataInfo:
         object.__setattr__(self, "image_size", int(self.image_size))
         object.__setattr__(self, "action_names", tuple(str(name) for name in self.action_names))
         object.__setattr__(self, "test_subjects", tuple(str(name) for name in self.test_subjects))
+        object.__setattr__(self, "domains", tuple(str(name) for name in self.domains))
         if self.eval_joints is not None:
             joints = tuple(int(j) for j in self.eval_joints)
             outside = [j for j in joints if not 0 <= j < self.num_joints]
@@ -66,6 +68,7 @@ class DataInfo:
             "action_names": list(self.action_names),
             "eval_joints": None if self.eval_joints is None else list(self.eval_joints),
             "test_subjects": list(self.test_subjects),
+            "domains": list(self.domains),
         }
 
     @classmethod

@@ -15,7 +15,8 @@ from harness.train import load_config
 
 
 def fake_run(root, experiment, seed, mpjpe, prerequisite=None, per_domain=None):
-    cfg = load_config([f"experiment={experiment}", "preset=smoke", f"seed={seed}", f"results_dir={root}"])
+    cfg = load_config([f"experiment={experiment}", "preset=smoke", f"seed={seed}", f"results_dir={root}",
+                       "data.train_domain=mixed", "data.eval_domain=both"])  # the data of compare.yaml
     run_dir = root / "runs" / f"{experiment}-{cfg.variant}-smoke-s{seed}"
     run_dir.mkdir(parents=True)
     if prerequisite is not None:
@@ -24,8 +25,8 @@ def fake_run(root, experiment, seed, mpjpe, prerequisite=None, per_domain=None):
     OmegaConf.save(cfg, run_dir / "config.yaml")
     metrics = {"test/mpjpe": mpjpe, "test/pa_mpjpe": mpjpe / 2, "test/pck3d_scaled": 40.0, "fit_seconds": 10.0 * (seed + 1),
                "per_action": {"walking": {"mpjpe": mpjpe}, "sitting": {"mpjpe": mpjpe + 10}}}
-    if per_domain:
-        metrics["per_domain"] = per_domain
+    for domain, values in (per_domain or {}).items():
+        metrics.update({f"test/{domain}/{key}": value for key, value in values.items()})
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
 
 
@@ -56,6 +57,8 @@ def test_summary_rows_columns_and_cost(tmp_path, sweep_file):
                  per_domain={"wild": {"mpjpe": 150.0 + seed, "pck3d_scaled": 20.0}})
     fake_run(tmp_path, "park_multiroot", 0, 95.0)  # seed 1 not run yet
     sweep = Sweep.read(sweep_file)
+    assert compare.own_results_dir(["a=1", "results_dir=/x"]) == ["a=1", "results_dir=/x/compare"]
+    assert compare.own_results_dir([]) == ["results_dir=results/compare"]
     runs = plan_runs(sweep.grid("smoke", 2), [f"results_dir={tmp_path}"], str(sweep_file), sweep.config)
     table = compare.summarise(runs, tmp_path / "compare", measure=False)
 

@@ -23,7 +23,7 @@ def test_data_info_round_trips_through_a_plain_dict():
     info = DataInfo(image_size=32, action_names=("walking", "sitting"), eval_joints=(1, 2, 3))
     plain = info.as_dict()
     assert plain == {"num_joints": 17, "image_size": 32, "action_names": ["walking", "sitting"], "eval_joints": [1, 2, 3],
-                     "test_subjects": []}
+                     "test_subjects": [], "domains": []}
     assert DataInfo.from_any(plain) == info and DataInfo.from_any(info) is info
     assert DataInfo.from_any({"num_joints": 17, "image_size": 64, "action_names": ()}).eval_joints is None  # older checkpoints
     with pytest.raises(ValueError, match=r"unknown DataInfo field\(s\) \['joints'\]"):

@@ -168,18 +168,6 @@ def test_predict_shapes_and_2d_source():
     assert "joints_3d" not in stage1 and stage1["joints_2d"].shape == (2, 17, 2)
 
 
-def test_per_domain_metrics():
-    model = make()
-    batch = random_batch(4)
-    batch["domain"] = torch.tensor([0, 1, 0, 1])
-    metrics = model.method_metrics()
-    prediction = model.predict(batch)
-    model.update_method_metrics(metrics, batch, prediction, "test")
-    wild = prediction["joints_3d"][1::2] - batch["joints_3d"][1::2]
-    assert metrics["wild/mpjpe"].compute().item() == pytest.approx(wild.norm(dim=-1).mean().item(), rel=1e-4)
-    assert {"studio/pck3d_scaled", "wild/auc3d_pa", "wild/n_mpjpe"} <= set(metrics)
-
-
 def test_config_errors():
     with pytest.raises(ConfigError, match="f3d_channels"):
         make(f3d_channels=8)
