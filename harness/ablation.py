@@ -307,6 +307,16 @@ def create_sweep(sweep: Sweep, project: str) -> int:
     return 0
 
 
+def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The options before ``--``; the ``key=value`` overrides for every run after it, as ``.overrides``."""
+    parser.epilog = "Extra key=value overrides for every run go after `--`."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    args.overrides = argv[split + 1:]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pose3d.ablation", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("run", "plan", "summary", "sweep"))
@@ -321,11 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    '"partition=gpu gpus_per_node=1 timeout_min=600"')
     parser.add_argument("--wait", action="store_true", help="slurm: wait for the array and write the summary")
     parser.add_argument("--project", default="pose3d-lab", help="W&B project of the sweep")
-    parser.epilog = "Extra key=value overrides for every run go after `--`."
-    argv = list(sys.argv[1:] if argv is None else argv)
-    split = argv.index("--") if "--" in argv else len(argv)
-    args = parser.parse_args(argv[:split])
-    args.overrides = argv[split + 1:]
+    args = parse_with_overrides(parser, argv)
     try:
         sweep = Sweep.read(args.sweep_file)
         if args.action == "sweep":

@@ -36,7 +36,8 @@ from typing import Any
 
 import yaml
 
-from harness.ablation import EXIT_BAD_INPUT, REPO_ROOT, PlannedRun, Sweep, execute, missing_reason, plan_runs, references
+from harness.ablation import (EXIT_BAD_INPUT, REPO_ROOT, PlannedRun, Sweep, execute, missing_reason,
+                              parse_with_overrides, plan_runs, references)
 from pose3d.config import ConfigError
 from pose3d.summaries import mean_std
 
@@ -258,11 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default=None, help="replaces the sweep file's preset (smoke|quick|paper)")
     parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1 instead of the file's list")
     parser.add_argument("--no-cost", action="store_true", help="skip loading checkpoints (parameters, ms / image, figure)")
-    parser.epilog = "Extra key=value overrides for every run go after `--`."
-    argv = list(sys.argv[1:] if argv is None else argv)
-    split = argv.index("--") if "--" in argv else len(argv)
-    args = parser.parse_args(argv[:split])
-    args.overrides = argv[split + 1:]
+    args = parse_with_overrides(parser, argv)
     try:
         if args.seeds is not None and args.seeds < 1:
             raise ConfigError(f"--seeds {args.seeds}: expected a positive number of seeds")

@@ -546,7 +546,7 @@ ANALYSIS = ("gt_maps_one", "gt_maps_multi")  # Table 5
 
 def summarise_runs(run_dirs: list[Path], out_dir: Path, reference: dict) -> str:
     """See :meth:`DeepSkeleton.summarise_ablation`."""
-    from pose3d.summaries import mean_std as _cell, read_finished_run
+    from pose3d.summaries import mean_std as _cell, ordering_line, read_finished_run
 
     runs = [r for r in (read_finished_run(d) for d in run_dirs) if r is not None]
     known = ORDER + ANALYSIS
@@ -574,11 +574,7 @@ def summarise_runs(run_dirs: list[Path], out_dir: Path, reference: dict) -> str:
         lines.append(f"| {variant} | {len(group)} | {text} | {oracle_text} | {_cell(get('test/reprojection_error'))} | "
                      f"{_cell([100 * h for h in hit]) + '%' if hit else '-'} |")
     ordered = [v for v in ORDER if v in means]
-    if len(ordered) > 1:
-        holds = all(means[a] > means[b] for a, b in zip(ordered, ordered[1:]))
-        chain = " > ".join(f"{v} {means[v]:.1f}" for v in ordered)
-        lines += ["", f"Ordering {' > '.join(ordered)} in mean test MPJPE (the paper's, Tables 2 and 6): "
-                      f"{'holds' if holds else 'does not hold'} ({chain})."]
+    lines += ordering_line(means, ORDER, "the paper's, Tables 2 and 6")
     if "multi_hyp" in oracle_means and ordered:
         below = all(oracle_means["multi_hyp"] < means[v] for v in ordered)
         lines.append(f"Oracle of multi_hyp {oracle_means['multi_hyp']:.1f} mm below every variant's MPJPE: "

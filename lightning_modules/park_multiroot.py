@@ -92,7 +92,7 @@ from lightning_modules.blocks.grid2d import containing_cell, expected_position, 
 from pose3d.body import MEAN_BONE_LENGTHS
 from pose3d.config import ConfigError, at_least, bounded, choice
 from pose3d.skeleton import H36M_BONES, JOINT_INDEX, ROOT
-from pose3d.summaries import mean_std, read_finished_run
+from pose3d.summaries import mean_std, ordering_line, read_finished_run
 
 SIX_ROOTS = ("pelvis", "r_knee", "l_knee", "neck", "l_elbow", "r_elbow")
 TORSO_BONES = ("r_hip", "l_hip", "spine", "thorax", "l_shoulder", "r_shoulder")  # child joint of each bone
@@ -383,12 +383,7 @@ def summarise_runs(run_dirs: list[Path], out_dir: Path, reference: dict) -> str:
         for variant, row in paper.items():
             values = [row[a] for a in paper_actions]
             lines.append(f"| {variant} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {statistics.fmean(values):.2f} |")
-    ordered = [v for v in ORDER if v in means]
-    if len(ordered) > 1:
-        holds = all(means[a] > means[b] for a, b in zip(ordered, ordered[1:]))
-        chain = " > ".join(f"{v} {means[v]:.1f}" for v in ordered)
-        lines += ["", f"Ordering {' > '.join(ordered)} in mean test MPJPE (the paper's): "
-                      f"{'holds' if holds else 'does not hold'} ({chain})."]
+    lines += ordering_line(means, ORDER)
     lines += _figure4_findings(by_variant)
     text = "\n".join(lines) + "\n"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -33,3 +33,15 @@ def mean_std(values: Sequence[float], digits: int = 1) -> str:
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
     return f"{statistics.fmean(values):.{digits}f} +/- {statistics.stdev(values):.{digits}f}"
+
+
+def ordering_line(means: dict[str, float], order: Sequence[str], source: str = "the paper's") -> list[str]:
+    """``["", "Ordering a > b > c in mean test MPJPE (<source>): holds (a 120.0 > ...)."]`` for
+    the variants of ``order`` (worst to best in the paper) that have a mean; [] for fewer than two."""
+    ordered = [v for v in order if v in means]
+    if len(ordered) < 2:
+        return []
+    holds = all(means[a] > means[b] for a, b in zip(ordered, ordered[1:]))
+    chain = " > ".join(f"{v} {means[v]:.1f}" for v in ordered)
+    return ["", f"Ordering {' > '.join(ordered)} in mean test MPJPE ({source}): "
+                f"{'holds' if holds else 'does not hold'} ({chain})."]
