@@ -462,10 +462,10 @@ def match_hypotheses(hypotheses: Tensor, joints_2d: Tensor, camera: Tensor,
 
 
 def hypothesis_errors(hypotheses: Tensor, joints_3d: Tensor, joint_mask: Tensor) -> Tensor:
-    """(H, B) MPJPE of every hypothesis over the scored joints, mm."""
+    """(H, B) MPJPE of every hypothesis over the scored joints (``joint_mask`` (J,) or (B, J)), mm."""
     distance = (hypotheses - joints_3d[None]).norm(dim=-1)  # (H, B, J)
     mask = joint_mask.to(distance.dtype)
-    return (distance * mask).sum(-1) / mask.sum().clamp(min=1.0)
+    return (distance * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
 
 
 # -- Figure 4 ------------------------------------------------------------------------------------
