@@ -23,3 +23,18 @@ def random_batch(size: int, image_size: int = 32, heatmap_size: int = 8, seed: i
         "action": torch.zeros(size, dtype=torch.long),
         "heatmaps": render_heatmaps(joints_2d, (image_size, image_size), (heatmap_size, heatmap_size), sigma=1.0),
     }
+
+
+def fit_losses(model, batch: dict, steps: int, lr: float = 1e-3) -> list[float]:
+    """The training losses of ``steps`` Adam steps of ``model.training_loss`` on one fixed batch."""
+    import torch
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss, _ = model.training_loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

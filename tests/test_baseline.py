@@ -7,6 +7,7 @@ import torch
 from datamodules.synthetic import SyntheticDataModule
 from lightning_modules.baseline import DirectRegression
 from lightning_modules.blocks.backbones import build_backbone
+from tests.helpers import fit_losses
 
 
 def small_model(**model) -> DirectRegression:
@@ -39,15 +40,7 @@ def test_loss_falls_on_a_small_fixed_set():
     torch.manual_seed(0)
     dm = SyntheticDataModule({"image_size": 32, "train_size": 32, "batch_size": 32, "photometric": False, "flip": False})
     batch = next(iter(dm.train_dataloader()))
-    model = small_model()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(40):
-        loss, _ = model.training_loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = fit_losses(small_model(), batch, steps=40, lr=3e-3)
     assert losses[-1] < 0.5 * losses[0], losses[::8]
 
 

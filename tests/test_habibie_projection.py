@@ -17,7 +17,7 @@ from lightning_modules.habibie_projection import (
 )
 from lightning_modules.blocks.residual_mlp import ResidualLifter
 from pose3d.config import ConfigError
-from tests.helpers import OPTIM, random_batch
+from tests.helpers import OPTIM, fit_losses, random_batch
 
 SMALL = {"width": 12, "blocks": 2, "f3d_channels": 24, "z_dim": 32, "camera_hidden": 16}
 INFO = {"num_joints": 17, "image_size": 32}
@@ -146,16 +146,7 @@ def test_batch_of_only_2d_samples_trains_without_nan():
 
 
 def test_loss_goes_down_on_a_fixed_batch():
-    model = make()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    batch = random_batch(8, two_d_only=3, seed=1)
-    losses = []
-    for _ in range(25):
-        loss, _ = model.training_loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = fit_losses(make(), random_batch(8, two_d_only=3, seed=1), steps=25)
     assert losses[-1] < 0.5 * losses[0]
 
 
