@@ -77,6 +77,9 @@ class SyntheticConfig:
     render_device: str = "cpu"  # cpu | cuda | cuda:N: rasterise on the GPU (in the main process: num_workers 0)
 
 
+EVAL_DOMAINS = ("studio", "wild")  # eval_domain=both: even val/test samples studio, odd wild; a batch's ``domain`` ids
+
+
 @dataclass
 class SampleSpec:
     """Everything that defines one sample before rendering (geometry is applied per batch)."""
@@ -91,7 +94,7 @@ class SampleSpec:
     crop_jitter: np.ndarray  # (3,) in [-1, 1]: crop scale, then centre u, v
     scene: SceneParams
     has_3d: bool
-    wild: bool = False
+    domain: str = "studio"  # studio | wild
 
 
 class PoseSource:
@@ -216,8 +219,8 @@ class SyntheticPoseDataset(Dataset):
 
     def _domain(self, rng: np.random.Generator, index: int) -> str:
         if not self.training:
-            if self.cfg.eval_domain == "both":  # batches then carry ``domain`` (0 studio, 1 wild)
-                return "wild" if index % 2 else "studio"
+            if self.cfg.eval_domain == "both":  # batches then carry ``domain``: its id in EVAL_DOMAINS
+                return EVAL_DOMAINS[index % 2]
             return self.cfg.eval_domain
         if self.cfg.train_domain == "mixed":
             return "wild" if rng.random() < self.cfg.wild_fraction else "studio"
@@ -242,7 +245,7 @@ class SyntheticPoseDataset(Dataset):
         domain = self._domain(rng, index)
         scene = sample_scene(rng, domain, (cfg.image_size, cfg.image_size), root_cam=root)
         has_3d = not (self.training and domain == "wild")
-        return SampleSpec(subject, action, pose, yaw, pitch, root, full, crop_jitter, scene, has_3d, domain == "wild")
+        return SampleSpec(subject, action, pose, yaw, pitch, root, full, crop_jitter, scene, has_3d, domain)
 
     def _place(self, specs: list[SampleSpec]) -> tuple[Tensor, Tensor]:
         """Joints in the camera frame (B, 17, 3) and the intrinsics (B, 4) of a jittered square
@@ -287,7 +290,7 @@ class SyntheticPoseDataset(Dataset):
             "root_depth": joints_cam[:, 0, 2].clone(),
             "subject": torch.tensor([s.subject for s in specs]),
             "action": torch.tensor([s.action for s in specs]),
-            **({"domain": torch.tensor([int(s.wild) for s in specs])}
+            **({"domain": torch.tensor([EVAL_DOMAINS.index(s.domain) for s in specs])}
                if self.cfg.eval_domain == "both" and not self.training else {}),
         }
 
@@ -361,8 +364,8 @@ class SyntheticDataModule(PoseDataModule):
 
     @property
     def domains(self) -> tuple[str, ...]:
-        """With ``eval_domain=both`` val/test batches carry ``domain``: 0 studio, 1 wild."""
-        return ("studio", "wild") if self.cfg.eval_domain == "both" else ()
+        """With ``eval_domain=both`` val/test batches carry ``domain`` (ids of :data:`EVAL_DOMAINS`)."""
+        return EVAL_DOMAINS if self.cfg.eval_domain == "both" else ()
 
     def dataset(self, split: str) -> SyntheticPoseDataset:
         if split not in self.datasets:

@@ -105,21 +105,29 @@ def first_test_batch(datamodule) -> dict:
     return next(iter(datamodule.test_dataloader()))
 
 
-def measure_cost(run_dir: Path, repeats: int = 3) -> dict[str, float]:
-    """Parameters and inference ms per image (CPU, the test loader's batch, median of ``repeats``)."""
+FIGURE_IMAGES = 5  # test images in predictions.png
+
+
+def measure_run(run_dir: Path, repeats: int = 3) -> dict[str, Any]:
+    """One load of a trained run: its parameters, inference ms per image (CPU, the test loader's
+    first batch, median of ``repeats``) and, for the figure, that batch's first
+    :data:`FIGURE_IMAGES` images, ground truth and predicted 3D."""
     import torch
 
     model, datamodule = load_trained(run_dir)
     batch = first_test_batch(datamodule)
     with torch.no_grad():
-        model.predict(batch)  # warm-up
+        prediction = model.predict(batch)  # also the warm-up
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
             model.predict(batch)
             times.append(time.perf_counter() - started)
+    shown = slice(0, FIGURE_IMAGES)
     return {"parameters": float(sum(p.numel() for p in model.parameters())),
-            "ms_per_image": 1000.0 * statistics.median(times) / len(batch["image"])}
+            "ms_per_image": 1000.0 * statistics.median(times) / len(batch["image"]),
+            "shown": {"image": batch["image"][shown], "joints_3d": batch["joints_3d"][shown].float(),
+                      "prediction": prediction["joints_3d"][shown].float()}}
 
 
 # -- the tables ----------------------------------------------------------------------------
@@ -146,7 +154,7 @@ def summarise(runs: list[PlannedRun], out_dir: Path, measure: bool = True) -> st
 
     records = [r for r in (read_run(run) for run in runs) if r is not None]
     for record in records:
-        record.update(measure_cost(record["run"].run_dir) if measure else {})
+        record.update(measure_run(record["run"].run_dir) if measure else {})
     reference = references().get("compare", {})
     paper = reference.get("values", {})
     domains = domains_of(records)
@@ -225,22 +233,13 @@ def per_action_plot(path: Path, by_method: dict[str, list[dict]]) -> None:
         lines_over_categories(path, actions, series, "test MPJPE (mm)", "compare: MPJPE per action")
 
 
-def predictions_figure(path: Path, by_method: dict[str, list[dict]], images: int = 5) -> None:
-    """Five test images; per method (its lowest seed) the 3D prediction over the ground truth."""
-    import torch
-
+def predictions_figure(path: Path, by_method: dict[str, list[dict]]) -> None:
+    """The same test images; per method (its lowest seed) the 3D prediction over the ground truth."""
     from pose3d.plots import pose_panels
 
-    predictions, batch = {}, None
-    for method, group in by_method.items():
-        record = min(group, key=lambda r: r["seed"])
-        model, datamodule = load_trained(record["run"].run_dir)
-        method_batch = first_test_batch(datamodule)
-        method_batch = {k: v[:images] if torch.is_tensor(v) else v for k, v in method_batch.items()}
-        with torch.no_grad():
-            predictions[method] = model.predict(method_batch)["joints_3d"].float()
-        batch = batch or method_batch
-    pose_panels(path, batch["image"], batch["joints_3d"].float(), predictions,
+    shown = {method: min(group, key=lambda r: r["seed"])["shown"] for method, group in by_method.items()}
+    first = next(iter(shown.values()))
+    pose_panels(path, first["image"], first["joints_3d"], {m: s["prediction"] for m, s in shown.items()},
                 "compare: the same test images, prediction (colour) over the ground truth (grey)")
 
 

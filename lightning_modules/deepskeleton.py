@@ -472,12 +472,9 @@ def hypothesis_errors(hypotheses: Tensor, joints_3d: Tensor, joint_mask: Tensor)
 def write_figure4(sample: dict[str, Tensor], run_dir: Path, widths: list[float]) -> None:
     """``figure4.png``: per test image the input, the chosen hypothesis' predicted foreground and
     background maps, and every hypothesis projected (chosen thick); ``hypotheses.json``."""
-    import matplotlib
+    from pose3d.plots import pyplot, draw_bones, draw_pose
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from pose3d.skeleton import H36M_BONES
+    plt = pyplot()
 
     images = sample["image"]
     count, hyps = images.shape[0], sample["hypotheses"].shape[0]
@@ -503,9 +500,7 @@ def write_figure4(sample: dict[str, Tensor], run_dir: Path, widths: list[float])
         for i in range(hyps):
             t = sample["translation"][i, row] if "translation" in sample else torch.tensor([0.0, 0.0, 5000.0])
             uv = project(sample["hypotheses"][i, row] + t, sample["camera"][row])
-            for child, parent in H36M_BONES:
-                ax.plot(uv[[child, parent], 0], uv[[child, parent], 1], color=colours[i],
-                        lw=2.5 if i == chosen else 0.6, alpha=1.0 if i == chosen else 0.6)
+            draw_bones(ax, uv, color=colours[i], lw=2.5 if i == chosen else 0.6, alpha=1.0 if i == chosen else 0.6)
         if "detections" in sample:
             ax.scatter(sample["detections"][row, :, 0], sample["detections"][row, :, 1], s=4, c="red")
         ax.set_xlim(0, size)
@@ -515,13 +510,8 @@ def write_figure4(sample: dict[str, Tensor], run_dir: Path, widths: list[float])
         # the 3D view: x-y of the hypotheses beside the ground truth (white in the paper)
         ax = axes[row, col]
         for i in range(hyps):
-            pose = sample["hypotheses"][i, row]
-            for child, parent in H36M_BONES:
-                ax.plot(pose[[child, parent], 0], -pose[[child, parent], 1], color=colours[i],
-                        lw=2.5 if i == chosen else 0.6)
-        truth = sample["joints_3d"][row]
-        for child, parent in H36M_BONES:
-            ax.plot(truth[[child, parent], 0], -truth[[child, parent], 1], color="black", lw=1.0, ls="--")
+            draw_pose(ax, sample["hypotheses"][i, row], "front", colours[i], 2.5 if i == chosen else 0.6)
+        draw_pose(ax, sample["joints_3d"][row], "front", "black", 1.0, ls="--")
         ax.set_aspect("equal")
         ax.set_title("3D (x, -y), truth dashed", fontsize=8)
     for ax in axes.flat:

@@ -105,12 +105,10 @@ from pose3d.body import MEAN_BONE_LENGTHS
 from pose3d.config import ConfigError, at_least, bounded, choice
 from pose3d.heatmaps import decode_argmax
 from pose3d.prerequisites import TrainedRun
-from pose3d.skeleton import H36M_BONES
+from pose3d.skeleton import BONE_CHILDREN, bone_lengths, bone_vectors
 from pose3d.summaries import mean_std, read_finished_run
 from pose3d.units import MM_PER_METRE
 
-BONE_CHILD = [child for child, _ in H36M_BONES]
-BONE_PARENT = [parent for _, parent in H36M_BONES]
 
 
 @dataclass
@@ -209,11 +207,6 @@ def weak_perspective(p3d: Tensor, camera: Tensor) -> Tensor:
 
 
 # -- the losses ---------------------------------------------------------------------------------
-def bone_vectors(joints: Tensor) -> Tensor:
-    """(B, J, 3) -> (B, 16, 3): ``Parent(J_k) - J_k`` for every bone of :data:`H36M_BONES`."""
-    return joints[:, BONE_PARENT] - joints[:, BONE_CHILD]
-
-
 def bone_loss_3d(pred: Tensor, target: Tensor) -> Tensor:
     """Supp. Eq. 4, 3D labels: (B,) sum over bones of the squared bone-vector difference."""
     return (bone_vectors(pred) - bone_vectors(target)).pow(2).sum(dim=(-1, -2))
@@ -222,7 +215,7 @@ def bone_loss_3d(pred: Tensor, target: Tensor) -> Tensor:
 def bone_loss_2d(pred: Tensor, lengths: Tensor) -> Tensor:
     """Supp. Eq. 4, 2D labels only: (B,) sum over bones of the squared length difference to
     ``lengths`` (B, 16), a random training subject's bones."""
-    return (bone_vectors(pred).norm(dim=-1) - lengths).pow(2).sum(-1)
+    return (bone_lengths(pred) - lengths).pow(2).sum(-1)
 
 
 def drop_2d_only(batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -265,9 +258,9 @@ class ExplicitProjection(PoseModule):
             self.to_z = nn.Sequential(nn.Flatten(), nn.Linear(cfg.f3d_channels * self.map_size**2, cfg.z_dim), nn.ReLU())
             self.f3d = ResidualLifter(cfg.z_dim, 3 * joints, cfg.mlp_batch_norm, cfg.dropout)
             self.camera_net = CameraNet(cfg.z_dim, cfg.camera_hidden, cfg.alpha_init) if cfg.projection else None
-        template = torch.from_numpy(MEAN_BONE_LENGTHS[BONE_CHILD]).float() / MM_PER_METRE
+        template = torch.from_numpy(MEAN_BONE_LENGTHS[list(BONE_CHILDREN)]).float() / MM_PER_METRE
         self.register_buffer("template_bones", template, persistent=False)
-        self.register_buffer("bone_bank_lengths", torch.zeros(cfg.bone_bank, len(BONE_CHILD)))
+        self.register_buffer("bone_bank_lengths", torch.zeros(cfg.bone_bank, len(BONE_CHILDREN)))
         self.register_buffer("bone_bank_seen", torch.zeros((), dtype=torch.long))
 
     # -- extension points ------------------------------------------------------------------
@@ -319,7 +312,7 @@ class ExplicitProjection(PoseModule):
         of the last ``bone_bank`` ones, this batch's included), else the template body's."""
         if self.training:
             with torch.no_grad():
-                lengths = bone_vectors(batch["joints_3d"][batch["has_3d"]].float() / MM_PER_METRE).norm(dim=-1)
+                lengths = bone_lengths(batch["joints_3d"][batch["has_3d"]].float() / MM_PER_METRE)
                 lengths = lengths[-len(self.bone_bank_lengths):]
                 slots = (self.bone_bank_seen + torch.arange(len(lengths), device=lengths.device)) % len(self.bone_bank_lengths)
                 self.bone_bank_lengths[slots] = lengths

@@ -91,7 +91,7 @@ from lightning_modules.blocks.backbones import conv_bn_relu
 from lightning_modules.blocks.grid2d import containing_cell, expected_position, grid_cross_entropy, soft_labels
 from pose3d.body import MEAN_BONE_LENGTHS
 from pose3d.config import ConfigError, at_least, bounded, choice
-from pose3d.skeleton import H36M_BONES, JOINT_INDEX, ROOT
+from pose3d.skeleton import BONE_CHILDREN, JOINT_INDEX, ROOT, bone_lengths
 from pose3d.summaries import mean_std, ordering_line, read_finished_run
 
 SIX_ROOTS = ("pelvis", "r_knee", "l_knee", "neck", "l_elbow", "r_elbow")
@@ -148,7 +148,7 @@ class MultiRootRegression(PoseModule):
         self.fc_probs_2d = fc_bn_relu(joints * cells, cfg.fc_probs, cfg.dropout, cfg.fc_batch_norm) if cfg.cls2d else None
         width_3d = cfg.fc_3d + (cfg.fc_probs if cfg.cls2d else 0)
         self.fc2_3d = nn.ModuleList(nn.Linear(width_3d, 3 * joints) for _ in self.root_index)
-        bones = [child for child, _ in H36M_BONES]
+        bones = list(BONE_CHILDREN)
         scale_bones = bones if cfg.scale_bones == "all" else [JOINT_INDEX[name] for name in TORSO_BONES]
         self.register_buffer("scale_bones", torch.tensor([bones.index(j) for j in scale_bones]), persistent=False)
         # the training set's bone lengths (mm): sums over the first epoch's 3D samples, and their count
@@ -303,12 +303,6 @@ def normalise_pose(joints_3d: Tensor) -> Tensor:
 def average_roots(per_root: Tensor) -> Tensor:
     """Eq. 7: translate each root's pose (B, N_r, J, 3) to zero mean and average them, (B, J, 3)."""
     return (per_root - per_root.mean(dim=2, keepdim=True)).mean(dim=1)
-
-
-def bone_lengths(joints_3d: Tensor) -> Tensor:
-    """(B, J, 3) -> (B, 16) lengths of the skeleton's bones, in :data:`H36M_BONES` order."""
-    child, parent = (list(ends) for ends in zip(*H36M_BONES))
-    return (joints_3d[:, child] - joints_3d[:, parent]).norm(dim=-1)
 
 
 def bone_length_stats(joints_3d: Tensor, has_3d: Tensor) -> Tensor:

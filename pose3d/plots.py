@@ -7,7 +7,8 @@ from typing import Any, Sequence
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend (every figure of the project draws through it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,7 +19,7 @@ def _pyplot():
 
 def curves(path: Path, x: Sequence[float], panels: dict[str, dict[str, Sequence[float]]], xlabel: str, title: str) -> None:
     """One panel per entry of ``panels`` ({panel title: {series label: values}}), side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for ax, (panel, series) in zip(axes[0], panels.items()):
         for label, values in series.items():
@@ -35,7 +36,7 @@ def curves(path: Path, x: Sequence[float], panels: dict[str, dict[str, Sequence[
 
 def matrix(path: Path, values: np.ndarray, title: str, split: int | None = None, label: str = "") -> None:
     """A square matrix as an image in [0, 1], with lines at ``split`` (block boundaries)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis")
     if split is not None:
@@ -51,7 +52,7 @@ def matrix(path: Path, values: np.ndarray, title: str, split: int | None = None,
 def bars(path: Path, labels: Sequence[str], means: Sequence[float], stds: Sequence[float], ylabel: str, title: str,
          reference: Sequence[float | None] | None = None) -> None:
     """Bar chart with error bars; optional reference values (e.g. the paper's) as markers."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.1 * len(labels) + 2.5, 3.8))
     x = np.arange(len(labels))
     ax.bar(x, means, yerr=stds, capsize=4, color="#4c72b0", label="ours (mean +/- std over seeds)")
@@ -71,7 +72,7 @@ def bars(path: Path, labels: Sequence[str], means: Sequence[float], stds: Sequen
 def lines_over_categories(path: Path, categories: Sequence[str], series: dict[str, Sequence[float]], ylabel: str,
                           title: str) -> None:
     """One line per entry of ``series`` over the same categories (e.g. MPJPE per action and method)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(0.7 * len(categories) + 4.0, 3.8))
     x = np.arange(len(categories))
     for label, values in series.items():
@@ -86,21 +87,28 @@ def lines_over_categories(path: Path, categories: Sequence[str], series: dict[st
     plt.close(fig)
 
 
-def draw_pose(ax, joints: np.ndarray, view: str, colour: str, width: float = 1.6) -> None:
-    """A (17, 3) camera-frame pose (mm; x right, y down, z forward) as bones on ``ax``:
-    ``view="front"`` plots x against y, ``"side"`` z against y (image rows point down)."""
+def draw_bones(ax, points, **style) -> None:
+    """The 16 bones of (17, 2) plot coordinates as lines on ``ax`` (``style``: matplotlib's)."""
     from pose3d.skeleton import H36M_BONES
 
-    horizontal = joints[:, 0] if view == "front" else joints[:, 2]
+    points = np.asarray(points)
     for child, parent in H36M_BONES:
-        ax.plot(horizontal[[child, parent]], -joints[[child, parent], 1], color=colour, lw=width)
+        ax.plot(points[[child, parent], 0], points[[child, parent], 1], **style)
+
+
+def draw_pose(ax, joints, view: str, colour: str, width: float = 1.6, **style) -> None:
+    """A (17, 3) camera-frame pose (mm; x right, y down, z forward) as bones on ``ax``:
+    ``view="front"`` plots x against y, ``"side"`` z against y (image rows point down)."""
+    joints = np.asarray(joints)
+    horizontal = joints[:, 0] if view == "front" else joints[:, 2]
+    draw_bones(ax, np.stack((horizontal, -joints[:, 1]), axis=-1), color=colour, lw=width, **style)
 
 
 def pose_panels(path: Path, images, truth, predictions: dict[str, Any], title: str) -> None:
     """Rows of test samples: the input image, then per method its prediction (colour) over the
     ground truth (grey) in a front and a side view. ``images`` (N, 3, H, W) in [0, 1] or
     normalised, ``truth`` (N, 17, 3) and each prediction (N, 17, 3) root-relative mm."""
-    plt = _pyplot()
+    plt = pyplot()
     rows, methods = len(truth), list(predictions)
     fig, axes = plt.subplots(rows, 1 + 2 * len(methods), figsize=(1.6 * (1 + 2 * len(methods)), 1.7 * rows),
                              squeeze=False)

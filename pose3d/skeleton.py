@@ -26,6 +26,19 @@ H36M_PARENTS: tuple[int, ...] = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8,
 H36M_BONES: tuple[tuple[int, int], ...] = tuple(
     (j, p) for j, p in enumerate(H36M_PARENTS) if p >= 0
 )
+BONE_CHILDREN: tuple[int, ...] = tuple(child for child, _ in H36M_BONES)  # a bone's index -> its child joint
+BONE_PARENTS: tuple[int, ...] = tuple(parent for _, parent in H36M_BONES)
+
+
+def bone_vectors(joints):
+    """(..., 17, 3) -> (..., 16, 3) child minus parent of every bone, :data:`H36M_BONES` order
+    (numpy arrays or torch tensors)."""
+    return joints[..., list(BONE_CHILDREN), :] - joints[..., list(BONE_PARENTS), :]
+
+
+def bone_lengths(joints):
+    """(..., 17, 3) -> (..., 16) lengths of the bones, :data:`H36M_BONES` order (torch tensors)."""
+    return bone_vectors(joints).norm(dim=-1)
 
 # left/right pairs, used to mirror poses and to swap labels when flipping images
 H36M_LR_PAIRS: tuple[tuple[int, int], ...] = ((4, 1), (5, 2), (6, 3), (11, 14), (12, 15), (13, 16))

@@ -5,17 +5,16 @@ import pytest
 import torch
 
 from lightning_modules.habibie_projection import (
-    BONE_CHILD,
     ExplicitProjection,
     HeatmapPretraining,
     bone_loss_2d,
     bone_loss_3d,
-    bone_vectors,
     heatmap_loss,
     summarise_runs,
     weak_perspective,
 )
 from lightning_modules.blocks.residual_mlp import ResidualLifter
+from pose3d.skeleton import BONE_CHILDREN, bone_vectors
 from pose3d.config import ConfigError
 from tests.helpers import OPTIM, fit_losses, random_batch
 
@@ -64,7 +63,7 @@ def test_bone_loss_3d_compares_bone_vectors():
     target[0, :, 0] = torch.arange(17.0)
     pred = target.clone()
     assert bone_loss_3d(pred, target).item() == 0.0
-    pred[0, 3] += torch.tensor([0.0, 2.0, 0.0])  # r_ankle: a leaf, one bone (parent r_knee) changes by (0, -2, 0)
+    pred[0, 3] += torch.tensor([0.0, 2.0, 0.0])  # r_ankle: a leaf, one bone (parent r_knee) changes by (0, 2, 0)
     assert bone_loss_3d(pred, target).item() == pytest.approx(4.0)
     moved = target + torch.tensor([5.0, -1.0, 2.0])  # a translated pose has the same bone vectors
     assert bone_loss_3d(moved, target).item() == pytest.approx(0.0, abs=1e-9)
@@ -91,7 +90,7 @@ def test_2d_only_bone_target_is_a_random_3d_labelled_training_sample():
     empty = make()
     only_2d = random_batch(3, two_d_only=3)
     assert torch.allclose(empty.random_bone_lengths(only_2d), empty.template_bones.expand(3, -1))
-    assert empty.template_bones[BONE_CHILD.index(2)] == pytest.approx(0.442)  # r_knee bone, metres
+    assert empty.template_bones[BONE_CHILDREN.index(2)] == pytest.approx(0.442)  # r_knee bone, metres
 
 
 def test_heatmap_loss_is_masked_per_joint():

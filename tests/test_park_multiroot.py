@@ -10,11 +10,11 @@ import torch
 
 from lightning_modules.blocks.grid2d import containing_cell, expected_position, grid_cross_entropy, soft_labels
 from lightning_modules.park_multiroot import (
-    SIX_ROOTS, TORSO_BONES, MultiRootRegression, average_roots, bone_length_stats, bone_lengths, normalise_pose,
+    SIX_ROOTS, TORSO_BONES, MultiRootRegression, average_roots, bone_length_stats, normalise_pose,
     summarise_runs,
 )
 from pose3d.config import ConfigError
-from pose3d.skeleton import H36M_BONES, H36M_PARENTS, JOINT_INDEX
+from pose3d.skeleton import H36M_BONES, H36M_PARENTS, JOINT_INDEX, bone_lengths
 from tests.helpers import OPTIM, random_batch
 
 SIZE, GRID = 64, 16  # cells of w_g = 4 px; cell (row, col) has its centre at ((col + .5) 4 - .5, (row + .5) 4 - .5)

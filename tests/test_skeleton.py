@@ -103,3 +103,17 @@ def test_bvh_rig_tables_name_h36m_joints():
     for rig in BVH_RIGS.values():
         assert set(rig.joints) <= set(H36M_JOINTS)
         assert rig.joints["pelvis"] == (rig.joints["l_hip"], rig.joints["r_hip"])  # hip centre
+
+
+def test_bone_vectors_and_lengths_follow_h36m_bones():
+    import torch
+
+    from pose3d.skeleton import BONE_CHILDREN, BONE_PARENTS, H36M_BONES, bone_lengths, bone_vectors
+
+    joints = torch.randn(2, 17, 3)
+    vectors = bone_vectors(joints)
+    k = BONE_CHILDREN.index(3)  # r_ankle, child of r_knee
+    assert vectors.shape == (2, 16, 3) and torch.equal(vectors[:, k], joints[:, 3] - joints[:, BONE_PARENTS[k]])
+    assert list(zip(BONE_CHILDREN, BONE_PARENTS)) == list(H36M_BONES)
+    assert torch.allclose(bone_lengths(joints), vectors.norm(dim=-1))
+    assert bone_vectors(joints.numpy()).shape == (2, 16, 3)
