@@ -4,7 +4,8 @@
 * :func:`flip_horizontal`: mirror chosen samples of a batch; the image is flipped, 2D points
   map to ``u' = W - 1 - u`` (pixel centres at integer coordinates, as in
   :func:`pose3d.camera.project`), 3D points to ``x' = -x``, the principal point to
-  ``cx' = W - 1 - cx`` (so 3D still projects onto 2D), and left/right joints swap.
+  ``cx' = W - 1 - cx`` (so 3D still projects onto 2D), left/right joints swap, and the camera
+  rotation becomes ``D R D`` with ``D = diag(-1, 1, 1)`` (camera and world mirrored across x).
 """
 from __future__ import annotations
 
@@ -81,4 +82,8 @@ def flip_horizontal(batch: dict[str, Tensor], which: Tensor) -> dict[str, Tensor
     camera = batch["camera"].clone()
     camera[which, 2] = width - 1 - camera[which, 2]
     out["camera"] = camera
+    if "camera_rotation" in batch:
+        signs = torch.tensor([-1.0, 1.0, 1.0])
+        mirrored_rotation = batch["camera_rotation"] * (signs[:, None] * signs[None, :])
+        out["camera_rotation"] = torch.where(which.view(-1, 1, 1), mirrored_rotation, batch["camera_rotation"])
     return out

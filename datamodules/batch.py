@@ -2,6 +2,13 @@
 
 A batch is a dict of tensors; ``B`` samples, ``J`` = 17 joints in the Human3.6M order.
 Methods read what they need and must work when a 2D-only sample has zeros in ``joints_3d``.
+
+``camera_rotation`` is the crop camera's world-to-camera rotation ``X_cam = R X_world`` in a
+gravity-aligned world whose y axis points down (the camera frame of a level camera; a level
+camera facing any direction has a rotation about y). Only its tilt carries information a
+method can use (yaw is arbitrary per dataset). ``has_camera_rotation`` is False where the
+dataset does not know it (MPII, LSP, MPI-INF-3DHP's test set); ``camera_rotation`` is then the
+identity and means nothing.
 """
 from __future__ import annotations
 
@@ -17,6 +24,8 @@ BATCH_KEYS: dict[str, tuple[tuple[str | int, ...], torch.dtype]] = {
     "has_2d": (("B",), torch.bool),
     "visible": (("B", "J"), torch.bool),
     "camera": (("B", 4), torch.float32),
+    "camera_rotation": (("B", 3, 3), torch.float32),
+    "has_camera_rotation": (("B",), torch.bool),
     "root_depth": (("B",), torch.float32),
     "subject": (("B",), torch.int64),
     "action": (("B",), torch.int64),

@@ -49,6 +49,9 @@ PIXEL_STD = 200.0  # the MPII/H36M 'scale' unit: scale = box side / 200 px
 NOMINAL_PERSON_HEIGHT_MM = 1700.0  # root depth guess for 2D-only records (see crop_record)
 ROTATION_PROBABILITY = 0.6  # share of training crops that get rotated (as in mmpose)
 _FLIP = list(FLIP_PERMUTATION)
+# a horizontal flip mirrors the camera's and the world's x axes: R -> D R D with D = diag(-1, 1, 1),
+# i.e. R_ij * d_i d_j: still a rotation, and the world's vertical (y) seen from the camera keeps its y, z
+MIRROR_SIGNS = np.outer([-1.0, 1.0, 1.0], [-1.0, 1.0, 1.0])
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,10 @@ def crop_record(image: np.ndarray | None, record: "PoseRecord", image_size: int,
     * ``camera`` (4,) crop intrinsics: ``project(joints_3d, camera) == joints_2d`` for calibrated
       records without lens distortion; for records without ``intrinsics`` the crop of a
       :func:`nominal_intrinsics` camera;
+    * ``camera_rotation`` (3, 3) the crop camera's world-to-camera rotation (the record's, turned
+      with the in-plane rotation; a flip mirrors camera and world across their x axes, which
+      keeps it a rotation and the vertical where it was); the identity when unknown, with
+      ``has_camera_rotation`` () bool;
     * ``visible`` (17,) bool: the record's visibility and inside the crop;
     * ``root_depth`` () mm: the root's depth, or for records without 3D a nominal guess
       (``focal * 1700 mm / (200 * scale)``) used only to order skeleton-map strokes;
@@ -210,6 +217,8 @@ def crop_record(image: np.ndarray | None, record: "PoseRecord", image_size: int,
         joints_3d = np.zeros((NUM_JOINTS, 3))
         root_depth = float(intrinsics[:2].mean() * NOMINAL_PERSON_HEIGHT_MM / (PIXEL_STD * float(record.scale)))
     visible = np.asarray(record.visible, dtype=bool).copy()
+    has_rotation = record.rotation is not None
+    rotation = rotation_z(params.angle) @ np.asarray(record.rotation, dtype=np.float64) if has_rotation else np.eye(3)
 
     if image is None:
         crop = np.zeros((image_size, image_size, 3), dtype=np.uint8)
@@ -224,6 +233,8 @@ def crop_record(image: np.ndarray | None, record: "PoseRecord", image_size: int,
         visible = visible[_FLIP]
         camera = camera.copy()
         camera[2] = last - camera[2]
+        if has_rotation:
+            rotation = rotation * MIRROR_SIGNS
         affine = np.array([[-1.0, 0.0, last], [0.0, 1.0, 0.0]]) @ np.vstack([affine, [0.0, 0.0, 1.0]])
 
     if augment is not None and image is not None:
@@ -235,6 +246,8 @@ def crop_record(image: np.ndarray | None, record: "PoseRecord", image_size: int,
         "joints_2d": joints_2d,
         "joints_3d": joints_3d,
         "camera": camera,
+        "camera_rotation": rotation,
+        "has_camera_rotation": np.bool_(has_rotation),
         "visible": visible & inside & np.isfinite(joints_2d).all(-1),
         "root_depth": np.float64(root_depth),
         "affine": affine,

@@ -82,6 +82,7 @@ from datamodules.records import (
     DatasetLayoutError,
     LazyRecords,
     PoseRecord,
+    contract_rotation,
     RecordDataConfig,
     RecordDataModule,
     evenly_spaced,
@@ -521,6 +522,7 @@ class Human36MDataModule(RecordDataModule):
                     visible=np.asarray(data["part"][row, :, 2]) > 0,
                     joints_3d=np.asarray(data["S"][row, :, :3], dtype=np.float64) * 1000.0,
                     intrinsics=camera["intrinsics"],
+                    rotation=contract_rotation(camera["R_w2c"], "z"),
                     subject=subject,
                     action=int(table.action[r]),
                 )
@@ -544,6 +546,7 @@ class Human36MDataModule(RecordDataModule):
                     visible=np.ones(NUM_JOINTS, dtype=bool),
                     joints_3d=joints_3d,
                     intrinsics=camera["intrinsics"],
+                    rotation=contract_rotation(camera["R_w2c"], "z"),
                     subject=subject,
                     action=int(table.action[r]),
                 )

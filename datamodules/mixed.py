@@ -12,7 +12,11 @@ Config (``data.*``)::
         two_d:   {name: mpii, root: /data/mpii}
 
 Each source is a full data config of its own DataModule (its ``name`` picks the class from
-:data:`datamodules.DATAMODULES`). ``sources`` is free-form in the schema; it is validated here
+:data:`datamodules.DATAMODULES`). A training source may also be a list of configs, whose
+training sets are concatenated (e.g. ``two_d: [{name: mpii, ...}, {name: lsp, ...}]``; it is
+evaluated, when ``eval_source`` names it, on its first entry). An optional ``sources.eval`` is a
+source for validation and test only (``eval_source: eval``), e.g. train on Human3.6M + MPII + LSP
+and test on MPI-INF-3DHP as Habibie et al. 2019 do. ``sources`` is free-form in the schema; it is validated here
 (:func:`validate_sources`, run when :class:`MixedConfig` is built) against the source's own
 ``Config`` dataclass, so an unknown key gives the usual one-line :class:`ConfigError` naming
 ``data.sources.<source>``. ``image_size``, ``batch_size`` and ``num_workers`` are the mixed
@@ -52,7 +56,8 @@ from pose3d.config import ConfigError, choice, validated
 from pose3d.contract import DataInfo
 from pose3d.registry import Registry
 
-SOURCE_KEYS = ("three_d", "two_d")
+SOURCE_KEYS = ("three_d", "two_d")  # the training sources
+EVAL_KEY = "eval"  # optional: a source used for validation and test only
 SHARED_KEYS = ("image_size", "batch_size", "num_workers")
 
 
@@ -66,8 +71,9 @@ def source_class(name: str, key: str) -> type:
     return Registry(known).load(name)
 
 
-def validate_sources(sources: Any, shared: dict[str, Any]) -> dict[str, tuple[type, dict]]:
-    """``{key: (DataModule class, validated config dict)}`` for ``three_d`` and ``two_d``.
+def validate_sources(sources: Any, shared: dict[str, Any]) -> dict[str, list[tuple[type, dict]]]:
+    """``{key: [(DataModule class, validated config dict), ...]}`` for ``three_d`` and ``two_d``
+    (one entry each, or several when the key holds a list) and, when given, ``eval`` (one entry).
 
     ``shared`` (image_size, batch_size, num_workers) is written into each source config.
     Raises a one-line :class:`ConfigError` for a missing or unknown source, a missing ``name``,
@@ -77,26 +83,34 @@ def validate_sources(sources: Any, shared: dict[str, Any]) -> dict[str, tuple[ty
         sources = OmegaConf.to_container(sources, resolve=True)
     if not isinstance(sources, dict):
         raise ConfigError(f"data.sources must map {' and '.join(SOURCE_KEYS)} to data configs, got {sources!r}")
-    unknown = sorted(set(sources) - set(SOURCE_KEYS))
+    unknown = sorted(set(sources) - set(SOURCE_KEYS) - {EVAL_KEY})
     if unknown:
-        raise ConfigError(f"unknown config key 'data.sources.{unknown[0]}'; valid keys under 'data.sources': {', '.join(SOURCE_KEYS)}")
-    out = {}
-    for key in SOURCE_KEYS:
-        spec = sources.get(key)
-        if not isinstance(spec, dict) or not spec.get("name"):
-            raise ConfigError(f"data.sources.{key} must be a data config with a name, e.g. {{name: mpii, root: PATH}}; got {spec!r}")
-        cls = source_class(str(spec["name"]), key)
-        for shared_key, value in shared.items():
-            if shared_key in spec and shared_key == "image_size" and spec[shared_key] != value:
-                raise ConfigError(
-                    f"data.sources.{key}.image_size={spec[shared_key]} differs from data.image_size={value}; "
-                    "expected one image size for all sources (set data.image_size)"
-                )
-        spec = {**spec, **shared}
-        schema = cls.Config
-        merged = validated(schema, spec, f"data.sources.{key}", f"data.sources.{key}.")
-        out[key] = (cls, OmegaConf.to_container(merged))
+        raise ConfigError(f"unknown config key 'data.sources.{unknown[0]}'; valid keys under 'data.sources': "
+                          f"{', '.join((*SOURCE_KEYS, EVAL_KEY))}")
+    out: dict[str, list[tuple[type, dict]]] = {}
+    for key in (*SOURCE_KEYS, EVAL_KEY) if EVAL_KEY in sources else SOURCE_KEYS:
+        specs = sources.get(key)
+        listed = isinstance(specs, list) and key != EVAL_KEY and len(specs) > 0
+        out[key] = [_validate_source(spec, f"{key}[{n}]" if listed else key, shared)
+                    for n, spec in enumerate(specs if listed else [specs])]
     return out
+
+
+def _validate_source(spec: Any, key: str, shared: dict[str, Any]) -> tuple[type, dict]:
+    """(DataModule class, validated config dict) of the source at ``data.sources.<key>``."""
+    if not isinstance(spec, dict) or not spec.get("name"):
+        raise ConfigError(f"data.sources.{key} must be a data config with a name, e.g. {{name: mpii, root: PATH}}; got {spec!r}")
+    cls = source_class(str(spec["name"]), key)
+    for shared_key, value in shared.items():
+        if shared_key in spec and shared_key == "image_size" and spec[shared_key] != value:
+            raise ConfigError(
+                f"data.sources.{key}.image_size={spec[shared_key]} differs from data.image_size={value}; "
+                "expected one image size for all sources (set data.image_size)"
+            )
+    spec = {**spec, **shared}
+    schema = cls.Config
+    merged = validated(schema, spec, f"data.sources.{key}", f"data.sources.{key}.")
+    return cls, OmegaConf.to_container(merged)
 
 
 @dataclass
@@ -104,7 +118,7 @@ class MixedConfig:
     name: str = "mixed"
     sources: Any = None  # {three_d: {name: ..., ...}, two_d: {name: ..., ...}}
     ratio_3d: float = 0.5
-    eval_source: str = choice("three_d", SOURCE_KEYS)
+    eval_source: str = choice("three_d", (*SOURCE_KEYS, EVAL_KEY))
     image_size: int = 256
     batch_size: int = 64
     num_workers: int = 0
@@ -115,11 +129,15 @@ class MixedConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.ratio_3d) <= 1.0:
             raise ConfigError(f"bad value for data.ratio_3d: {self.ratio_3d}; expected a share in [0, 1]")
-        if self.eval_source not in SOURCE_KEYS:
-            raise ConfigError(f"bad value for data.eval_source: '{self.eval_source}'; choose one of: {', '.join(SOURCE_KEYS)}")
+        if self.eval_source not in (*SOURCE_KEYS, EVAL_KEY):
+            raise ConfigError(f"bad value for data.eval_source: '{self.eval_source}'; choose one of: "
+                              f"{', '.join((*SOURCE_KEYS, EVAL_KEY))}")
         if self.batch_size < 1:
             raise ConfigError(f"bad value for data.batch_size: {self.batch_size}; expected an integer >= 1")
         self.validated = validate_sources(self.sources, {k: getattr(self, k) for k in SHARED_KEYS})
+        if self.eval_source == EVAL_KEY and EVAL_KEY not in self.validated:
+            raise ConfigError("data.eval_source=eval needs data.sources.eval, a data config for validation and test "
+                              "(e.g. {name: mpi_inf_3dhp, root: PATH})")
 
 
 class MixedDataset(Dataset):
@@ -243,14 +261,18 @@ class MixedDataModule(PoseDataModule):
 
     def __init__(self, cfg: dict):
         super().__init__(MixedConfig(**cfg))
-        self.sources: dict[str, PoseDataModule] = {}
-        for key, (cls, source_cfg) in self.cfg.validated.items():
-            if key == self.cfg.eval_source:
-                for split in ("val", "test"):
-                    cap = getattr(self.cfg, f"{split}_size")
-                    if cap is not None:
-                        source_cfg[f"{split}_size"] = cap
-            self.sources[key] = cls(source_cfg)
+        self.sources: dict[str, PoseDataModule] = {}  # the first module of each key (the one it evaluates on)
+        self.extra_sources: dict[str, list[PoseDataModule]] = {}  # further modules of a listed training key
+        for key, entries in self.cfg.validated.items():
+            modules = []
+            for n, (cls, source_cfg) in enumerate(entries):
+                if key == self.cfg.eval_source and n == 0:
+                    for split in ("val", "test"):
+                        cap = getattr(self.cfg, f"{split}_size")
+                        if cap is not None:
+                            source_cfg[f"{split}_size"] = cap
+                modules.append(cls(source_cfg))
+            self.sources[key], self.extra_sources[key] = modules[0], modules[1:]
         self._train: MixedDataset | None = None
         # training order follows the run seed (seed_everything), as the other modules' augmentation
         self.seed = int(torch.randint(2**31 - 1, ()))
@@ -271,23 +293,33 @@ class MixedDataModule(PoseDataModule):
     def setup(self, stage: str | None = None) -> None:
         """The evaluation source sets itself up (real-data modules look for a few frames of each
         split); the other source is only used for training, so only its training frames are probed."""
-        for key, source in self.sources.items():
-            if key == self.cfg.eval_source:
+        for key, source in self._all_sources():
+            if key == self.cfg.eval_source and source is self.sources[key]:
                 source.setup(stage)
-            elif (stage or "fit") == "fit" and hasattr(source, "probe_images"):
+            elif key != EVAL_KEY and (stage or "fit") == "fit" and hasattr(source, "probe_images"):
                 source.probe_images("train")
+
+    def _all_sources(self) -> list[tuple[str, PoseDataModule]]:
+        return [(key, m) for key, first in self.sources.items() for m in (first, *self.extra_sources[key])]
 
     def request_targets(self, spec: dict) -> None:
         super().request_targets(spec)
-        for source in self.sources.values():
+        for _, source in self._all_sources():
             source.request_targets(spec)
 
     def dataset(self, split: str) -> Dataset:
         if split != "train":
             return self.eval_module.dataset(split)
         if self._train is None:
-            names = [f"data.sources.{key} ({self.sources[key].cfg.name})" for key in SOURCE_KEYS]
-            self._train = MixedDataset([self.sources[key].dataset("train") for key in SOURCE_KEYS], names, self.targets)
+            parts, names = [], []
+            for key in SOURCE_KEYS:
+                modules = [self.sources[key], *self.extra_sources[key]]
+                labels = [f"data.sources.{key}{f'[{n}]' if len(modules) > 1 else ''} ({m.cfg.name})"
+                          for n, m in enumerate(modules)]
+                datasets = [m.dataset("train") for m in modules]
+                parts.append(datasets[0] if len(datasets) == 1 else MixedDataset(datasets, labels, self.targets))
+                names.append(labels[0] if len(labels) == 1 else f"data.sources.{key}")
+            self._train = MixedDataset(parts, names, self.targets)
         return self._train
 
     def batch_sampler(self) -> MixedBatchSampler:

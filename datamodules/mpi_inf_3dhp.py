@@ -46,7 +46,11 @@ Training set (``S<s>/Seq<q>/annot.mat``, MATLAB v5, scipy; v7.3 copies are read 
 Tx84 matrix, row t = 28 joints with x, y(, z) interleaved (joint order
 :data:`TRAIN_JOINTS_28`; :data:`RELEVANT_17_OF_28` picks the 17 test joints). ``annot3`` is
 in that camera's frame. Intrinsics come from ``camera.calibration`` (the 4x4 ``intrinsic``
-row-major: fx = m[0], cx = m[2], fy = m[5], cy = m[6]). The videos must be extracted to JPEG
+row-major: fx = m[0], cx = m[2], fy = m[5], cy = m[6]); the camera rotation of the batch
+contract (``camera_rotation``) from the top-left 3x3 of its 4x4 ``extrinsic`` (world to camera),
+taking the capture studio's y axis as up (:data:`WORLD_UP`; an assumption not checked against
+the real files here). The test set ships no extrinsics: its samples have
+``has_camera_rotation`` False. The videos must be extracted to JPEG
 frames first; frame t (0-based row of the annotation) is ``frame_{t+1:06d}.jpg`` in
 ``imageFrames/video_<cam>/`` (the layout of the common extraction scripts, e.g. SPIN's) or
 ``imageSequence/video_<cam>/``; ``data.train_frame_dir`` picks one (``auto``: the first that
@@ -67,7 +71,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datamodules.records import DatasetLayoutError, LazyRecords, PoseRecord, RecordDataConfig, RecordDataModule
+from datamodules.records import (DatasetLayoutError, LazyRecords, PoseRecord, RecordDataConfig, RecordDataModule,
+                                 contract_rotation, is_rotation)
 from pose3d.config import ConfigError, choice
 from pose3d.metrics import functional as PF
 from pose3d.skeleton import NUM_JOINTS, SUBSET_14, map_to_h36m
@@ -97,6 +102,7 @@ TRAIN_JOINTS_28: tuple[str, ...] = (
 )
 RELEVANT_17_OF_28: tuple[int, ...] = (7, 5, 14, 15, 16, 9, 10, 11, 23, 24, 25, 18, 19, 20, 4, 3, 6)
 DEFAULT_CAMERAS = (0, 1, 2, 4, 5, 6, 7, 8)
+WORLD_UP = "y"  # the training studio's vertical axis in camera.calibration's world frame
 TRAIN_FRAME_DIRS = ("imageFrames", "imageSequence")
 EVAL_JOINTS: tuple[int, ...] = SUBSET_14
 JOINT_BOX_TO_PERSON = 1.1  # person box side / side of the joints' bounding box (feet, hair)
@@ -191,10 +197,19 @@ def joints_over_time(array: np.ndarray, coords: int, what: str = "annotation") -
 
 def read_calibration(path: Path) -> dict[int, np.ndarray]:
     """``camera.calibration`` (Skeletool text format) -> {camera: (fx, fy, cx, cy)}."""
+    return read_cameras(path)[0]
+
+
+def read_cameras(path: Path) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """``camera.calibration`` -> ({camera: (fx, fy, cx, cy)}, {camera: world-to-camera rotation (3, 3)}).
+
+    The rotation is the top-left block of the 4x4 ``extrinsic``; a camera whose block is not a
+    rotation (a calibration without extrinsics) has none."""
     path = Path(path)
     if not path.is_file():
         raise DatasetLayoutError(f"missing {path}; expected layout: {LAYOUT_LINE}", LAYOUT_TREE)
     cameras: dict[int, np.ndarray] = {}
+    rotations: dict[int, np.ndarray] = {}
     current = None
     for line in path.read_text(errors="replace").splitlines():
         tokens = line.split()
@@ -205,9 +220,13 @@ def read_calibration(path: Path) -> dict[int, np.ndarray]:
         elif tokens[0] == "intrinsic" and current is not None:
             m = np.array([float(t) for t in tokens[1:17]]).reshape(4, 4)
             cameras[current] = np.array([m[0, 0], m[1, 1], m[0, 2], m[1, 2]])
+        elif tokens[0] == "extrinsic" and current is not None and len(tokens) >= 17:
+            block = np.array([float(t) for t in tokens[1:17]]).reshape(4, 4)[:3, :3]
+            if is_rotation(block):
+                rotations[current] = block
     if not cameras:
         raise DatasetLayoutError(f"{path} holds no 'name'/'intrinsic' entries; expected a Skeletool camera.calibration")
-    return cameras
+    return cameras, rotations
 
 
 # --------------------------------------------------------------------------- geometry helpers
@@ -342,6 +361,7 @@ class TrainSequence:
     annot2: dict[int, np.ndarray]  # camera -> (T, 17, 2)
     annot3: dict[int, np.ndarray]  # camera -> (T, 17, 3) mm, that camera's frame
     intrinsics: dict[int, np.ndarray]  # camera -> (4,)
+    rotations: dict[int, np.ndarray]  # camera -> (3, 3) batch-contract camera_rotation, where the calibration has one
 
 
 def read_train_sequence(folder: Path, subject: int, sequence: int, cameras: Sequence[int]) -> TrainSequence:
@@ -349,7 +369,7 @@ def read_train_sequence(folder: Path, subject: int, sequence: int, cameras: Sequ
     annot_path = folder / "annot.mat"
     cells = read_mat_cells(annot_path, ("annot2", "annot3"))
     cells2, cells3 = cells["annot2"], cells["annot3"]
-    calibration = read_calibration(folder / "camera.calibration")
+    calibration, extrinsics = read_cameras(folder / "camera.calibration")
     relevant = list(RELEVANT_17_OF_28)
     annot2, annot3, intrinsics = {}, {}, {}
     for cam in cameras:
@@ -367,7 +387,8 @@ def read_train_sequence(folder: Path, subject: int, sequence: int, cameras: Sequ
         annot2[cam] = _to_h36m(a2.reshape(-1, 28, 2)[:, relevant])
         annot3[cam] = _to_h36m(a3.reshape(-1, 28, 3)[:, relevant])
         intrinsics[cam] = calibration[cam]
-    return TrainSequence(subject, sequence, annot2, annot3, intrinsics)
+    rotations = {cam: contract_rotation(extrinsics[cam], WORLD_UP) for cam in cameras if cam in extrinsics}
+    return TrainSequence(subject, sequence, annot2, annot3, intrinsics, rotations)
 
 
 # --------------------------------------------------------------------------- the DataModule
@@ -558,7 +579,7 @@ class MPIInf3DHPDataModule(RecordDataModule):
                 image_path=self.train_frame(seq.subject, seq.sequence, cam, t), center=center, scale=scale,
                 joints_2d=joints_2d.astype(np.float32), visible=np.ones(NUM_JOINTS, dtype=bool),
                 joints_3d=seq.annot3[cam][t].astype(np.float32), intrinsics=seq.intrinsics[cam],
-                subject=seq.subject, action=0,
+                rotation=seq.rotations.get(cam), subject=seq.subject, action=0,
             )
 
         return LazyRecords(int(starts[-1]), make, actions=np.zeros(int(starts[-1]), dtype=np.int64))

@@ -62,6 +62,26 @@ class PoseRecord:
     intrinsics: np.ndarray | None = None  # (4,) fx, fy, cx, cy in full-image pixels; None if unknown
     subject: int = 0
     action: int = 0
+    rotation: np.ndarray | None = None  # (3, 3) world-to-camera, world y down (datamodules.batch); None if unknown
+
+
+# a dataset's world frame -> the contract's gravity-aligned world (y down): X_contract = A X_world
+_TO_Y_DOWN = {
+    "z": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]),  # z up (Human3.6M)
+    "y": np.diag([1.0, -1.0, -1.0]),  # y up (MPI-INF-3DHP's capture studio)
+}
+
+
+def contract_rotation(world_to_camera: np.ndarray, up: str) -> np.ndarray:
+    """The batch contract's ``camera_rotation`` (world y down, :mod:`datamodules.batch`) of a camera
+    whose dataset world has ``up`` ("z" or "y") pointing up: ``R A^T`` for ``X_contract = A X_world``."""
+    return np.asarray(world_to_camera, dtype=np.float64) @ _TO_Y_DOWN[up].T
+
+
+def is_rotation(matrix: np.ndarray, tolerance: float = 1e-3) -> bool:
+    """Orthonormal with determinant +1 (within ``tolerance``)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    return m.shape == (3, 3) and np.allclose(m @ m.T, np.eye(3), atol=tolerance) and abs(np.linalg.det(m) - 1) < tolerance
 
 
 class LazyRecords(Sequence):
@@ -225,6 +245,8 @@ def collate_samples(samples: list[dict]) -> dict[str, Tensor]:
         "has_2d": torch.ones(len(samples), dtype=torch.bool),
         "visible": stack("visible", torch.bool),
         "camera": stack("camera", torch.float32),
+        "camera_rotation": stack("camera_rotation", torch.float32),
+        "has_camera_rotation": stack("has_camera_rotation", torch.bool),
         "root_depth": stack("root_depth", torch.float32),
         "subject": stack("subject", torch.int64),
         "action": stack("action", torch.int64),

@@ -247,9 +247,10 @@ class SyntheticPoseDataset(Dataset):
         has_3d = not (self.training and domain == "wild")
         return SampleSpec(subject, action, pose, yaw, pitch, root, full, crop_jitter, scene, has_3d, domain)
 
-    def _place(self, specs: list[SampleSpec]) -> tuple[Tensor, Tensor]:
-        """Joints in the camera frame (B, 17, 3) and the intrinsics (B, 4) of a jittered square
-        crop around their projection, resized to image_size."""
+    def _place(self, specs: list[SampleSpec]) -> tuple[Tensor, Tensor, Tensor]:
+        """Joints in the camera frame (B, 17, 3), the intrinsics (B, 4) of a jittered square crop
+        around their projection, resized to image_size, and the world-to-camera rotations (B, 3, 3)
+        ``R_x(pitch) R_y(yaw)`` (the canonical body frame is the world: y down)."""
         cfg = self.cfg
 
         def stack(field: str) -> Tensor:
@@ -265,12 +266,12 @@ class SyntheticPoseDataset(Dataset):
         centre = (low + high) / 2 + jitter[:, 1:] * cfg.crop_centre_jitter * side[:, None]
         box = torch.cat((centre - side[:, None] / 2, side[:, None], side[:, None]), -1)
         intrinsics = cam.crop_intrinsics(full, box, (cfg.image_size, cfg.image_size))
-        return joints_cam.float(), intrinsics.float()
+        return joints_cam.float(), intrinsics.float(), rotation.float()
 
     def render(self, specs: list[SampleSpec]) -> dict[str, Tensor]:
         """Render a list of samples as one batch (the batch contract of DESIGN.md)."""
         size = (self.cfg.image_size, self.cfg.image_size)
-        joints_cam, intrinsics = self._place(specs)
+        joints_cam, intrinsics, rotation = self._place(specs)
         bodies = [self.bodies[s.subject] for s in specs]
         radii = torch.from_numpy(np.stack([b.part_radii for b in bodies]))
         slot_colours = torch.from_numpy(np.stack([b.colours for b in bodies]))
@@ -287,6 +288,8 @@ class SyntheticPoseDataset(Dataset):
             "has_2d": torch.ones(len(specs), dtype=torch.bool),
             "visible": out.visible.cpu(),
             "camera": intrinsics,
+            "camera_rotation": rotation,
+            "has_camera_rotation": torch.ones(len(specs), dtype=torch.bool),
             "root_depth": joints_cam[:, 0, 2].clone(),
             "subject": torch.tensor([s.subject for s in specs]),
             "action": torch.tensor([s.action for s in specs]),

@@ -113,8 +113,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric, Metric
 
 from lightning_modules.base import PoseModule, masked_mean
-from lightning_modules.blocks.skeleton_nets import MAP_CHANNELS, DeconvNet, MapRegressor
-from lightning_modules.blocks.stacked import StackedModules
+from lightning_modules.blocks.skeleton_nets import MAP_CHANNELS, DeconvNet, GroupedStack, MapRegressor
 from lightning_modules.blocks.two_d_source import TwoDSource, TwoDSourceConfig, two_d_prerequisites
 from pose3d.camera import project
 from pose3d.config import ConfigError, at_least, choice, positive
@@ -146,6 +145,7 @@ class DeepSkeletonConfig:
     two_d: TwoDSourceConfig = field(default_factory=TwoDSourceConfig)
     two_d_overrides: list[str] = field(default_factory=list)  # key=value settings of the 2D prerequisite run
     two_d_train_size: Optional[int] = at_least(1, None, special=(None,))  # its data.train_size; None: ours
+    channels_last: bool = False  # the hypotheses' networks in the channels-last memory format (same values)
 
 
 class DeepSkeleton(PoseModule):
@@ -174,13 +174,13 @@ class DeepSkeleton(PoseModule):
         joints = self.data_info.num_joints
         self.deconv = None
         if cfg.regression_input == "predicted":
-            self.deconv = StackedModules([DeconvNet(cfg.encoder, encoder_widths, cfg.decoder_channels)
-                                          for _ in range(self.hypotheses)])
+            nets = [DeconvNet(cfg.encoder, encoder_widths, cfg.decoder_channels) for _ in range(self.hypotheses)]
+            self.deconv = GroupedStack(nets, nets[0].input_conv, cfg.channels_last)
         in_channels = 3 if cfg.regression_input == "image" else MAP_CHANNELS
         regression_size = size if cfg.regression_input == "image" else (cfg.regression_size or size)
-        self.regression = StackedModules([
-            MapRegressor(cfg.encoder, joints, regression_size, in_channels, encoder_widths, cfg.regression_hidden, cfg.dropout)
-            for _ in range(self.hypotheses)])
+        nets = [MapRegressor(cfg.encoder, joints, regression_size, in_channels, encoder_widths, cfg.regression_hidden,
+                             cfg.dropout) for _ in range(self.hypotheses)]
+        self.regression = GroupedStack(nets, nets[0].input_conv, cfg.channels_last)
         self.two_d = TwoDSource(cfg.two_d, size) if self.hypotheses > 1 else None
         self.analysis_batch: dict[str, Any] = {}
 

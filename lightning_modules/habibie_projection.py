@@ -278,7 +278,8 @@ class ExplicitProjection(PoseModule):
         if m.pretrain_overrides:  # real data: stage 1 on its own (2D) data
             return [TrainedRun("habibie_2d_pretrain", into="init_from", same_data=False,
                                overrides=tuple(overrides + list(m.pretrain_overrides)))]
-        data_overrides = {"train_domain": "wild"} if cfg.data.name == "synthetic" else {}
+        # stage 1 sees the 2D-only images: the wild domain, or mixed's 2D sources (MPII + LSP) alone
+        data_overrides = {"synthetic": {"train_domain": "wild"}, "mixed": {"ratio_3d": 0.0}}.get(cfg.data.name, {})
         return [TrainedRun("habibie_2d_pretrain", into="init_from", overrides=tuple(overrides),
                            data_overrides=data_overrides)]
 

@@ -39,6 +39,22 @@ class PoseFileError(ConfigError):
     """A pose file that cannot be read as the VideoPose3D format; the message is one line naming it."""
 
 
+MOCAP_3D_FILE = "data_3d_h36m.npz"  # the 3D file's name under a Human3.6M root (datamodules.human36m, poses layout)
+
+
+def mocap_3d_path(root: str | Path, why: str, remedy: str = "", root_key: str = "data.root") -> Path:
+    """``<root>/data_3d_h36m.npz``; a one-line :class:`PoseFileError` saying ``why`` it is needed (and
+    ``remedy``) when the root is unset or the file is absent (the images layout does not ship it)."""
+    remedy = f"; {remedy}" if remedy else ""
+    if not str(root):
+        raise PoseFileError(f"{why} needs {root_key}, the Human3.6M folder holding {MOCAP_3D_FILE}, which is empty{remedy}")
+    path = Path(root) / MOCAP_3D_FILE
+    if not path.is_file():
+        raise PoseFileError(f"{why} needs {path} (VideoPose3D's Human3.6M mocap, data/prepare_data_h36m.py), "
+                            f"which does not exist{remedy}")
+    return path
+
+
 def read_positions_3d(path: str | Path, subjects: Iterable[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
     """``{subject: {action: (T, 17, 3) world metres}}`` of ``data_3d_h36m.npz``, for every subject
     or only ``subjects`` (names as in the file, e.g. ``["S1", "S5"]``)."""

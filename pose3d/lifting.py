@@ -38,6 +38,21 @@ angle of a finer precomputed table of ``N^-1`` plus one Richardson step
 ``x += N_f^-1 (q - N_theta x)`` with ``N_theta = P + cos(2 theta) Q + sin(2 theta) S``.
 Without refinement the solve uses the coarse table exactly.
 
+Camera extrinsics (Sec. 5.3, ``E``): the paper lifts in the world frame, ``Y = s Pi E R (mu + a . e)``
+with the camera's known rotation ``E`` and ``R`` about the world's vertical.  ``camera_rotation``
+(B, 3, 3), world-to-camera in a gravity-aligned world whose y axis points down (the prior's
+frame; the batch key of the same name), factors as ``E = R_z(roll) R_x(pitch) R_y(phi)``:
+``phi`` is absorbed by the search; the roll about the optical axis commutes with the orthographic
+projection (``Pi R_z(roll) = R2(roll) Pi``), so it is undone exactly by rotating the 2D joints
+by ``-roll`` before the lift and the lifted pose by ``roll`` after it (the cost is invariant to
+image-plane rotations); only the pitch ``T = R_x(pitch)`` changes the problem.  Each row r of
+``Pi T R_y(theta)`` applied to the model columns is ``cos(t) U_r + sin(t) V_r + W_r``
+(``U_r = T_r0 vx + T_r2 vz``, ``V_r = T_r0 vz - T_r2 vx``, ``W_r = T_r1 vy``), so ``N_theta``
+gains first harmonics, ``P + cos(2t) Q + sin(2t) S + cos(t) Q1 + sin(t) S1``, and the
+theta + pi symmetry is lost (every angle is searched).  Pitches are quantised
+(``tilt_step_deg``, default 0.5 degrees) and their tables cached like the joint-weight
+patterns; the level camera is the identity case, ``Q1 = S1 = 0``.
+
 Backward (supplementary, Sec. 1.1): with the chosen rotation (and component) fixed, the
 output is a smooth function of Y; ``differentiable=True`` recomputes the final solve with
 autograd-tracked operations, giving the sub-gradient dY_hat/dY = E Ebar^+ of Eq. 8.  With
@@ -61,7 +76,7 @@ from pose3d.skeleton import NUM_JOINTS, ROOT
 MODEL_UNIT_MM = 1000.0  # the tables work in metres: well scaled for float32
 ROOT_RELATIVE_DIMS = 3 * (NUM_JOINTS - 1)  # dimension D of the log-determinant (Sec. 4)
 _CHUNK_ELEMENTS = 1 << 21  # per-chunk size of the (batch x angles x unknowns) products
-_MAX_TABLES = 256  # cached weight patterns
+_MAX_TABLES = 256  # cached (joint-weight pattern, pitch) tables
 
 
 class LiftResult(NamedTuple):
@@ -69,7 +84,8 @@ class LiftResult(NamedTuple):
 
     joints_3d: Tensor  # (B, 17, 3) mm, camera frame (x right, y down, z forward), pelvis at 0
     component: Tensor  # (B,) long: chosen mixture component
-    angle: Tensor  # (B,) rad: joints_3d = R_y(angle) @ model pose, minus its root
+    angle: Tensor  # (B,) rad: joints_3d = R_z(roll) R_x(pitch) R_y(angle) @ model pose, minus its root
+    #                (pitch, roll: the camera's, 0 without camera_rotation)
     scale: Tensor  # (B,) joints_2d ~ scale * joints_3d[..., :2] + translation
     translation: Tensor  # (B, 2)
     coefficients: Tensor  # (B, J) basis coefficients a in mm
@@ -86,38 +102,60 @@ class _Tables:
     ref_rms: float  # rms size of the projected mean: y is scaled to it
     energy: float  # |y_tilde|^2 (the same for every pose after scaling) + g
     scale_prior: float  # g
-    vx: Tensor  # (K, J+1, 17) weighted, centred model columns [mu, e_1..e_J], x part
-    vy: Tensor
-    vz: Tensor
+    tilt: Tensor  # (3, 3) camera pitch T = R_x(pitch) (identity: a level camera)
+    symmetric: bool  # T = I: theta + pi only flips the projected x (half the angles)
+    u_cos: Tensor  # (K, 2, J+1, 17): image row r of the model columns [mu, e_1..e_J] at angle t is
+    u_sin: Tensor  #   cos(t) u_cos[:, r] + sin(t) u_sin[:, r] + u_const[:, r] (weighted, centred)
+    u_const: Tensor
     w_even: Tensor  # (578, K * Rn): |L^-1 q~|^2 as linear forms of pose features, see
     w_even_lin: Tensor  # (17, K * Rn)      _quadratic_form_weights
     w_const: Tensor  # (K * Rn,)
     w_odd: Tensor  # (289, K * Rn): the part that changes sign at theta + pi
     w_odd_lin: Tensor  # (17, K * Rn)
-    p: Tensor  # (K, J+1, J+1): N_theta = P + cos(2t) Q + sin(2t) S
+    p: Tensor  # (K, J+1, J+1): N_theta = P + cos(2t) Q + sin(2t) S + cos(t) Q1 + sin(t) S1
     q: Tensor
     s: Tensor
+    q1: Tensor
+    s1: Tensor
     inv_coarse: Tensor  # (K, Rn, J+1, J+1) N^-1 at the coarse angles (mod pi when R is even)
     inv_fine: Tensor  # (K, Rf, J+1, J+1) N^-1 at the fine angles in [0, pi)
 
 
-def _normal_parts(vx: Tensor, vy: Tensor, vz: Tensor, gamma: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """P, Q, S with ``A_t^T A_t + Gamma = P + cos(2t) Q + sin(2t) S``.
+def _tilted_rows(vx: Tensor, vy: Tensor, vz: Tensor, tilt: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(U, V, W)`` (K, 2, J+1, 17): image row r of ``Pi T R_y(t)`` applied to the columns is
+    ``cos(t) U_r + sin(t) V_r + W_r``, with ``R_y(t) (x, y, z) = (c x + s z, y, -s x + c z)``."""
+    rows = tilt[:2].to(vx)  # (2, 3)
+    a, b, c = (rows[:, i, None, None] for i in range(3))
+    u = a * vx[:, None] + c * vz[:, None]
+    v = a * vz[:, None] - c * vx[:, None]
+    w = b * vy[:, None]
+    return u, v, w
 
-    ``A_t`` stacks x rows ``cos(t) vx + sin(t) vz`` and y rows ``vy``; expanding
-    ``c^2 = (1 + cos 2t) / 2``, ``s^2 = (1 - cos 2t) / 2``, ``cs = sin(2t) / 2`` gives
-    ``P = (XX + ZZ) / 2 + YY + Gamma``, ``Q = (XX - ZZ) / 2``, ``S = (XZ + ZX) / 2``.
+
+def _normal_parts(u: Tensor, v: Tensor, w: Tensor, gamma: Tensor) -> tuple[Tensor, ...]:
+    """P, Q, S, Q1, S1 with ``A_t^T A_t + Gamma = P + cos(2t) Q + sin(2t) S + cos(t) Q1 + sin(t) S1``.
+
+    ``A_t`` stacks the rows ``cos(t) U_r + sin(t) V_r + W_r``; expanding ``c^2 = (1 + cos 2t) / 2``,
+    ``s^2 = (1 - cos 2t) / 2``, ``cs = sin(2t) / 2`` gives ``P = (UU + VV) / 2 + WW + Gamma``,
+    ``Q = (UU - VV) / 2``, ``S = (UV + VU) / 2``, ``Q1 = UW + WU``, ``S1 = VW + WV`` (summed over
+    the rows). A level camera has ``U_x = vx``, ``V_x = vz``, ``W_y = vy`` and the rest zero, so
+    ``Q1 = S1 = 0``.
     """
-    xx, zz, yy = vx @ vx.mT, vz @ vz.mT, vy @ vy.mT
-    xz = vx @ vz.mT
-    p = (xx + zz) / 2 + yy + torch.diag_embed(gamma)
-    return p, (xx - zz) / 2, (xz + xz.mT) / 2
+    def gram(a: Tensor, b: Tensor) -> Tensor:
+        return (a @ b.mT).sum(1)
+
+    uu, vv, ww, uv, uw, vw = gram(u, u), gram(v, v), gram(w, w), gram(u, v), gram(u, w), gram(v, w)
+    p = (uu + vv) / 2 + ww + torch.diag_embed(gamma)
+    return p, (uu - vv) / 2, (uv + uv.mT) / 2, uw + uw.mT, vw + vw.mT
 
 
-def _normal(p: Tensor, q: Tensor, s: Tensor, theta: Tensor) -> Tensor:
+def _normal(p: Tensor, q: Tensor, s: Tensor, q1: Tensor, s1: Tensor, theta: Tensor) -> Tensor:
     """N_theta (K, R, J+1, J+1) for angles (R,)."""
-    c2, s2 = torch.cos(2 * theta)[:, None, None], torch.sin(2 * theta)[:, None, None]
-    return p[:, None] + c2 * q[:, None] + s2 * s[:, None]
+    def at(t: Tensor) -> Tensor:
+        return t[:, None, None]
+
+    return (p[:, None] + at(torch.cos(2 * theta)) * q[:, None] + at(torch.sin(2 * theta)) * s[:, None]
+            + at(torch.cos(theta)) * q1[:, None] + at(torch.sin(theta)) * s1[:, None])
 
 
 def _cholesky(n: Tensor) -> Tensor:
@@ -192,19 +230,24 @@ class Lifter:
     ``prior_weight``: multiplies the variance prior of Eq. 4 (0 = plain least squares).
     ``scale_prior``: weight g / |y|^2 of the prior ``g (s - 1)^2`` on the relative scale.
     ``fine``: angles of the refinement table per coarse step.
+    ``tilt_step_deg``: quantisation of the camera's pitch when a call gives ``camera_rotation``
+    (the tables of each pitch are built on first use and cached; the roll is exact).
     All tables are built once (float64) and kept on ``device`` in ``dtype``.
     """
 
     def __init__(self, prior, rotations: int = 80, refine: bool = True, prior_weight: float = 1.0,
                  device=None, dtype: torch.dtype = torch.float32, scale_prior: float = 0.05,
-                 fine: int = 16):
+                 fine: int = 16, tilt_step_deg: float = 0.5):
         if rotations < 1:
             raise ValueError(f"rotations must be at least 1, got {rotations}")
+        if not tilt_step_deg > 0:
+            raise ValueError(f"tilt_step_deg must be positive, got {tilt_step_deg}")
         self.rotations = int(rotations)
         self.refine = bool(refine) and rotations >= 5
         self.prior_weight = float(prior_weight)
         self.scale_prior = float(scale_prior)
         self.fine = max(2, 2 * (int(fine) // 2))  # even: the fine grid is the same mod pi
+        self.tilt_step = math.radians(float(tilt_step_deg))
         self.device = torch.device("cpu" if device is None else device)
         self.dtype = dtype
         unit, f64 = MODEL_UNIT_MM, torch.float64
@@ -220,7 +263,6 @@ class Lifter:
         self._inv_noise = self._to(1.0 / self._noise)
         self.mean = self._to(self._mean)
         self.basis = self._to(self._basis)
-        self._even = self.rotations % 2 == 0
         self._tables: dict[tuple, _Tables] = {}
         self._default = self.tables(torch.ones(NUM_JOINTS, dtype=f64))
 
@@ -235,57 +277,86 @@ class Lifter:
     def fine_step(self) -> float:
         return self.coarse_step / self.fine
 
+    # ----------------------------------------------------------------- tilts
+    @staticmethod
+    def tilt_angles(camera_rotation: Tensor) -> tuple[Tensor, Tensor]:
+        """(pitch, roll) (B,) float64 rad of world-to-camera rotations (B, 3, 3).
+
+        The world's downward vertical seen from the camera is ``d = E e_y``; with
+        ``E = R_z(roll) R_x(pitch) R_y(phi)``, ``d = (-sin(roll) cos(pitch), cos(roll) cos(pitch), sin(pitch))``,
+        so ``pitch = asin(d_z)`` and ``roll = atan2(-d_x, d_y)``.
+        """
+        down = camera_rotation.detach().to(torch.float64)[..., :, 1]
+        pitch = torch.asin(down[..., 2].clamp(-1.0, 1.0))
+        roll = torch.atan2(-down[..., 0], down[..., 1])
+        return pitch, roll
+
+    def pitch_bins(self, pitch: Tensor) -> Tensor:
+        """(B,) long: the quantised pitches (the key of their tables)."""
+        return torch.round(pitch / self.tilt_step).long().cpu()
+
+    def tilt_matrix(self, pitch_bin: int) -> Tensor:
+        """``T = R_x(pitch)`` (3, 3) float64 of one quantised pitch."""
+        return rotation_about_axis(torch.tensor(pitch_bin * self.tilt_step, dtype=torch.float64), "x")
+
     # ----------------------------------------------------------------- tables
-    def tables(self, weights: Tensor) -> _Tables:
-        """The precomputed tables for one joint-weight pattern (17,), cached."""
+    def tables(self, weights: Tensor, pitch_bin: int = 0) -> _Tables:
+        """The precomputed tables for one joint-weight pattern (17,) and quantised pitch, cached."""
         weights = weights.detach().to(device="cpu", dtype=torch.float64)
-        key = tuple(np.round(weights.numpy(), 6).tolist())
+        key = (tuple(np.round(weights.numpy(), 6).tolist()), int(pitch_bin))
         if key not in self._tables:
             if len(self._tables) >= _MAX_TABLES:
-                ones = tuple([1.0] * NUM_JOINTS)
-                for old in [k for k in self._tables if k != ones][:_MAX_TABLES // 2]:
+                default = (tuple([1.0] * NUM_JOINTS), 0)
+                for old in [k for k in self._tables if k != default][:_MAX_TABLES // 2]:
                     del self._tables[old]
-            self._tables[key] = self._build(weights)
+            self._tables[key] = self._build(weights, key[1])
         return self._tables[key]
 
-    def _build(self, w: Tensor) -> _Tables:
+    def _build(self, w: Tensor, pitch_bin: int) -> _Tables:
         """Model columns, normal-equation pieces and whitened projections (all float64)."""
         k = self.components
+        symmetric = pitch_bin == 0
+        tilt = self.tilt_matrix(pitch_bin)
         cols = torch.cat([self._mean[:, None], self._basis], 1)  # (K, J+1, 17, 3)
         w_sum = float(w.sum().clamp(min=1e-12))
         centroid = (cols * w[:, None]).sum(-2, keepdim=True) / w_sum  # weighted: eliminates t
         cols = (cols - centroid) * w.sqrt()[:, None]
-        vx, vy, vz = cols.unbind(-1)
-        # rms of the projected centred means over all angles: E[(c x + s z)^2] = (x^2 + z^2) / 2
-        mean_sq = ((vx[:, 0] ** 2 + vz[:, 0] ** 2) / 2 + vy[:, 0] ** 2).sum(-1) / w_sum
+        u, v, c = _tilted_rows(*cols.unbind(-1), tilt)  # (K, 2, J+1, 17)
+        # rms of the projected centred means over all angles: E[(cos U + sin V + W)^2] = (U^2 + V^2) / 2 + W^2
+        mean_sq = ((u[:, :, 0] ** 2 + v[:, :, 0] ** 2) / 2 + c[:, :, 0] ** 2).sum((1, 2)) / w_sum
         ref_rms = float(mean_sq.mean().sqrt())
         g = self.scale_prior * w_sum * ref_rms ** 2  # |y_tilde|^2 = w_sum ref_rms^2
         gamma = torch.cat([torch.full((k, 1), g, dtype=torch.float64),
                            self.prior_weight * self._noise[:, None] / self._var], 1)
-        p, q, s = _normal_parts(vx, vy, vz, gamma)
-        rn = self.rotations // 2 if self._even else self.rotations  # theta + pi: x flips
+        parts = _normal_parts(u, v, c, gamma)
+        half = symmetric and self.rotations % 2 == 0  # theta + pi: only the projected x flips
+        rn = self.rotations // 2 if half else self.rotations
         theta = torch.arange(rn, dtype=torch.float64) * self.coarse_step
-        factor = _cholesky(_normal(p, q, s, theta))  # (K, Rn, J+1, J+1)
-        ax = torch.cos(theta)[:, None, None] * vx[:, None] + torch.sin(theta)[:, None, None] * vz[:, None]
-        mx = torch.linalg.solve_triangular(factor, ax, upper=False)  # (K, Rn, J+1, 17)
-        my = torch.linalg.solve_triangular(factor, vy[:, None].expand_as(ax), upper=False)
+        factor = _cholesky(_normal(*parts, theta))  # (K, Rn, J+1, J+1)
+        cos, sin = (f(theta)[:, None, None, None] for f in (torch.cos, torch.sin))
+        rows = cos * u[:, None] + sin * v[:, None] + c[:, None]  # (K, Rn, 2, J+1, 17)
+        mx = torch.linalg.solve_triangular(factor, rows[:, :, 0], upper=False)  # (K, Rn, J+1, 17)
+        my = torch.linalg.solve_triangular(factor, rows[:, :, 1], upper=False)
         e0 = torch.zeros(factor.shape[:-1] + (1,), dtype=torch.float64)
         e0[..., 0, 0] = g
         bias = torch.linalg.solve_triangular(factor, e0, upper=False)[..., 0]  # (K, Rn, J+1)
         forms = _quadratic_form_weights(mx, my, bias)
         inv_coarse = torch.cholesky_inverse(factor)
-        if self.refine:
-            fine_theta = torch.arange(self.rotations * self.fine // 2, dtype=torch.float64) * self.fine_step
-            inv_fine = torch.cholesky_inverse(_cholesky(_normal(p, q, s, fine_theta)))
+        if self.refine:  # N_theta has period pi when symmetric, 2 pi otherwise
+            count = self.rotations * self.fine // (2 if symmetric else 1)
+            fine_theta = torch.arange(count, dtype=torch.float64) * self.fine_step
+            inv_fine = torch.cholesky_inverse(_cholesky(_normal(*parts, fine_theta)))
         else:
             inv_fine = inv_coarse[:, :0]
         return _Tables(self._to(w), self._to(w.sqrt()), w_sum, ref_rms, w_sum * ref_rms ** 2 + g, g,
-                       self._to(vx), self._to(vy), self._to(vz), *(self._to(f) for f in forms),
-                       self._to(p), self._to(q), self._to(s), self._to(inv_coarse), self._to(inv_fine))
+                       self._to(tilt), half, self._to(u), self._to(v), self._to(c), *(self._to(f) for f in forms),
+                       *(self._to(t) for t in parts), self._to(inv_coarse), self._to(inv_fine))
 
     # ----------------------------------------------------------------- forward
-    def __call__(self, joints_2d: Tensor, weights: Tensor | None = None, differentiable: bool = False) -> LiftResult:
-        """Lift joints_2d (B, 17, 2) (or (17, 2)); ``weights`` (B, 17) or (17,) >= 0, 0 = missing."""
+    def __call__(self, joints_2d: Tensor, weights: Tensor | None = None, differentiable: bool = False,
+                 camera_rotation: Tensor | None = None) -> LiftResult:
+        """Lift joints_2d (B, 17, 2) (or (17, 2)); ``weights`` (B, 17) or (17,) >= 0, 0 = missing;
+        ``camera_rotation`` (B, 3, 3) world-to-camera rotations (or (3, 3)), None = level cameras."""
         y = torch.as_tensor(joints_2d)
         single = y.dim() == 2
         if single:
@@ -293,16 +364,31 @@ class Lifter:
         if y.dim() != 3 or y.shape[1:] != (NUM_JOINTS, 2):
             raise ValueError(f"joints_2d must have shape (B, {NUM_JOINTS}, 2), got {tuple(y.shape)}")
         y = y.to(device=self.device, dtype=self.dtype)
-        groups: list[tuple[Tensor | None, _Tables]] = [(None, self._default)]
+        b = y.shape[0]
+        w = torch.ones(b, NUM_JOINTS, dtype=self.dtype, device=y.device)
         if weights is not None:
-            w = torch.as_tensor(weights).detach().to(device=y.device, dtype=self.dtype)
-            w = w.expand(y.shape[0], NUM_JOINTS).clamp(min=0)
+            w = torch.as_tensor(weights).detach().to(device=y.device, dtype=self.dtype).expand(b, NUM_JOINTS).clamp(min=0)
             y = torch.where(w[..., None] > 0, y, torch.zeros((), dtype=y.dtype, device=y.device))
-            if not bool((w == 1).all()):
-                patterns, inverse = torch.unique(w, dim=0, return_inverse=True)
-                groups = [((inverse == g).nonzero()[:, 0], self.tables(row)) for g, row in enumerate(patterns)]
+        pitches, roll = torch.zeros(b, dtype=torch.long), None
+        if camera_rotation is not None:
+            rotation = torch.as_tensor(camera_rotation)
+            if rotation.shape[-2:] != (3, 3):
+                raise ValueError(f"camera_rotation must have shape (B, 3, 3), got {tuple(rotation.shape)}")
+            pitch, roll = self.tilt_angles(rotation.expand(b, 3, 3))
+            pitches = self.pitch_bins(pitch)
+            roll = _image_rotation(roll.to(device=y.device, dtype=self.dtype))  # (B, 2, 2) R2(roll)
+            y = y @ roll  # R2(-roll) y per joint: the lift of a camera without roll
+        groups: list[tuple[Tensor | None, _Tables]] = [(None, self._default)]
+        if not (bool((w == 1).all()) and not bool(pitches.any())):
+            keys = torch.cat([w.cpu().double(), pitches.double()[:, None]], 1)
+            patterns, inverse = torch.unique(keys, dim=0, return_inverse=True)
+            groups = [((inverse == g).nonzero()[:, 0].to(y.device), self.tables(row[:NUM_JOINTS], int(row[NUM_JOINTS])))
+                      for g, row in enumerate(patterns)]
         parts = [(index, self._lift_group(_rows(y, index), tables, differentiable)) for index, tables in groups]
-        out = parts[0][1] if parts[0][0] is None else _scatter(parts, y.shape[0])
+        out = parts[0][1] if parts[0][0] is None else _scatter(parts, b)
+        if roll is not None:  # back into the rolled camera: R_z(roll) on the pose, R2(roll) on the translation
+            out = out._replace(joints_3d=torch.cat([out.joints_3d[..., :2] @ roll.mT, out.joints_3d[..., 2:]], -1),
+                               translation=(out.translation[:, None] @ roll.mT)[:, 0])
         return LiftResult(*(t[0] for t in out)) if single else out
 
     def _lift_group(self, y: Tensor, tables: _Tables, differentiable: bool) -> LiftResult:
@@ -337,7 +423,7 @@ class Lifter:
         # the heavy products: |L^-1 q~|^2 at every angle and component as linear forms
         even = torch.addmm(tables.w_const, squares, tables.w_even).addmm_(yy, tables.w_even_lin).view(b, k, -1)
         odd = torch.mm(cross, tables.w_odd).addmm_(yx, tables.w_odd_lin).view(b, k, -1)
-        if self._even:
+        if tables.symmetric:
             rn = even.shape[-1]
             fit = even.new_empty(b, k, 2 * rn)
             torch.add(even, odd, out=fit[..., :rn])  # angles theta_r
@@ -371,17 +457,22 @@ class Lifter:
                 x[index], final[index] = sub_x, sub_cost
         return component, theta, x, final * self._inv_noise[component] + self._score_offset[component]
 
-    def _projections(self, yx: Tensor, yy: Tensor, tables: _Tables, comp: int) -> tuple[Tensor, Tensor, Tensor]:
-        """``(vx^T y_x, vz^T y_x, vy^T y_y + g e0)`` (B, J+1): ``A_t^T y + g e0`` for any angle t."""
-        uy = yy @ tables.vy[comp].T
-        uy[:, 0] += tables.scale_prior
-        return yx @ tables.vx[comp].T, yx @ tables.vz[comp].T, uy
+    @staticmethod
+    def _projections(yx: Tensor, yy: Tensor, tables: _Tables, comp: int) -> tuple[Tensor, Tensor, Tensor]:
+        """``(U^T y, V^T y, W^T y + g e0)`` (B, J+1), summed over the image rows: the pieces of
+        ``A_t^T y + g e0`` for any angle t."""
+        def project(rows: Tensor) -> Tensor:
+            return yx @ rows[comp, 0].T + yy @ rows[comp, 1].T
+
+        constant = project(tables.u_const)
+        constant[:, 0] += tables.scale_prior
+        return project(tables.u_cos), project(tables.u_sin), constant
 
     @staticmethod
     def _rhs(u: tuple[Tensor, Tensor, Tensor], theta: Tensor) -> Tensor:
-        """``A_theta^T y + g e0 = cos(t) vx^T y_x + sin(t) vz^T y_x + vy^T y_y + g e0``."""
-        ux, uz, uy = u
-        return torch.cos(theta)[:, None] * ux + torch.sin(theta)[:, None] * uz + uy
+        """``A_theta^T y + g e0 = cos(t) U^T y + sin(t) V^T y + W^T y + g e0``."""
+        uc, us, u0 = u
+        return torch.cos(theta)[:, None] * uc + torch.sin(theta)[:, None] * us + u0
 
     def _solve_at(self, theta: Tensor, u, tables: _Tables, comp: int) -> tuple[Tensor, Tensor]:
         """(x, cost) at angles theta (B,) for one component.
@@ -405,23 +496,31 @@ class Lifter:
 
     @staticmethod
     def _apply_normal(tables: _Tables, comp: int, theta: Tensor, x: Tensor) -> Tensor:
-        """``N_theta x = P x + cos(2t) Q x + sin(2t) S x`` for x (B, J+1) (P, Q, S symmetric)."""
-        return (x @ tables.p[comp] + torch.cos(2 * theta)[:, None] * (x @ tables.q[comp])
-                + torch.sin(2 * theta)[:, None] * (x @ tables.s[comp]))
+        """``N_theta x`` for x (B, J+1) (P, Q, S, Q1, S1 symmetric)."""
+        def at(t: Tensor) -> Tensor:
+            return t[:, None]
+
+        return (x @ tables.p[comp] + at(torch.cos(2 * theta)) * (x @ tables.q[comp])
+                + at(torch.sin(2 * theta)) * (x @ tables.s[comp])
+                + at(torch.cos(theta)) * (x @ tables.q1[comp]) + at(torch.sin(theta)) * (x @ tables.s1[comp]))
 
     def _solve_differentiable(self, y: Tensor, tables: _Tables, component: Tensor, theta: Tensor) -> Tensor:
         """Closed-form solve at the chosen (fixed) angle and component with autograd:
         ``x = N_theta^-1 (A_theta^T y_tilde + g e0)`` (supplementary Eqs. 5-8)."""
         yt, _, _ = self._normalise(y, tables)
-        vx, vy, vz = tables.vx[component], tables.vy[component], tables.vz[component]  # (B, J+1, 17)
+
+        def project(rows: Tensor) -> Tensor:  # (B, J+1) = sum_r rows_r^T y_r
+            picked = rows[component]  # (B, 2, J+1, 17)
+            return (picked @ yt.transpose(1, 2)[..., None]).sum(1)[..., 0]
+
         c, s = torch.cos(theta)[:, None], torch.sin(theta)[:, None]
-        rhs = (c * (vx @ yt[..., 0, None])[..., 0] + s * (vz @ yt[..., 0, None])[..., 0]
-               + (vy @ yt[..., 1, None])[..., 0])
+        rhs = c * project(tables.u_cos) + s * project(tables.u_sin) + project(tables.u_const)
         prior_rhs = torch.zeros(rhs.shape[-1], dtype=rhs.dtype, device=rhs.device)
         prior_rhs[0] = tables.scale_prior
         rhs = rhs + prior_rhs
         c2, s2 = torch.cos(2 * theta)[:, None, None], torch.sin(2 * theta)[:, None, None]
-        normal = tables.p[component] + c2 * tables.q[component] + s2 * tables.s[component]
+        normal = (tables.p[component] + c2 * tables.q[component] + s2 * tables.s[component]
+                  + c[..., None] * tables.q1[component] + s[..., None] * tables.s1[component])
         return torch.linalg.solve(normal, rhs)
 
     def _model_pose(self, component: Tensor, coeff: Tensor) -> Tensor:
@@ -437,18 +536,25 @@ class Lifter:
 
     def _assemble(self, y: Tensor, tables: _Tables, component: Tensor, theta: Tensor, x: Tensor,
                   cost: Tensor) -> LiftResult:
-        """3D pose ``R_y(theta) (mu + (b / s) . e)`` in mm, root-relative, with its 2D scale/translation."""
+        """3D pose ``T R_y(theta) (mu + (b / s) . e)`` in mm, root-relative, with its 2D scale/translation."""
         _, t0, s0 = self._normalise(y, tables)
         s1 = x[:, 0]
         safe = s1.clamp(min=1e-6)
         coeff = x[:, 1:] / safe[:, None]  # a = b / s (footnote 3), metres
         model = self._model_pose(component, coeff)
-        pose = model @ rotation_about_axis(theta, "y").mT * MODEL_UNIT_MM
+        rotation = tables.tilt @ rotation_about_axis(theta, "y")  # (B, 3, 3)
+        pose = model @ rotation.mT * MODEL_UNIT_MM
         pose = pose - pose[:, ROOT:ROOT + 1]
         scale = s0 * s1 / MODEL_UNIT_MM
         centroid = (pose[..., :2] * tables.weights[:, None]).sum(1) / tables.weight_sum
         translation = t0 - scale[:, None] * centroid
         return LiftResult(pose, component, theta % (2 * math.pi), scale, translation, coeff * MODEL_UNIT_MM, cost)
+
+
+def _image_rotation(angle: Tensor) -> Tensor:
+    """(B, 2, 2) image-plane rotations ``R2(angle)`` (the top-left block of ``R_z(angle)``)."""
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    return torch.stack((torch.stack((cos, -sin), -1), torch.stack((sin, cos), -1)), -2)
 
 
 def _scatter(parts: list[tuple[Tensor | None, LiftResult]], size: int) -> LiftResult:

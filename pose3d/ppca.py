@@ -387,26 +387,28 @@ class PosePrior:
 
     # ---------------------------------------------------------------- lifting
     def lifter(self, rotations: int = 80, refine: bool = True, prior_weight: float = 1.0,
-               device=None, dtype=None):
+               device=None, dtype=None, tilt_step_deg: float = 0.5):
         """A cached :class:`pose3d.lifting.Lifter` for this prior."""
         import torch
 
         from pose3d.lifting import Lifter
 
         dtype = torch.float32 if dtype is None else dtype
-        key = (rotations, refine, prior_weight, str(device), dtype)
+        key = (rotations, refine, prior_weight, str(device), dtype, tilt_step_deg)
         if key not in self._lifters:
             self._lifters[key] = Lifter(self, rotations=rotations, refine=refine, prior_weight=prior_weight,
-                                        device=device, dtype=dtype)
+                                        device=device, dtype=dtype, tilt_step_deg=tilt_step_deg)
         return self._lifters[key]
 
     def lift(self, joints_2d, weights=None, rotations: int = 80, refine: bool = True,
-             prior_weight: float = 1.0, differentiable: bool = False, device=None) -> LiftOutput:
+             prior_weight: float = 1.0, differentiable: bool = False, device=None,
+             camera_rotation=None) -> LiftOutput:
         """3D poses from 2D joints (N, 17, 2) (any pixel-like unit, y down) by Sec. 5.3, Eq. 4.
 
         Returns a :class:`LiftOutput` whose first item is the 3D poses (N, 17, 3) in mm,
         camera frame, pelvis at the origin.  numpy in -> numpy out; torch in -> torch out.
         ``weights`` (N, 17): per-joint visibility/confidence (0 = ignore the joint).
+        ``camera_rotation`` (N, 3, 3): world-to-camera rotations ``E`` (y-down world), None = level.
         """
         import torch
 
@@ -417,7 +419,9 @@ class PosePrior:
             device = y.device
         lifter = self.lifter(rotations, refine, prior_weight, device=device, dtype=dtype)
         w = None if weights is None else torch.as_tensor(np.asarray(weights) if as_numpy else weights)
-        out = lifter(y, w, differentiable=differentiable)
+        rotation = None if camera_rotation is None else torch.as_tensor(np.asarray(camera_rotation) if as_numpy
+                                                                          else camera_rotation)
+        out = lifter(y, w, differentiable=differentiable, camera_rotation=rotation)
         if as_numpy:
             return LiftOutput(*(t.detach().cpu().numpy() for t in out))
         return LiftOutput(*out)

@@ -1,8 +1,8 @@
 """Tiny copies of the two Human3.6M layouts (``datamodules.human36m``), written by the tests.
 
 The files use the published field names, shapes and units; the content is synthetic but
-consistent: 3D poses (sampled bodies, :mod:`pose3d.pose_sampler`) in a world frame, cameras
-around them (no lens distortion), 2D labels = the pinhole projection of the 3D, frames that
+consistent: 3D poses (sampled bodies, :mod:`pose3d.pose_sampler`) in a z-up world frame (as
+Human3.6M's), level-ish cameras around them (no lens distortion), 2D labels = the pinhole projection of the 3D, frames that
 draw a dot at every joint (so image content can be checked against the labels).
 """
 from __future__ import annotations
@@ -24,6 +24,8 @@ SUBJECTS = (1, 5, 6, 7, 8, 9, 11)
 SEQUENCES = ("Directions", "Directions 1", "Walking 1")
 FRAME_SIZE = 96  # pixels of the tiny frames of the image layout
 FOCAL = 120.0
+# the sampler's y-down frame -> Human3.6M's z-up world: X_world = Y_DOWN_TO_Z_UP @ X_sampler
+Y_DOWN_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 DISTANCE_MM = 4500.0
 
 
@@ -54,17 +56,17 @@ def make_cameras(subjects, intrinsics_of) -> dict:
     cams = {}
     for s in subjects:
         for k, cid in enumerate(CAMERA_IDS):
-            R_w2c = _rotation(np.deg2rad(90.0 * k + 10.0 + s), np.deg2rad(8.0))
+            R_w2c = _rotation(np.deg2rad(90.0 * k + 10.0 + s), np.deg2rad(8.0)) @ Y_DOWN_TO_Z_UP.T
             centre = -R_w2c.T @ np.array([0.0, 0.0, DISTANCE_MM + 30.0 * k])  # the origin sits ahead of the camera
             cams[(s, cid)] = (R_w2c.T, centre, intrinsics_of(cid))
     return cams
 
 
 def world_poses(rng: np.random.Generator, num_frames: int) -> np.ndarray:
-    """(T, 17, 3) mm: sampled poses (y down, about upright) swaying near the world origin."""
+    """(T, 17, 3) mm: sampled poses (about upright, z up) swaying near the world origin."""
     poses = np.stack([sample_pose(rng, MEAN_BONE_LENGTHS, int(rng.integers(4))) for _ in range(num_frames)])
     drift = np.cumsum(rng.normal(0, 5.0, size=(num_frames, 1, 3)), axis=0)
-    return poses + drift
+    return (poses + drift) @ Y_DOWN_TO_Z_UP.T
 
 
 def project(points_cam: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_modules.blocks.skeleton_nets import BilinearUpsample, DeconvNet, MapRegressor, bilinear_kernel
+from lightning_modules.blocks.skeleton_nets import BilinearUpsample, DeconvNet, GroupedStack, MapRegressor, bilinear_kernel
 from lightning_modules.blocks.stacked import StackedModules
 from lightning_modules.deepskeleton import (
     DeepSkeleton,
@@ -84,10 +84,21 @@ def test_sigmoid_cross_entropy_masks_the_background_without_depth():
 
 
 # -- Sec. 3.2-3.3: batched, independent hypotheses ------------------------------------------------
-def test_batched_hypotheses_equal_separate_ones_and_have_independent_gradients():
+# Two implementations of one contract: torch.func.vmap over stacked parameters, and one grouped
+# network (grouped convolutions, batch norm over H x the channels, batched linear layers).
+STACKS = {
+    "vmap": StackedModules,
+    "grouped": lambda nets: GroupedStack(nets, nets[0].input_conv),
+    "grouped_channels_last": lambda nets: GroupedStack(nets, nets[0].input_conv, channels_last=True),
+}
+stack_kinds = pytest.mark.parametrize("kind", list(STACKS))
+
+
+@stack_kinds
+def test_batched_hypotheses_equal_separate_ones_and_have_independent_gradients(kind):
     torch.manual_seed(0)
     nets = [DeconvNet("small", (4, 8, 8, 8), 4) for _ in range(3)]
-    stacked = StackedModules(nets)
+    stacked = STACKS[kind](nets)
     image = torch.rand(4, 3, 32, 32)
     for mode in (True, False):
         stacked.train(mode)
@@ -111,24 +122,31 @@ def test_batched_hypotheses_equal_separate_ones_and_have_independent_gradients()
         torch.testing.assert_close(grad[1], params[name].grad, atol=1e-5, rtol=1e-4)
 
 
-def test_batched_regression_with_one_input_per_hypothesis():
+@stack_kinds
+def test_batched_regression_with_one_input_per_hypothesis(kind):
     torch.manual_seed(0)
-    stacked = StackedModules([MapRegressor("small", 17, 16, 6, (4, 8, 8, 8), 16) for _ in range(2)]).eval()
+    stacked = STACKS[kind]([MapRegressor("small", 17, 16, 6, (4, 8, 8, 8), 16) for _ in range(2)]).eval()
     maps = torch.rand(2, 3, 6, 8, 8)
     out = stacked(maps, shared=False)
     assert out.shape == (2, 3, 17, 3)
     for i in range(2):
-        torch.testing.assert_close(out[i], stacked.unstack(i).eval()(maps[i]), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(out[i], stacked.unstack(i).eval()(maps[i]), atol=1e-5, rtol=1e-5)
     assert (out[:, :, 0] == 0).all()  # root-relative
 
 
-def test_batch_norm_statistics_update_per_hypothesis():
-    stacked = StackedModules([DeconvNet("small", (4, 8, 8, 8), 4) for _ in range(2)]).train()
+@stack_kinds
+def test_batch_norm_statistics_update_per_hypothesis(kind):
+    stacked = STACKS[kind]([DeconvNet("small", (4, 8, 8, 8), 4) for _ in range(2)]).train()
+    separate = [stacked.unstack(i).train() for i in range(2)]
     before = stacked.encoder__stem__0__1__running_mean.clone()
-    stacked(torch.rand(2, 3, 32, 32))
+    image = torch.rand(2, 3, 32, 32)
+    stacked(image)
     after = stacked.encoder__stem__0__1__running_mean
     assert not torch.equal(before, after)
     assert not torch.equal(after[0], after[1])  # different weights, different statistics
+    for i, net in enumerate(separate):  # each copy's are the ones its own network accumulates
+        net(image)
+        torch.testing.assert_close(after[i], net.encoder.stem[0][1].running_mean, atol=1e-6, rtol=1e-5)
 
 
 # -- Sec. 3.4: matching ------------------------------------------------------------------------

@@ -190,6 +190,8 @@ def test_prerequisite_declares_stage1_only_when_asked():
     [declaration] = ExplicitProjection.prerequisites(cfg)
     assert declaration.experiment == "habibie_2d_pretrain" and declaration.into == "init_from"
     assert declaration.data_overrides == {"train_domain": "wild"}
+    cfg.data.name = "mixed"  # stage 1 on mixed's 2D-only sources (MPII + LSP), Sec. 4.2
+    assert ExplicitProjection.prerequisites(cfg)[0].data_overrides == {"ratio_3d": 0.0}
     cfg.init_from = "/some/run"
     assert ExplicitProjection.prerequisites(cfg) == []
     assert HeatmapPretraining.prerequisites(cfg) == []
@@ -284,3 +286,70 @@ def test_adadelta_with_the_pretrained_lr_factor():
     optimizer.step()  # (no gradients: a no-op, in the order the scheduler expects)
     configured["lr_scheduler"]["scheduler"].step()
     assert sorted(g["lr"] for g in optimizer.param_groups) == pytest.approx([0.0004, 0.04])
+
+
+# -- real-data layouts (issue 10): Human3.6M 3D + MPII/LSP 2D-only, tested on MPI-INF-3DHP ----
+# The tiny layouts are the ones the data tests write (imported fixtures, not copies).
+from tests.test_mpi_inf_3dhp import layout as mpi_inf_3dhp_layout  # noqa: E402,F401
+from tests.test_mpii_lsp import lsp_layout, mpii_json  # noqa: E402,F401
+
+
+@pytest.fixture(scope="module")
+def human36m_images(tmp_path_factory):
+    from tests.fixtures_h36m import write_images_layout
+
+    root = tmp_path_factory.mktemp("h36m_habibie")
+    write_images_layout(root, num_frames=30, subjects=(1, 5, 9))
+    return root
+
+
+def real_data(h36m, mpii, lsp, dhp, ratio_3d: float = 0.5, eval_source: str = "eval") -> list[str]:
+    """``data.name=mixed`` overrides: Human3.6M 3D + [MPII, LSP] 2D-only, evaluated on MPI-INF-3DHP."""
+    return ["data.name=mixed", "data.image_size=32", "data.batch_size=4", "data.train_size=8", "data.val_size=4",
+            "data.test_size=4", f"data.ratio_3d={ratio_3d}", f"data.eval_source={eval_source}",
+            f"data.sources.three_d={{name: human36m, root: {h36m}, train_size: 16}}",
+            f"data.sources.two_d=[{{name: mpii, root: {mpii}}}, {{name: lsp, root: {lsp}}}]",
+            f"data.sources.eval={{name: mpi_inf_3dhp, root: {dhp}, test_sequences: [1, 3, 5], subjects: [1], "
+            "sequences: [1], cameras: [0, 2], train_stride: 5}"]
+
+
+def test_smoke_trains_on_human36m_mpii_lsp_and_tests_on_mpi_inf_3dhp(
+        tmp_path, smoke_args, human36m_images, mpii_json, lsp_layout, mpi_inf_3dhp_layout):
+    import json
+    import math
+
+    from harness.train import main
+
+    data = real_data(human36m_images, mpii_json[0], lsp_layout[0], mpi_inf_3dhp_layout[0])
+    # stage 1 (Sec. 4.2) on the 2D-only sources of the same mixed data (ratio_3d=0), then stage 2 from it
+    pretrain = ",".join(f"'{o}'" for o in real_data(human36m_images, mpii_json[0], lsp_layout[0],
+                                                     mpi_inf_3dhp_layout[0], ratio_3d=0.0))
+    assert main(["experiment=habibie_projection", *smoke_args, "threads=1", *data, "model.pretrain_2d=true",
+                 f"model.pretrain_overrides=[{pretrain}]"]) == 0
+    runs = {p.name.split("-")[0]: p for p in (tmp_path / "runs").iterdir()}
+    assert {"habibie_projection", "habibie_2d_pretrain"} <= set(runs)
+    metrics = json.loads((runs["habibie_projection"] / "metrics.json").read_text())
+    assert "test/mpjpe" in metrics and all(math.isfinite(v) for k, v in metrics.items() if k.startswith("test/"))
+    pretrain_cfg = (runs["habibie_2d_pretrain"] / "config.yaml").read_text()
+    assert "ratio_3d: 0.0" in pretrain_cfg and "mpi_inf_3dhp" in pretrain_cfg
+    assert "init_from" in (runs["habibie_projection"] / "config.yaml").read_text()
+
+
+def test_the_mixed_real_data_concatenates_mpii_and_lsp_and_evaluates_on_3dhp(
+        human36m_images, mpii_json, lsp_layout, mpi_inf_3dhp_layout):
+    from datamodules.mixed import MixedDataModule
+    from harness.train import load_config
+    from omegaconf import OmegaConf
+
+    cfg = load_config(["experiment=habibie_projection", "preset=smoke",
+                       *real_data(human36m_images, mpii_json[0], lsp_layout[0], mpi_inf_3dhp_layout[0])])
+    dm = MixedDataModule(OmegaConf.to_container(cfg.data))
+    dm.setup("fit")
+    two_d = dm.dataset("train").parts[1]
+    assert [len(p) for p in two_d.parts] == [len(dm.sources["two_d"].dataset("train")),
+                                             len(dm.extra_sources["two_d"][0].dataset("train"))]
+    assert dm.sources["two_d"].cfg.name == "mpii" and dm.extra_sources["two_d"][0].cfg.name == "lsp"
+    assert dm.info == dm.sources["eval"].info  # 3DHP's joints, actions, test subjects
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["has_3d"].tolist() == [True, True, False, False]
+    assert next(iter(dm.test_dataloader()))["has_3d"].all()

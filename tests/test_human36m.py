@@ -13,7 +13,7 @@ from datamodules.batch import check_batch
 from datamodules.human36m import ACTIONS, CAMERA_IDS, FRONTAL_CAMERA, Human36MDataModule, parse_action, trial_numbers
 from datamodules.records import DatasetLayoutError
 from pose3d import camera as cam
-from pose3d.skeleton import SUBSET_14
+from pose3d.skeleton import JOINT_INDEX, SUBSET_14
 from tests.fixtures_h36m import write_images_layout, write_poses_layout
 
 FRAMES = 70  # per sequence at 50 fps: every 64th frame gives frames 0 and 64
@@ -251,3 +251,19 @@ def test_the_protocols_test_subjects_reach_data_info(tmp_path):
     for protocol, expected in ((1, ("S9", "S11")), (2, ("S11",))):
         dm = Human36MDataModule({"root": str(tmp_path / "h36m"), "layout": "poses", "image_size": 32, "protocol": protocol})
         assert dm.info.test_subjects == expected
+
+
+@pytest.mark.parametrize("layout", ["poses", "images"])
+def test_camera_rotation_turns_the_camera_frame_into_an_upright_world(layout, poses_root, images_root):
+    """Human3.6M's extrinsics give camera_rotation (world y down): a rotation under which the
+    camera-frame 3D is the world pose, standing upright (head above the pelvis: smaller y)."""
+    root = poses_root if layout == "poses" else images_root
+    dm = module(root, layout=layout, batch_size=8, flip=False, rotation_deg=0.0)
+    batch = next(iter(dm.test_dataloader()))
+    rotation = batch["camera_rotation"].double()
+    assert batch["has_camera_rotation"].all()
+    assert torch.allclose(rotation @ rotation.mT, torch.eye(3, dtype=torch.float64).expand_as(rotation), atol=1e-5)
+    assert torch.allclose(torch.linalg.det(rotation), torch.ones(len(rotation), dtype=torch.float64), atol=1e-5)
+    world = batch["joints_3d"].double() @ rotation  # R^T x per joint
+    head, pelvis = JOINT_INDEX["head"], 0
+    assert bool((world[:, head, 1] - world[:, pelvis, 1] < -300).all())

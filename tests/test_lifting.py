@@ -137,3 +137,68 @@ def test_cuda_matches_cpu():
     cpu = Lifter(prior, dtype=torch.float64)(joints_2d)
     gpu = Lifter(prior, dtype=torch.float64, device="cuda")(joints_2d.cuda())
     assert mpjpe(cpu.joints_3d, gpu.joints_3d.cpu()) < 1e-3
+
+
+# ------------------------------------------------------------------ camera extrinsics (Sec. 5.3, E)
+
+def tilted_view(poses: torch.Tensor, pitch: torch.Tensor, roll: torch.Tensor, yaw: torch.Tensor):
+    """World-to-camera rotations E = R_z(roll) R_x(pitch) R_y(yaw) and the weak-perspective 2D
+    and camera-frame 3D of model-frame poses seen through them."""
+    rotation = rotation_about_axis(roll, "z") @ rotation_about_axis(pitch, "x") @ rotation_about_axis(yaw, "y")
+    cam = poses @ rotation.mT
+    return 0.4 * cam[..., :2] + 100.0, cam, rotation
+
+
+def test_tilt_angles_recover_pitch_and_roll():
+    prior = toy_prior()
+    lifter = Lifter(prior, dtype=torch.float64, tilt_step_deg=0.5)
+    pitch, roll = torch.tensor([0.2, -0.05, 0.4], dtype=torch.float64), torch.tensor([0.0, 0.1, -2.5], dtype=torch.float64)
+    _, _, rotation = tilted_view(model_poses(prior, 3), pitch, roll, torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64))
+    got_pitch, got_roll = lifter.tilt_angles(rotation)
+    assert torch.allclose(got_pitch, pitch) and torch.allclose(got_roll, roll)
+    bins = lifter.pitch_bins(got_pitch)
+    assert torch.equal(bins, torch.round(pitch / math.radians(0.5)).long())
+    down = rotation_about_axis(-roll[2], "z") @ rotation[2, :, 1]  # the vertical without the roll
+    assert torch.allclose(lifter.tilt_matrix(int(bins[2])) @ torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), down, atol=5e-3)
+
+
+def test_known_camera_tilt_is_lifted_exactly():
+    """With E the search over the vertical axis recovers the pose in the camera frame; ignoring
+    the tilt leaves an error that the ground-plane search cannot explain."""
+    prior = toy_prior(seed=7)
+    poses = model_poses(prior, 32, seed=8)
+    step = math.radians(0.5)
+    pitch = torch.randint(-10, 50, (32,), dtype=torch.float64) * step  # on the tilt grid
+    roll = (torch.rand(32, dtype=torch.float64) - 0.5) * 1.2  # any roll: exact (an image rotation)
+    joints_2d, truth, rotation = tilted_view(poses, pitch, roll, torch.rand(32, dtype=torch.float64) * 2 * math.pi)
+    exact = dict(prior_weight=0.0, scale_prior=0.0, dtype=torch.float64)
+    with_e = Lifter(prior, **exact)(joints_2d, camera_rotation=rotation)
+    assert mpjpe(with_e.joints_3d, truth - truth[:, :1]) < 0.05
+    reprojected = with_e.scale[:, None, None] * with_e.joints_3d[..., :2] + with_e.translation[:, None]
+    assert torch.allclose(reprojected, joints_2d, atol=1e-2)  # yaw off the grid: refined, not exact
+    without = Lifter(prior, **exact)(joints_2d)
+    assert mpjpe(without.joints_3d, truth - truth[:, :1]) > 20 * max(mpjpe(with_e.joints_3d, truth - truth[:, :1]), 1.0)
+
+
+def test_tilted_lifting_on_the_coarse_grid_and_differentiable():
+    prior = toy_prior(components=2, seed=9)
+    poses = model_poses(prior, 8, seed=10)
+    theta = torch.randint(0, 40, (8,), dtype=torch.float64) * (2 * math.pi / 40)
+    pitch = torch.full((8,), math.radians(15.0), dtype=torch.float64)
+    joints_2d, truth, rotation = tilted_view(poses, pitch, torch.full((8,), 0.3, dtype=torch.float64), theta)
+    lifter = Lifter(prior, rotations=40, refine=False, prior_weight=0.0, scale_prior=0.0, dtype=torch.float64)
+    assert mpjpe(lifter(joints_2d, camera_rotation=rotation).joints_3d, truth - truth[:, :1]) < 1e-4
+    y = joints_2d.clone().requires_grad_(True)
+    out = lifter(y, camera_rotation=rotation, differentiable=True)
+    assert torch.allclose(out.joints_3d.detach(), lifter(joints_2d, camera_rotation=rotation).joints_3d, atol=1e-8)
+    out.joints_3d.square().sum().backward()
+    assert y.grad is not None and bool(torch.isfinite(y.grad).all()) and float(y.grad.abs().sum()) > 0
+
+
+def test_level_cameras_take_the_untilted_tables():
+    prior = toy_prior(seed=11)
+    joints_2d, _ = project(model_poses(prior, 6, seed=12), torch.rand(6, dtype=torch.float64) * 6)
+    lifter = Lifter(prior, dtype=torch.float64)
+    level = rotation_about_axis(torch.rand(6, dtype=torch.float64) * 6, "y")  # yaw only: no tilt
+    a, b = lifter(joints_2d), lifter(joints_2d, camera_rotation=level)
+    assert torch.allclose(a.joints_3d, b.joints_3d) and len(lifter._tables) == 1

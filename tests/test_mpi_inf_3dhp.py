@@ -253,6 +253,18 @@ def test_training_set_cameras_stride_and_calibration(layout):
     batch = next(iter(dm.train_dataloader()))
     check_batch(batch)
     assert batch["has_3d"].all() and batch["image"].shape == (4, 3, 32, 32)
+    # the identity extrinsic of a y-up studio: the camera's down is the world's -y, so R = diag(1, -1, -1);
+    # the training crops' in-plane rotation turns it about the optical axis (z) and keeps it a rotation
+    np.testing.assert_allclose(first.rotation, np.diag([1.0, -1.0, -1.0]))
+    assert batch["has_camera_rotation"].all()
+    rotation = batch["camera_rotation"].double()
+    assert torch.allclose(rotation @ rotation.mT, torch.eye(3, dtype=torch.float64).expand(4, 3, 3), atol=1e-5)
+    assert torch.allclose(torch.linalg.det(rotation), torch.ones(4, dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(rotation[:, 2], torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64), atol=1e-5)
+    # the test set ships no extrinsics
+    test_batch = next(iter(dm.test_dataloader()))
+    assert not test_batch["has_camera_rotation"].any()
+    assert torch.equal(test_batch["camera_rotation"], torch.eye(3).expand(len(test_batch["image"]), 3, 3))
     # validation falls back to the test set when no training subject is held out
     assert len(dm.records("val")) == len(dm.records("test"))
 

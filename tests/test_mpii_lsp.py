@@ -88,6 +88,7 @@ def test_mpii_head_size_from_gt_valid_boxes_and_in_batches(mpii_json):
     check_batch(batch)
     assert not batch["has_3d"].any() and batch["has_2d"].all()
     assert torch.all(batch["joints_3d"] == 0)
+    assert not batch["has_camera_rotation"].any()  # 2D-only photos: the camera rotation is unknown
     zoom = 32 / (200 * 0.25 * 1.25)  # crop side = 200 * scale * margin
     np.testing.assert_allclose(batch["head_size"].numpy(), [r.head_size * zoom for r in records], rtol=1e-5)
     assert len(dm.records("val")) == 2

@@ -187,3 +187,27 @@ def test_render_device_cpu_renders_what_the_default_renders():
     default = SyntheticDataModule({"test_size": 4, "image_size": 32}).dataset("test")[1]
     explicit = SyntheticDataModule({"test_size": 4, "image_size": 32, "render_device": "cpu"}).dataset("test")[1]
     assert all(torch.equal(default[k], explicit[k]) for k in default)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_camera_rotation_is_a_rotation_that_maps_the_vertical_as_sampled(split):
+    """camera_rotation (world y down -> camera) is R_x(pitch) R_y(yaw): orthonormal, det 1, and the
+    world's down seen from the camera is (0, cos pitch, sin pitch), a training flip included."""
+    dm = make_dm()
+    dm.setup("fit" if split == "train" else "test")
+    dataset = getattr(dm, f"{split}_dataloader")().dataset
+    samples = dataset.__getitems__(list(range(8)))  # in index order (the training loader shuffles)
+    batch = {key: torch.stack([sample[key] for sample in samples]) for key in samples[0]}
+    rotation = batch["camera_rotation"].double()
+    assert batch["has_camera_rotation"].all()
+    eye = torch.eye(3, dtype=torch.float64).expand_as(rotation)
+    assert torch.allclose(rotation @ rotation.mT, eye, atol=1e-5)
+    assert torch.allclose(torch.linalg.det(rotation), torch.ones(len(rotation), dtype=torch.float64), atol=1e-5)
+    pitch = torch.tensor([dataset.describe(i).pitch for i in range(len(rotation))], dtype=torch.float64)
+    down = torch.stack((torch.zeros_like(pitch), torch.cos(pitch), torch.sin(pitch)), -1)
+    assert torch.allclose(rotation[..., 1], down, atol=1e-5)
+    if split == "test":  # the 3D labels are the world pose seen through it
+        spec = dataset.describe(0)
+        world = torch.as_tensor(spec.pose, dtype=torch.float64) @ cam.rotation_about_axis(torch.tensor(spec.yaw, dtype=torch.float64), "y").mT
+        expected = (world - world[:1]) @ cam.rotation_about_axis(pitch[0], "x").mT
+        assert torch.allclose(batch["joints_3d"][0].double(), expected, atol=1e-2)
