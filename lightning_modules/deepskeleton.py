@@ -22,9 +22,11 @@ Pipeline (one hypothesis ``i`` per entry of ``model.stick_widths``):
   crop: the Direct RGB baseline of Sec. 5.2 / Table 2).
 * Hypotheses (Sec. 3.2 "Deal with stick width", footnote 1): ``c_i = 1.0`` and ``l_i`` in
   5..15. The pairs are independent networks in their parameters but computed batched
-  (:class:`~lightning_modules.blocks.stacked.StackedModules`: stacked parameters,
-  ``torch.func.vmap`` of ``functional_call``, i.e. grouped convolutions), so one step updates
-  all of them. The targets for every width come from one distance computation (the
+  (:class:`~lightning_modules.blocks.skeleton_nets.GroupedStack`: stacked parameters run
+  through one network of grouped convolutions, batch norm over H x the channels and batched
+  linear layers; the same values as ``torch.func.vmap`` over the copies), so one step updates
+  all of them; ``channels_last`` (default on) runs it in the channels-last memory format,
+  faster on CPU and GPU with the same values. The targets for every width come from one distance computation (the
   ``skeleton_maps`` target kind with a list of widths; repeated widths are rendered once).
 * Matching (Sec. 3.4, Eq. 1; :func:`solve_translation`, :func:`match_hypotheses`): every
   root-relative hypothesis gets the root translation that best fits the 2D detections in
@@ -85,8 +87,15 @@ Choices where the paper is silent (each a config value):
   to 25 px on 64 px crops (PCKh 1.6%), which makes the choice random; the paper's detector is a
   fully trained stacked hourglass. ``model.two_d.source=predicted`` is one override away (and
   ``two_d_overrides`` / ``two_d_train_size`` size that run); smoke and paper use the predicted 2D.
-* crop scales ``c_i``: only 1.0 (Human3.6M and the synthetic data have no truncation; the
-  paper uses 1.0 there, Sec. 3.2); other values are a config error for now.
+* crop scales ``c_i`` (``crop_scales``: one for all, or one per width): hypothesis ``i`` reads
+  the crop zoomed out by ``c_i`` about its centre and its maps are rendered in that frame
+  (:mod:`pose3d.zoom`); the matching is unchanged (the hypotheses are root-relative 3D). The
+  paper crops a ``c_i`` times larger box from the full image; our loaders hand over the 1.0
+  crop only, so the border beyond it is zero: the larger crop gives the maps room for parts
+  outside the box (the truncation case) but no extra context. Every preset keeps 1.0, the
+  paper's value for Human3.6M (Sec. 3.2; the synthetic data has no truncation); for wild
+  data with truncation the paper pairs 1.0 / 1.25 / 1.5 with the widths, which is
+  ``crop_scales=[...]``, one per width.
 
 What the quick preset simplifies (paper values in brackets; ``preset=paper`` has them): 64 px
 crops and 16 x 16 maps (224, 56); ``max_hypotheses=5``: widths 5, 7, 10, 13, 15 in ``map_56``
@@ -118,6 +127,7 @@ from lightning_modules.blocks.two_d_source import TwoDSource, TwoDSourceConfig, 
 from pose3d.camera import project
 from pose3d.config import ConfigError, at_least, choice, positive
 from pose3d.units import MM_PER_METRE
+from pose3d.zoom import zoom_images
 
 REGRESSION_INPUTS = ("predicted", "ground_truth", "image")
 
@@ -145,7 +155,7 @@ class DeepSkeletonConfig:
     two_d: TwoDSourceConfig = field(default_factory=TwoDSourceConfig)
     two_d_overrides: list[str] = field(default_factory=list)  # key=value settings of the 2D prerequisite run
     two_d_train_size: Optional[int] = at_least(1, None, special=(None,))  # its data.train_size; None: ours
-    channels_last: bool = False  # the hypotheses' networks in the channels-last memory format (same values)
+    channels_last: bool = True  # the hypotheses' networks in the channels-last memory format (same values)
 
 
 class DeepSkeleton(PoseModule):
@@ -158,18 +168,21 @@ class DeepSkeleton(PoseModule):
         if not widths or min(widths) <= 0:
             raise ConfigError(f"bad value for model.stick_widths: {widths}; expected one or more widths > 0")
         scales = [float(c) for c in cfg.crop_scales]
-        if len(scales) not in (1, len(widths)) or any(c != 1.0 for c in scales):
-            raise ConfigError(f"bad value for model.crop_scales: {scales}; only crop scale 1.0 is implemented "
-                              "(Human3.6M and synthetic data have no truncation, Sec. 3.2)")
+        if len(scales) not in (1, len(widths)) or min(scales) <= 0:
+            raise ConfigError(f"bad value for model.crop_scales: {scales}; expected one scale > 0 or one per "
+                              f"stick width ({len(widths)})")
         if size % cfg.map_stride:
             raise ConfigError(f"data.image_size={size} is not a multiple of model.map_stride={cfg.map_stride}")
         self.hypotheses = len(widths)
         self.widths = widths
         self.map_size = size // cfg.map_stride
         self.map_widths = [self.map_width(w) for w in widths]
-        unique = sorted(set(self.map_widths))
-        self.unique_widths = unique
-        self.register_buffer("width_index", torch.tensor([unique.index(w) for w in self.map_widths]), persistent=False)
+        self.crop_scales = scales * len(widths) if len(scales) == 1 else scales  # c_i per hypothesis
+        # the distinct (map width, crop scale) configurations: each target is rendered once
+        unique = sorted(set(zip(self.map_widths, self.crop_scales)))
+        self.unique_configs = unique
+        self.register_buffer("config_index", torch.tensor([unique.index(c) for c in zip(self.map_widths, self.crop_scales)]),
+                             persistent=False)
         encoder_widths = list(cfg.encoder_widths)
         joints = self.data_info.num_joints
         self.deconv = None
@@ -207,14 +220,24 @@ class DeepSkeleton(PoseModule):
         if self.cfg.regression_input == "image":
             return {}
         return {"skeleton_maps": {"kind": "skeleton_maps", "size": self.map_size,
-                                  "stick_width": [float(w) for w in self.unique_widths]}}
+                                  "stick_width": [float(w) for w, _ in self.unique_configs],
+                                  "crop_scale": [float(c) for _, c in self.unique_configs]}}
 
     def target_maps(self, batch: dict[str, Tensor]) -> Tensor:
-        """(H, B, 6, s, s) rendered maps of every hypothesis' width."""
+        """(H, B, 6, s, s) rendered maps of every hypothesis' (width, crop scale)."""
         maps = batch["skeleton_maps"]
         if maps.dim() == 4:  # a single width was requested elsewhere
             maps = maps[:, None]
-        return maps.index_select(1, self.width_index).transpose(0, 1)
+        return maps.index_select(1, self.config_index).transpose(0, 1)
+
+    def hypothesis_inputs(self, image: Tensor) -> tuple[Tensor, bool]:
+        """The image each hypothesis reads and whether it is one shared input: (B, 3, S, S) when
+        every crop scale is 1, else (H, B, 3, S, S), each zoomed out by its ``c_i``
+        (:func:`pose3d.zoom.zoom_images`, one resampling per distinct scale)."""
+        if all(c == 1.0 for c in self.crop_scales):
+            return image, True
+        zoomed = {c: zoom_images(image, c) for c in dict.fromkeys(self.crop_scales)}
+        return torch.stack([zoomed[c] for c in self.crop_scales]), False
 
     def deconv_phase(self) -> bool:
         """Whether this epoch trains the deconvolution networks (else the regression networks only)."""
@@ -226,7 +249,8 @@ class DeepSkeleton(PoseModule):
     # -- the networks -------------------------------------------------------------------------
     def deconv_logits(self, image: Tensor) -> list[Tensor]:
         """Per decoder level (strides 16, 8, 4): (H, B, 6, h, w) logits."""
-        return self.deconv(image, shared=True)
+        inputs, shared = self.hypothesis_inputs(image)
+        return self.deconv(inputs, shared=shared)
 
     def regress(self, inputs: Tensor, shared: bool) -> Tensor:
         """(H, B, J, 3) root-relative mm from maps (H, B, 6, s, s) or the image (B, 3, S, S)."""
@@ -236,7 +260,7 @@ class DeepSkeleton(PoseModule):
         """``hypotheses`` (H, B, J, 3) mm and, with predicted maps, ``maps`` (H, B, 6, s, s)
         probabilities and ``logits`` (the per-level logits)."""
         if self.cfg.regression_input == "image":
-            return {"hypotheses": self.regress(batch["image"], shared=True)}
+            return {"hypotheses": self.regress(*self.hypothesis_inputs(batch["image"]))}
         if self.cfg.regression_input == "ground_truth":
             return {"hypotheses": self.regress(self.target_maps(batch), shared=False)}
         logits = self.deconv_logits(batch["image"])

@@ -100,6 +100,7 @@ from torch import Tensor, nn
 from lightning_modules.base import PoseModule, masked_mean
 from lightning_modules.blocks.backbones import conv_bn_relu
 from lightning_modules.blocks.resnet import BasicBlock, Bottleneck, load_torchvision_weights, resnet50
+from lightning_modules.blocks.two_d_source import two_d_only_data
 from lightning_modules.blocks.residual_mlp import ResidualLifter
 from pose3d.body import MEAN_BONE_LENGTHS
 from pose3d.config import ConfigError, at_least, bounded, choice
@@ -279,7 +280,7 @@ class ExplicitProjection(PoseModule):
             return [TrainedRun("habibie_2d_pretrain", into="init_from", same_data=False,
                                overrides=tuple(overrides + list(m.pretrain_overrides)))]
         # stage 1 sees the 2D-only images: the wild domain, or mixed's 2D sources (MPII + LSP) alone
-        data_overrides = {"synthetic": {"train_domain": "wild"}, "mixed": {"ratio_3d": 0.0}}.get(cfg.data.name, {})
+        data_overrides = two_d_only_data(cfg.data.name) or {}
         return [TrainedRun("habibie_2d_pretrain", into="init_from", overrides=tuple(overrides),
                            data_overrides=data_overrides)]
 

@@ -14,19 +14,30 @@ Simplifications for CPU, one preset away from the paper: the quick preset uses 2
 64 features, depth 3, on 64 px crops with 16 px heatmaps; ``preset=paper`` uses the
 hourglass paper's 8 stacks, 256 features, depth 4, 256 px input and 64 px heatmaps with
 sigma 1 heatmap pixel (Newell et al. Sec. 5.1; they train with RMSProp at 2.5e-4, ours with
-Adam). The Tekin paper fine-tunes an MPII-pretrained network; we train from scratch on the
-run's data (no weights are downloaded).
+Adam).
+
+Pre-training (Tekin et al. 2017, Sec. 3.2: an MPII-trained hourglass fine-tuned on the target
+data): ``model.pretrain_2d=always`` declares a first run of this experiment on 2D-only data as a
+prerequisite and starts from its weights (``init_from``). On the synthetic data that is the
+wild domain's 2D labels, on ``data.name=mixed`` its 2D-only sources (MPII, LSP) alone; any other
+data names its 2D data with ``model.pretrain_overrides`` (e.g. ``[data.name=mpii,
+data.root=/data/mpii]`` for Human3.6M), else ``always`` is a config error. ``auto`` (the paper
+preset) pre-trains where there is such data and trains from scratch where there is none
+(Human3.6M without ``pretrain_overrides``). No weights are downloaded.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from lightning_modules.base import PoseModule, masked_mean
 from lightning_modules.blocks.hourglass import StackedHourglass
+from lightning_modules.blocks.two_d_source import two_d_only_data
+from pose3d.config import ConfigError, choice
 from pose3d.heatmaps import decode_argmax
+from pose3d.prerequisites import TrainedRun
 
 
 @dataclass
@@ -36,6 +47,8 @@ class Heatmap2DConfig:
     channels: int = 64
     depth: int = 3
     sigma: float = 1.0  # Gaussian target width in heatmap pixels
+    pretrain_2d: str = choice("never", ("never", "auto", "always"))  # first train on 2D-only data (Sec. 3.2's MPII stage)
+    pretrain_overrides: list[str] = field(default_factory=list)  # that run's own key=value data settings
 
 
 class HeatmapNetwork(PoseModule):
@@ -47,6 +60,24 @@ class HeatmapNetwork(PoseModule):
         super().__init__(model, optim, data_info)
         self.network = StackedHourglass(self.data_info.num_joints, self.cfg.stacks, self.cfg.channels, self.cfg.depth)
         self.heatmap_size = self.data_info.image_size // self.map_stride
+
+    @classmethod
+    def prerequisites(cls, cfg) -> list:
+        """The pre-training run on 2D-only data, when ``pretrain_2d`` (module docstring)."""
+        m = cfg.model
+        if m.pretrain_2d == "never" or cfg.get("init_from"):
+            return []
+        overrides = ("model.pretrain_2d=never", *[f"model.{k}={m[k]}" for k in ("stacks", "channels", "depth", "sigma")])
+        if m.pretrain_overrides:
+            return [TrainedRun("heatmap2d", into="init_from", same_data=False,
+                               overrides=overrides + tuple(str(o) for o in m.pretrain_overrides))]
+        data = two_d_only_data(cfg.data.name)
+        if data is None and m.pretrain_2d == "auto":
+            return []
+        if data is None:
+            raise ConfigError(f"model.pretrain_2d=always needs 2D data to pre-train on for data.name={cfg.data.name}: "
+                              "set model.pretrain_overrides, e.g. [data.name=mpii,data.root=/path/to/mpii]")
+        return [TrainedRun("heatmap2d", into="init_from", overrides=overrides, data_overrides=data)]
 
     def required_targets(self) -> dict[str, dict]:
         return {"heatmaps": {"size": self.heatmap_size, "sigma": self.cfg.sigma}}

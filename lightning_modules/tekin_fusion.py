@@ -27,18 +27,26 @@ The confidence maps ``X_0`` come from the shared 2D source block ``model.two_d``
 (:mod:`lightning_modules.heatmap2d`, frozen; the paper's setting, Sec. 3.2), declared as a
 prerequisite and trained once per preset, data config and heatmap experiment file (every
 variant and seed reuses it), or rendered from the ``ground_truth`` 2D joints (an oracle for
-analysis). The maps are upsampled to the image size, since ``I_l`` and ``X_l`` must have the
-same resolution.
+analysis). The maps are resized to the streams' input size, since ``I_l`` and ``X_l`` must have
+the same resolution. ``model.input_size`` is that size when it differs from the crop's: the
+paper preset loads 256 px crops, which the heatmap network reads (64 x 64 confidence maps, as
+in the authors' code), and feeds the image stream the crop resized to 128 px with the maps
+upsampled to 128 (the paper's streams read 128 px inputs).
 
 After testing, :mod:`lightning_modules.tekin_analysis` writes the Figure 5 plot (alpha, beta
 and ``w`` over training), the pruned network's size and speed, and the Figure 7 feature
 correlations into the run folder.
 
-Simplifications for CPU, one preset away from the paper: Figure 3's layer sizes are not in
-the text we have, so the streams are config values (``conv_widths``, ``fc_widths``; one
-stride-2 3x3 conv per conv layer); the quick preset uses 4 conv + 1 fc layers of 16..64
-channels at 64 px, ``preset=paper`` 5 conv + 2 fc layers (64..512 channels, 2048 units) at
-256 px. ``model.fusion_lr`` gives alpha and beta their own learning rate (null = the
+Simplifications for CPU, one preset away from the paper: the streams are config values
+(``conv_widths``, ``fc_widths``, ``conv_kernels``); the quick preset uses 4 stride-2 3x3 conv
+layers of 8..32 channels and one fc layer of 128 at 64 px. ``preset=paper`` is the authors'
+network (Figure 3's sizes are not in the paper's text; their released Theano code fixes
+them): per data stream conv 9x9/36, 5x5/72, 5x5/72, each with a 2x2 max-pool and ReLU, then
+fc 2048, 2048 (dropout 0.5), 512, 512, 51 (L = 8), the fusion stream twice as wide, 128 px
+inputs, batch 128, Adam 1e-3 for every parameter, alpha 0.1, beta 4.6 (their L / 2 + 0.6),
+200 epochs, the heatmap network pre-trained on 2D-only data and fine-tuned
+(``heatmap2d``'s ``pretrain_2d=auto``). ``model.squared_alpha=true`` is their code's
+``sigmoid(alpha^2 (l - beta))``; Eq. 3 is the default. ``model.fusion_lr`` gives alpha and beta their own learning rate (null = the
 paper's single 1e-3): with Adam a parameter moves by about one learning rate per step, so
 alpha needs thousands of steps to sharpen, more than a CPU preset has.
 """
@@ -57,7 +65,7 @@ from torchmetrics import MeanMetric, Metric
 from lightning_modules.base import PoseModule, masked_mean
 from lightning_modules.blocks.fusion import FixedFusionWeights, FusionNetwork, SigmoidFusionWeights
 from lightning_modules.blocks.two_d_source import TwoDSource, TwoDSourceConfig, two_d_prerequisites
-from pose3d.config import ConfigError, choice
+from pose3d.config import ConfigError, at_least, choice
 from pose3d.units import MM_PER_METRE
 
 
@@ -79,6 +87,7 @@ class TrainableFusionConfig:
     penalty_lambda: float = 5.0e3
     fusion_lr: Optional[float] = None  # learning rate of alpha and beta; None: optim.lr
     two_d: TwoDSourceConfig = field(default_factory=TwoDSourceConfig)  # the confidence maps X_0
+    input_size: Optional[int] = at_least(8, None, special=(None,))  # the streams' input px; None: the crop's
     prune_tolerance: float = 1.0e-3
     analysis_images: int = 128  # Figure 7 and the pruning check use this many test images
 
@@ -94,8 +103,9 @@ class TrainableFusion(PoseModule):
             streams = {"image": 3}
         elif cfg.fusion == "cm_only":
             streams = {"cms": joints}
+        self.input_size = int(cfg.input_size or self.data_info.image_size)
         self.network = FusionNetwork(
-            streams, list(cfg.conv_widths), list(cfg.fc_widths), self.data_info.image_size, 3 * joints,
+            streams, list(cfg.conv_widths), list(cfg.fc_widths), self.input_size, 3 * joints,
             self._fusion_weights(len(cfg.conv_widths) + len(cfg.fc_widths)),
             list(cfg.dropout) if OmegaConf.is_list(cfg.dropout) else float(cfg.dropout),
             None if cfg.conv_kernels is None else list(cfg.conv_kernels),
@@ -128,11 +138,16 @@ class TrainableFusion(PoseModule):
         return self.two_d.maps(batch).clamp(min=0.0)
 
     def stream_inputs(self, batch: dict[str, Tensor], maps: Tensor | None = None) -> dict[str, Tensor]:
-        """``I_0`` and ``X_0`` (the maps upsampled to the image); ``maps`` if already computed."""
-        inputs = {"image": batch["image"]}
+        """``I_0`` (the crop, resized to ``input_size``) and ``X_0`` (the maps resized to it);
+        ``maps`` if already computed. The heatmap network reads the crop at its own size."""
+        size = (self.input_size, self.input_size)
+        image = batch["image"]
+        if image.shape[-2:] != size:
+            image = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+        inputs = {"image": image}
         if self.uses_cms:
             maps = self.confidence_maps(batch) if maps is None else maps
-            inputs["cms"] = F.interpolate(maps, size=batch["image"].shape[-2:], mode="bilinear", align_corners=False)
+            inputs["cms"] = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
         return inputs
 
     # -- the method -------------------------------------------------------------------

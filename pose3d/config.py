@@ -222,6 +222,21 @@ def _valid_keys(cfg: DictConfig, dotted_parent: str) -> str:
     return ", ".join(str(k) for k in keys)
 
 
+def _section_given_a_value(base: DictConfig, layer: Any, prefix: str = "") -> str:
+    """The dotted key of ``layer`` that sets a whole section of ``base`` to a plain value ('' if none)."""
+    if not isinstance(layer, (dict, DictConfig)):
+        return ""
+    for key, value in layer.items():
+        node = base.get(key) if isinstance(base, DictConfig) else None
+        if isinstance(node, DictConfig):
+            if not isinstance(value, (dict, DictConfig)) and value is not None:
+                return f"{prefix}{key}"
+            found = _section_given_a_value(node, value, f"{prefix}{key}.")
+            if found:
+                return found
+    return ""
+
+
 def _merge(base: DictConfig, layer: Any, source: str) -> DictConfig:
     """Merge one layer into the structured config, turning OmegaConf errors into one-line ConfigErrors."""
     try:
@@ -234,7 +249,11 @@ def _merge(base: DictConfig, layer: Any, source: str) -> DictConfig:
             f"{_valid_keys(base, parent)}"
         ) from None
     except ValidationError as error:
-        raise ConfigError(f"bad value for {error.full_key} ({source}): {error.msg.splitlines()[0]}") from None
+        message = (error.msg or str(error) or type(error).__name__).splitlines()[0]
+        key = error.full_key or _section_given_a_value(base, layer)
+        if key and not error.full_key:
+            message = f"{key} is a section of settings; expected {key}.<key>=<value>"
+        raise ConfigError(f"bad value for {key or 'the config'} ({source}): {message}") from None
     except OmegaConfBaseException as error:
         raise ConfigError(f"bad config ({source}): {str(error).splitlines()[0]}") from None
 

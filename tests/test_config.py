@@ -23,6 +23,7 @@ def test_layers_apply_in_order():
         ("model.backbon=small", "unknown config key 'model.backbon'"),
         ("model.backbone=vgg", "bad value for model.backbone: 'vgg'; choose one of: small, resnet18, resnet50"),
         ("trainer.max_epochs=many", "bad value for trainer.max_epochs"),
+        ("logger=none", "bad value for logger (command line): logger is a section of settings; expected logger.<key>=<value>"),
         ("preset=huge", "bad value for preset: 'huge'; choose one of: smoke, quick, paper"),
         ("experiment=nope", "unknown experiment 'nope'; choose one of: baseline"),
         ("data.train_domain=moon", "choose one of: studio, wild, mixed"),

@@ -37,7 +37,7 @@ def test_requests_merge_and_the_kind_defaults_to_the_key():
                                    {"heatmaps": {"size": 16, "sigma": 1.0}})  # the same spec, written out
     assert merged == {
         "heatmaps": {"kind": "heatmaps", "size": 16, "sigma": 1.0},
-        "skeleton_maps": {"kind": "skeleton_maps", "size": 56, "stick_width": (5, 10)},
+        "skeleton_maps": {"kind": "skeleton_maps", "size": 56, "stick_width": (5, 10), "crop_scale": 1.0},
     }
 
 

@@ -22,6 +22,7 @@ from pose3d.camera import project
 from pose3d.config import ConfigError
 from pose3d.prerequisites import TrainedRun
 from pose3d.targets import skeleton_maps
+from pose3d.zoom import zoom_coords, zoom_images
 from tests.helpers import OPTIM, random_batch
 
 SMALL = {"encoder_widths": [4, 8, 8, 8], "decoder_channels": 4, "regression_hidden": 16, "regression_size": 16,
@@ -241,6 +242,27 @@ def test_targets_render_each_width_once():
     assert model.target_maps(batch).shape == (3, 2, 6, 8, 8)
 
 
+def test_crop_scales_zoom_the_input_and_the_targets_of_their_hypotheses():
+    model = build(stick_widths=[10, 10, 5], crop_scales=[1.0, 1.5, 1.5])
+    spec = model.required_targets()["skeleton_maps"]
+    assert sorted(zip(spec["stick_width"], spec["crop_scale"])) == sorted(model.unique_configs)
+    assert len(model.unique_configs) == 3
+    batch = with_targets(model, contract_batch(2))
+    targets = model.target_maps(batch)
+    for h, (width, scale) in enumerate(zip(model.map_widths, model.crop_scales)):
+        zoomed = {**batch, "joints_2d": zoom_coords(batch["joints_2d"], 32, scale)}
+        alone = skeleton_maps(zoomed, 32, {"size": 8, "stick_width": width, "crop_scale": 1.0})
+        torch.testing.assert_close(targets[h], alone)
+    assert not torch.equal(targets[0], targets[1])  # same width, another scale: another map
+    inputs, shared = model.hypothesis_inputs(batch["image"])
+    assert not shared and inputs.shape == (3, 2, 3, 32, 32)
+    torch.testing.assert_close(inputs[0], batch["image"])
+    torch.testing.assert_close(inputs[2], zoom_images(batch["image"], 1.5))
+    loss, _ = model.training_loss(batch)
+    assert torch.isfinite(loss)
+    assert model.predict(batch)["joints_3d"].shape == (2, 17, 3)
+
+
 # -- training ----------------------------------------------------------------------------------
 def test_loss_goes_down_on_a_fixed_batch():
     model = build(stick_widths=[6, 12], deconv_epochs=0, freeze_deconv=False).train()
@@ -286,7 +308,9 @@ def test_config_choices_and_errors():
     assert select_widths([10] * 11, 3) == [10, 10, 10]
     assert select_widths([5, 10], None) == [5, 10]
     with pytest.raises(ConfigError, match="crop_scales"):
-        build(crop_scales=[1.25])
+        build(stick_widths=[5, 10, 15], crop_scales=[1.0, 1.25])  # neither one nor one per width
+    with pytest.raises(ConfigError, match="crop_scales"):
+        build(crop_scales=[0.0])
     with pytest.raises(ConfigError, match="stick_widths"):
         build(stick_widths=[])
     model = build(stick_widths=[10], width_unit="input_224")

@@ -127,3 +127,29 @@ def test_paper_preset_builds_the_authors_layer_shapes():
     # by hand: image stream 43,488,371 (fc1 18432 x 2048 alone 37.75M), CM stream 43,529,195 (17 input
     # channels), fusion stream 174,029,683 (its fc1 36864 x 4096: 151.0M), alpha and beta 2
     assert count_parameters(network) == 43_488_371 + 43_529_195 + 174_029_683 + 2
+
+
+def test_paper_preset_reads_64_px_confidence_maps_of_a_pretrained_hourglass():
+    """The hourglass reads the 256 px crop (64 x 64 maps, after pre-training on 2D-only data);
+    the streams read 128 px: the image resized, the maps upsampled."""
+    from harness.prerequisites import trained_run_config
+    from harness.train import load_config
+    from lightning_modules.heatmap2d import HeatmapNetwork
+    from lightning_modules.tekin_fusion import TrainableFusion
+
+    cfg = load_config(["experiment=tekin_fusion", "preset=paper"])
+    assert cfg.data.image_size == 256 and cfg.model.input_size == 128 and cfg.data.batch_size == 128
+    [two_d] = TrainableFusion.prerequisites(cfg)
+    heatmap_cfg = trained_run_config(two_d, cfg)
+    assert heatmap_cfg.data.image_size == 256 and heatmap_cfg.model.pretrain_2d == "auto"
+    with torch.device("meta"):
+        heatmap = HeatmapNetwork(dict(heatmap_cfg.model), dict(heatmap_cfg.optim), {"num_joints": 17, "image_size": 256})
+    assert heatmap.heatmap_size == 64 and heatmap.cfg.stacks == 8
+    [pretrain] = HeatmapNetwork.prerequisites(heatmap_cfg)  # the synthetic data: its wild domain's 2D
+    assert pretrain.data_overrides == {"train_domain": "wild"}
+    model = TrainableFusion({**dict(cfg.model), "conv_widths": [4, 4, 4], "fc_widths": [8, 8, 8, 8, 51],
+                             "two_d": {"source": "ground_truth"}},
+                            dict(cfg.optim), {"num_joints": 17, "image_size": 256})
+    batch = {"image": torch.rand(2, 3, 256, 256)}
+    inputs = model.stream_inputs(batch, maps=torch.rand(2, 17, 64, 64))
+    assert inputs["image"].shape == (2, 3, 128, 128) and inputs["cms"].shape == (2, 17, 128, 128)

@@ -40,6 +40,13 @@ class TwoDSourceConfig:
     decode: str = choice("subpixel", ("subpixel", "argmax"))
 
 
+def two_d_only_data(data_name: str) -> dict | None:
+    """Data overrides that keep only a data config's 2D-labelled, 2D-only samples (the stand-in
+    for MPII + LSP of a 2D pre-training stage): the synthetic wild domain, or a mixed
+    DataModule's 2D sources alone; None where the data has no such part."""
+    return {"synthetic": {"train_domain": "wild"}, "mixed": {"ratio_3d": 0.0}}.get(str(data_name))
+
+
 def two_d_prerequisites(two_d, into: str = "model.two_d.checkpoint") -> list[TrainedRun]:
     """The 2D network's trained run, when the 2D is predicted and no checkpoint is given."""
     if two_d.source != "predicted" or two_d.checkpoint:

@@ -1,0 +1,59 @@
+"""The shared heatmap network's pre-training chain (Tekin et al. 2017 Sec. 3.2: an MPII-trained
+hourglass fine-tuned on the target data)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from harness.prerequisites import trained_run_config
+from harness.train import load_config, main
+from lightning_modules.heatmap2d import HeatmapNetwork
+from pose3d.config import ConfigError
+
+
+def config(data: str = "synthetic", **model):
+    return OmegaConf.create({"init_from": None, "data": {"name": data},
+                             "model": {**HeatmapNetwork.Config().__dict__, **model}})
+
+
+def test_pre_training_is_declared_on_the_data_s_2d_only_part():
+    assert HeatmapNetwork.prerequisites(config()) == []  # off by default
+    [run] = HeatmapNetwork.prerequisites(config(pretrain_2d="always", channels=48))
+    assert run.experiment == "heatmap2d" and run.into == "init_from" and run.same_data
+    assert run.data_overrides == {"train_domain": "wild"}
+    assert "model.pretrain_2d=never" in run.overrides and "model.channels=48" in run.overrides
+    assert HeatmapNetwork.prerequisites(config("mixed", pretrain_2d="always"))[0].data_overrides == {"ratio_3d": 0.0}
+    cfg = config(pretrain_2d="always")
+    cfg.init_from = "/a/run"  # already initialised: nothing to pre-train
+    assert HeatmapNetwork.prerequisites(cfg) == []
+
+
+def test_real_data_names_its_2d_data_or_gets_a_clear_error():
+    with pytest.raises(ConfigError, match="model.pretrain_overrides"):
+        HeatmapNetwork.prerequisites(config("human36m", pretrain_2d="always"))
+    assert HeatmapNetwork.prerequisites(config("human36m", pretrain_2d="auto")) == []  # the paper preset: scratch
+    assert len(HeatmapNetwork.prerequisites(config(pretrain_2d="auto"))) == 1
+    [run] = HeatmapNetwork.prerequisites(config("human36m", pretrain_2d="always",
+                                                pretrain_overrides=["data.name=mpii", "data.root=/data/mpii"]))
+    assert not run.same_data and run.overrides[-2:] == ("data.name=mpii", "data.root=/data/mpii")
+
+
+def test_the_pre_training_run_sees_the_wild_domain_and_does_not_recurse():
+    consumer = load_config(["experiment=heatmap2d", "preset=smoke", "model.pretrain_2d=always"])
+    [run] = HeatmapNetwork.prerequisites(consumer)
+    cfg = trained_run_config(run, consumer)
+    assert cfg.data.train_domain == "wild" and cfg.data.image_size == consumer.data.image_size
+    assert cfg.model.pretrain_2d == "never" and HeatmapNetwork.prerequisites(cfg) == []
+
+
+def test_a_pre_trained_run_starts_from_the_2d_only_run(tmp_path, smoke_args, capsys):
+    assert main(["experiment=heatmap2d", "model.pretrain_2d=always", "trainer.max_epochs=1", *smoke_args]) == 0
+    assert "training prerequisite run heatmap2d-smoke-" in capsys.readouterr().out
+    config = yaml.safe_load((tmp_path / "runs" / "heatmap2d-default-smoke-s0" / "config.yaml").read_text())
+    [record] = config["prerequisites"]
+    assert record["into"] == "init_from" and config["init_from"] == record["path"] and Path(record["path"]).is_file()
+    first = yaml.safe_load((Path(record["path"]).parents[1] / "config.yaml").read_text())
+    assert first["data"]["train_domain"] == "wild" and first["model"]["pretrain_2d"] == "never"
