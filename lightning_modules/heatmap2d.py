@@ -11,7 +11,8 @@ with the 2D pixel error and PCKh@0.5 (see :mod:`lightning_modules.base`); the be
 checkpoint is chosen on ``val/pixel_error``.
 
 Simplifications for CPU, one preset away from the paper: the quick preset uses 2 stacks of
-64 features, depth 3, on 64 px crops with 16 px heatmaps; ``preset=paper`` uses the
+64 features, depth 3, on 64 px crops with 16 px heatmaps, 6 epochs pre-trained on the wild
+domain's 2D and 6 fine-tuned (``pretrain_2d=auto``, below); ``preset=paper`` uses the
 hourglass paper's 8 stacks, 256 features, depth 4, 256 px input and 64 px heatmaps with
 sigma 1 heatmap pixel (Newell et al. Sec. 5.1; they train with RMSProp at 2.5e-4, ours with
 Adam).
