@@ -17,6 +17,10 @@ from torch import Tensor
 
 from pose3d.skeleton import FLIP_PERMUTATION
 
+# a horizontal flip mirrors the camera's and the world's x axes: R -> D R D with D = diag(-1, 1, 1),
+# i.e. R_ij * d_i d_j: still a rotation, and the world's vertical (y) seen from the camera keeps its y, z
+MIRROR_SIGNS = np.outer([-1.0, 1.0, 1.0], [-1.0, 1.0, 1.0])
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
@@ -83,7 +87,6 @@ def flip_horizontal(batch: dict[str, Tensor], which: Tensor) -> dict[str, Tensor
     camera[which, 2] = width - 1 - camera[which, 2]
     out["camera"] = camera
     if "camera_rotation" in batch:
-        signs = torch.tensor([-1.0, 1.0, 1.0])
-        mirrored_rotation = batch["camera_rotation"] * (signs[:, None] * signs[None, :])
+        mirrored_rotation = batch["camera_rotation"] * torch.as_tensor(MIRROR_SIGNS, dtype=batch["camera_rotation"].dtype)
         out["camera_rotation"] = torch.where(which.view(-1, 1, 1), mirrored_rotation, batch["camera_rotation"])
     return out

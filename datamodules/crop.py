@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from datamodules.augment import MIRROR_SIGNS
 from pose3d.skeleton import FLIP_PERMUTATION, NUM_JOINTS
 
 if TYPE_CHECKING:
@@ -49,9 +50,6 @@ PIXEL_STD = 200.0  # the MPII/H36M 'scale' unit: scale = box side / 200 px
 NOMINAL_PERSON_HEIGHT_MM = 1700.0  # root depth guess for 2D-only records (see crop_record)
 ROTATION_PROBABILITY = 0.6  # share of training crops that get rotated (as in mmpose)
 _FLIP = list(FLIP_PERMUTATION)
-# a horizontal flip mirrors the camera's and the world's x axes: R -> D R D with D = diag(-1, 1, 1),
-# i.e. R_ij * d_i d_j: still a rotation, and the world's vertical (y) seen from the camera keeps its y, z
-MIRROR_SIGNS = np.outer([-1.0, 1.0, 1.0], [-1.0, 1.0, 1.0])
 
 
 @dataclass(frozen=True)

@@ -261,8 +261,8 @@ class MixedDataModule(PoseDataModule):
 
     def __init__(self, cfg: dict):
         super().__init__(MixedConfig(**cfg))
-        self.sources: dict[str, PoseDataModule] = {}  # the first module of each key (the one it evaluates on)
-        self.extra_sources: dict[str, list[PoseDataModule]] = {}  # further modules of a listed training key
+        # every key's modules: one, or one per entry of a listed training key (its first evaluates)
+        self.source_modules: dict[str, list[PoseDataModule]] = {}
         for key, entries in self.cfg.validated.items():
             modules = []
             for n, (cls, source_cfg) in enumerate(entries):
@@ -272,10 +272,15 @@ class MixedDataModule(PoseDataModule):
                         if cap is not None:
                             source_cfg[f"{split}_size"] = cap
                 modules.append(cls(source_cfg))
-            self.sources[key], self.extra_sources[key] = modules[0], modules[1:]
+            self.source_modules[key] = modules
         self._train: MixedDataset | None = None
         # training order follows the run seed (seed_everything), as the other modules' augmentation
         self.seed = int(torch.randint(2**31 - 1, ()))
+
+    @property
+    def sources(self) -> dict[str, PoseDataModule]:
+        """The first module of each key (the one a key evaluates on)."""
+        return {key: modules[0] for key, modules in self.source_modules.items()}
 
     @property
     def eval_module(self) -> PoseDataModule:
@@ -293,19 +298,18 @@ class MixedDataModule(PoseDataModule):
     def setup(self, stage: str | None = None) -> None:
         """The evaluation source sets itself up (real-data modules look for a few frames of each
         split); the other source is only used for training, so only its training frames are probed."""
-        for key, source in self._all_sources():
-            if key == self.cfg.eval_source and source is self.sources[key]:
-                source.setup(stage)
-            elif key != EVAL_KEY and (stage or "fit") == "fit" and hasattr(source, "probe_images"):
-                source.probe_images("train")
-
-    def _all_sources(self) -> list[tuple[str, PoseDataModule]]:
-        return [(key, m) for key, first in self.sources.items() for m in (first, *self.extra_sources[key])]
+        for key, modules in self.source_modules.items():
+            for n, source in enumerate(modules):
+                if key == self.cfg.eval_source and n == 0:
+                    source.setup(stage)
+                elif key != EVAL_KEY and (stage or "fit") == "fit" and hasattr(source, "probe_images"):
+                    source.probe_images("train")
 
     def request_targets(self, spec: dict) -> None:
         super().request_targets(spec)
-        for _, source in self._all_sources():
-            source.request_targets(spec)
+        for modules in self.source_modules.values():
+            for source in modules:
+                source.request_targets(spec)
 
     def dataset(self, split: str) -> Dataset:
         if split != "train":
@@ -313,7 +317,7 @@ class MixedDataModule(PoseDataModule):
         if self._train is None:
             parts, names = [], []
             for key in SOURCE_KEYS:
-                modules = [self.sources[key], *self.extra_sources[key]]
+                modules = self.source_modules[key]
                 labels = [f"data.sources.{key}{f'[{n}]' if len(modules) > 1 else ''} ({m.cfg.name})"
                           for n, m in enumerate(modules)]
                 datasets = [m.dataset("train") for m in modules]

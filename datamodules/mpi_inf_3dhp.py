@@ -195,13 +195,9 @@ def joints_over_time(array: np.ndarray, coords: int, what: str = "annotation") -
     raise ValueError(f"{what}: expected {coords} x 17 x 1 x T (or 17 x {coords} x 1 x T), got shape {a.shape}")
 
 
-def read_calibration(path: Path) -> dict[int, np.ndarray]:
-    """``camera.calibration`` (Skeletool text format) -> {camera: (fx, fy, cx, cy)}."""
-    return read_cameras(path)[0]
-
-
 def read_cameras(path: Path) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-    """``camera.calibration`` -> ({camera: (fx, fy, cx, cy)}, {camera: world-to-camera rotation (3, 3)}).
+    """``camera.calibration`` (Skeletool text format) -> ({camera: (fx, fy, cx, cy)},
+    {camera: world-to-camera rotation (3, 3)}).
 
     The rotation is the top-left block of the 4x4 ``extrinsic``; a camera whose block is not a
     rotation (a calibration without extrinsics) has none."""

@@ -22,7 +22,7 @@ Pipeline (one hypothesis ``i`` per entry of ``model.stick_widths``):
   crop: the Direct RGB baseline of Sec. 5.2 / Table 2).
 * Hypotheses (Sec. 3.2 "Deal with stick width", footnote 1): ``c_i = 1.0`` and ``l_i`` in
   5..15. The pairs are independent networks in their parameters but computed batched
-  (:class:`~lightning_modules.blocks.skeleton_nets.GroupedStack`: stacked parameters run
+  (:class:`~lightning_modules.blocks.stacked.GroupedStack`: stacked parameters run
   through one network of grouped convolutions, batch norm over H x the channels and batched
   linear layers; the same values as ``torch.func.vmap`` over the copies), so one step updates
   all of them; ``channels_last`` (default on) runs it in the channels-last memory format,
@@ -122,7 +122,8 @@ from torch import Tensor
 from torchmetrics import MeanMetric, Metric
 
 from lightning_modules.base import PoseModule, masked_mean
-from lightning_modules.blocks.skeleton_nets import MAP_CHANNELS, DeconvNet, GroupedStack, MapRegressor
+from lightning_modules.blocks.skeleton_nets import MAP_CHANNELS, DeconvNet, MapRegressor
+from lightning_modules.blocks.stacked import GroupedStack
 from lightning_modules.blocks.two_d_source import TwoDSource, TwoDSourceConfig, two_d_prerequisites
 from pose3d.camera import project
 from pose3d.config import ConfigError, at_least, choice, positive

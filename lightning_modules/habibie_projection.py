@@ -100,7 +100,7 @@ from torch import Tensor, nn
 from lightning_modules.base import PoseModule, masked_mean
 from lightning_modules.blocks.backbones import conv_bn_relu
 from lightning_modules.blocks.resnet import BasicBlock, Bottleneck, load_torchvision_weights, resnet50
-from lightning_modules.blocks.two_d_source import two_d_only_data
+from lightning_modules.blocks.two_d_source import two_d_pretraining_run
 from lightning_modules.blocks.residual_mlp import ResidualLifter
 from pose3d.body import MEAN_BONE_LENGTHS
 from pose3d.config import ConfigError, at_least, bounded, choice
@@ -276,13 +276,10 @@ class ExplicitProjection(PoseModule):
                      f"data.image_size={cfg.data.image_size}"]
         if m.pretrained:
             overrides.append(f"model.pretrained={m.pretrained}")
-        if m.pretrain_overrides:  # real data: stage 1 on its own (2D) data
-            return [TrainedRun("habibie_2d_pretrain", into="init_from", same_data=False,
-                               overrides=tuple(overrides + list(m.pretrain_overrides)))]
-        # stage 1 sees the 2D-only images: the wild domain, or mixed's 2D sources (MPII + LSP) alone
-        data_overrides = two_d_only_data(cfg.data.name) or {}
-        return [TrainedRun("habibie_2d_pretrain", into="init_from", overrides=tuple(overrides),
-                           data_overrides=data_overrides)]
+        # stage 1 sees the 2D-only images: real data's own (pretrain_overrides), the wild domain, or
+        # mixed's 2D sources (MPII + LSP) alone; other data: the run's own images
+        run = two_d_pretraining_run("habibie_2d_pretrain", cfg.data.name, tuple(overrides), m.pretrain_overrides)
+        return [run or TrainedRun("habibie_2d_pretrain", into="init_from", overrides=tuple(overrides))]
 
     def required_targets(self) -> dict[str, dict]:
         return {"heatmaps": {"kind": "heatmaps", "size": self.map_size, "sigma": self.cfg.heatmap_sigma}}

@@ -35,10 +35,9 @@ from torch import Tensor, nn
 
 from lightning_modules.base import PoseModule, masked_mean
 from lightning_modules.blocks.hourglass import StackedHourglass
-from lightning_modules.blocks.two_d_source import two_d_only_data
+from lightning_modules.blocks.two_d_source import two_d_pretraining_run
 from pose3d.config import ConfigError, choice
 from pose3d.heatmaps import decode_argmax
-from pose3d.prerequisites import TrainedRun
 
 
 @dataclass
@@ -69,16 +68,13 @@ class HeatmapNetwork(PoseModule):
         if m.pretrain_2d == "never" or cfg.get("init_from"):
             return []
         overrides = ("model.pretrain_2d=never", *[f"model.{k}={m[k]}" for k in ("stacks", "channels", "depth", "sigma")])
-        if m.pretrain_overrides:
-            return [TrainedRun("heatmap2d", into="init_from", same_data=False,
-                               overrides=overrides + tuple(str(o) for o in m.pretrain_overrides))]
-        data = two_d_only_data(cfg.data.name)
-        if data is None and m.pretrain_2d == "auto":
+        run = two_d_pretraining_run("heatmap2d", cfg.data.name, overrides, m.pretrain_overrides)
+        if run is not None:
+            return [run]
+        if m.pretrain_2d == "auto":
             return []
-        if data is None:
-            raise ConfigError(f"model.pretrain_2d=always needs 2D data to pre-train on for data.name={cfg.data.name}: "
-                              "set model.pretrain_overrides, e.g. [data.name=mpii,data.root=/path/to/mpii]")
-        return [TrainedRun("heatmap2d", into="init_from", overrides=overrides, data_overrides=data)]
+        raise ConfigError(f"model.pretrain_2d=always needs 2D data to pre-train on for data.name={cfg.data.name}: "
+                          "set model.pretrain_overrides, e.g. [data.name=mpii,data.root=/path/to/mpii]")
 
     def required_targets(self) -> dict[str, dict]:
         return {"heatmaps": {"size": self.heatmap_size, "sigma": self.cfg.sigma}}

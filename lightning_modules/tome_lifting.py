@@ -58,6 +58,7 @@ from torchmetrics import Metric
 from lightning_modules.base import PoseModule, masked_mean
 from lightning_modules.blocks.cpm import BeliefStage, CPMFeatures, CPMStage, ImageFeatures
 from pose3d.heatmaps import decode_argmax, render_heatmaps
+from pose3d.camera import known_camera_rotation
 from pose3d.config import ConfigError, at_least, choice
 from pose3d.h36m_mocap import PROTOCOL_TRAIN_SUBJECTS, mocap_3d_path
 from pose3d.metrics import PixelError
@@ -180,8 +181,7 @@ class LiftingFromTheDeep(PoseModule):
         the level camera (identity) where not; None with ``model.extrinsics=false``."""
         if not self.cfg.extrinsics or "camera_rotation" not in batch:
             return None
-        known = batch["has_camera_rotation"][:, None, None]
-        return torch.where(known, batch["camera_rotation"], torch.eye(3, device=known.device))
+        return known_camera_rotation(batch)
 
     # -- the network --------------------------------------------------------------------
     def required_targets(self) -> dict[str, dict]:

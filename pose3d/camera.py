@@ -117,3 +117,11 @@ def rotation_about_axis(angle: Tensor, axis: str) -> Tensor:
     else:
         raise ValueError(f"axis must be one of 'x', 'y', 'z', got {axis!r}")
     return torch.stack(rows, dim=-1).reshape(angle.shape + (3, 3))
+
+
+def known_camera_rotation(batch) -> Tensor:
+    """The batch's ``camera_rotation`` (B, 3, 3) where ``has_camera_rotation``, the level camera
+    (identity) elsewhere: Tome's ``E`` (Sec. 5.3), whatever a loader left in the unknown rows."""
+    known = batch["has_camera_rotation"][:, None, None]
+    rotation = batch["camera_rotation"]
+    return torch.where(known, rotation, torch.eye(3, dtype=rotation.dtype, device=rotation.device))

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from pose3d.camera import known_camera_rotation
 from pose3d.metrics.functional import mpjpe
 from pose3d.procrustes import procrustes_align
 
@@ -34,9 +35,7 @@ def lift_ground_truth(prior, batches, rotations: int = 80) -> dict[str, dict[str
     for batch in batches:
         weights = batch["visible"].float()
         target = batch["joints_3d"] - batch["joints_3d"][:, :1]
-        known = batch["has_camera_rotation"][:, None, None]
-        rotation = torch.where(known, batch["camera_rotation"], torch.eye(3))
-        for mode, camera in zip(MODES, (rotation, None)):
+        for mode, camera in zip(MODES, (known_camera_rotation(batch), None)):
             lifted = prior.lift(batch["joints_2d"], weights, rotations=rotations, camera_rotation=camera).joints_3d
             n = len(lifted)
             sums[mode]["mpjpe"] += float(mpjpe(lifted, target)) * n

@@ -149,13 +149,22 @@ def _normal_parts(u: Tensor, v: Tensor, w: Tensor, gamma: Tensor) -> tuple[Tenso
     return p, (uu - vv) / 2, (uv + uv.mT) / 2, uw + uw.mT, vw + vw.mT
 
 
+def _harmonics(theta: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(cos 2t, sin 2t, cos t, sin t)``: the weights of ``Q, S, Q1, S1`` in ``N_theta``."""
+    return torch.cos(2 * theta), torch.sin(2 * theta), torch.cos(theta), torch.sin(theta)
+
+
+def _combine(p: Tensor, harmonic_parts: tuple[Tensor, ...], theta: Tensor) -> Tensor:
+    """``P + cos(2t) Q + sin(2t) S + cos(t) Q1 + sin(t) S1``; ``theta`` broadcasts against the parts."""
+    out = p
+    for weight, part in zip(_harmonics(theta), harmonic_parts):
+        out = out + weight * part
+    return out
+
+
 def _normal(p: Tensor, q: Tensor, s: Tensor, q1: Tensor, s1: Tensor, theta: Tensor) -> Tensor:
     """N_theta (K, R, J+1, J+1) for angles (R,)."""
-    def at(t: Tensor) -> Tensor:
-        return t[:, None, None]
-
-    return (p[:, None] + at(torch.cos(2 * theta)) * q[:, None] + at(torch.sin(2 * theta)) * s[:, None]
-            + at(torch.cos(theta)) * q1[:, None] + at(torch.sin(theta)) * s1[:, None])
+    return _combine(p[:, None], (q[:, None], s[:, None], q1[:, None], s1[:, None]), theta[:, None, None])
 
 
 def _cholesky(n: Tensor) -> Tensor:
@@ -376,7 +385,7 @@ class Lifter:
                 raise ValueError(f"camera_rotation must have shape (B, 3, 3), got {tuple(rotation.shape)}")
             pitch, roll = self.tilt_angles(rotation.expand(b, 3, 3))
             pitches = self.pitch_bins(pitch)
-            roll = _image_rotation(roll.to(device=y.device, dtype=self.dtype))  # (B, 2, 2) R2(roll)
+            roll = rotation_about_axis(roll.to(device=y.device, dtype=self.dtype), "z")[:, :2, :2]  # R2(roll)
             y = y @ roll  # R2(-roll) y per joint: the lift of a camera without roll
         groups: list[tuple[Tensor | None, _Tables]] = [(None, self._default)]
         if not (bool((w == 1).all()) and not bool(pitches.any())):
@@ -497,12 +506,8 @@ class Lifter:
     @staticmethod
     def _apply_normal(tables: _Tables, comp: int, theta: Tensor, x: Tensor) -> Tensor:
         """``N_theta x`` for x (B, J+1) (P, Q, S, Q1, S1 symmetric)."""
-        def at(t: Tensor) -> Tensor:
-            return t[:, None]
-
-        return (x @ tables.p[comp] + at(torch.cos(2 * theta)) * (x @ tables.q[comp])
-                + at(torch.sin(2 * theta)) * (x @ tables.s[comp])
-                + at(torch.cos(theta)) * (x @ tables.q1[comp]) + at(torch.sin(theta)) * (x @ tables.s1[comp]))
+        parts = (x @ tables.q[comp], x @ tables.s[comp], x @ tables.q1[comp], x @ tables.s1[comp])
+        return _combine(x @ tables.p[comp], parts, theta[:, None])
 
     def _solve_differentiable(self, y: Tensor, tables: _Tables, component: Tensor, theta: Tensor) -> Tensor:
         """Closed-form solve at the chosen (fixed) angle and component with autograd:
@@ -518,9 +523,8 @@ class Lifter:
         prior_rhs = torch.zeros(rhs.shape[-1], dtype=rhs.dtype, device=rhs.device)
         prior_rhs[0] = tables.scale_prior
         rhs = rhs + prior_rhs
-        c2, s2 = torch.cos(2 * theta)[:, None, None], torch.sin(2 * theta)[:, None, None]
-        normal = (tables.p[component] + c2 * tables.q[component] + s2 * tables.s[component]
-                  + c[..., None] * tables.q1[component] + s[..., None] * tables.s1[component])
+        parts = (tables.q[component], tables.s[component], tables.q1[component], tables.s1[component])
+        normal = _combine(tables.p[component], parts, theta[:, None, None])
         return torch.linalg.solve(normal, rhs)
 
     def _model_pose(self, component: Tensor, coeff: Tensor) -> Tensor:
@@ -549,12 +553,6 @@ class Lifter:
         centroid = (pose[..., :2] * tables.weights[:, None]).sum(1) / tables.weight_sum
         translation = t0 - scale[:, None] * centroid
         return LiftResult(pose, component, theta % (2 * math.pi), scale, translation, coeff * MODEL_UNIT_MM, cost)
-
-
-def _image_rotation(angle: Tensor) -> Tensor:
-    """(B, 2, 2) image-plane rotations ``R2(angle)`` (the top-left block of ``R_z(angle)``)."""
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    return torch.stack((torch.stack((cos, -sin), -1), torch.stack((sin, cos), -1)), -2)
 
 
 def _scatter(parts: list[tuple[Tensor | None, LiftResult]], size: int) -> LiftResult:

@@ -43,11 +43,8 @@ def skeleton_maps(batch: Mapping[str, Tensor], image_size: int, spec: Mapping[st
     size = int(spec["size"])
     depth = batch["joints_3d"][..., 2] + batch["root_depth"][:, None]
     width, scale = spec["stick_width"], spec["crop_scale"]
-    if isinstance(width, numbers.Real):
-        joints = zoom_coords(batch["joints_2d"], image_size, float(scale))
-        return stack_skeleton_maps(render_skeleton_maps(joints, depth, (image_size, image_size), (size, size), width)
-                                   ).contiguous()
-    widths = [float(w) for w in width]
+    single = isinstance(width, numbers.Real)
+    widths = [float(width)] if single else [float(w) for w in width]
     scales = [float(scale)] * len(widths) if isinstance(scale, numbers.Real) else [float(c) for c in scale]
     if len(scales) != len(widths):
         raise ValueError(f"skeleton_maps: {len(scales)} crop scales for {len(widths)} stick widths; expected one or one per width")
@@ -58,4 +55,5 @@ def skeleton_maps(batch: Mapping[str, Tensor], image_size: int, spec: Mapping[st
         rendered = render_skeleton_maps(joints, depth, (image_size, image_size), (size, size), [widths[k] for k in index])
         for k, m in zip(index, rendered):
             maps[k] = stack_skeleton_maps(m)
-    return torch.stack(maps, dim=1).contiguous()
+    stacked = torch.stack(maps, dim=1)
+    return (stacked[:, 0] if single else stacked).contiguous()

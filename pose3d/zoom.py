@@ -16,6 +16,8 @@ from torch import Tensor
 
 def zoom_coords(coords: Tensor, image_size: int, scale: float) -> Tensor:
     """Crop pixels ``(..., 2)`` to the pixels of the ``scale``-times larger crop."""
+    if scale == 1.0:
+        return coords
     centre = (image_size - 1) / 2.0
     return centre + (coords - centre) / scale
 

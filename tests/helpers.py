@@ -38,3 +38,10 @@ def fit_losses(model, batch: dict, steps: int, lr: float = 1e-3) -> list[float]:
         optimizer.step()
         losses.append(loss.item())
     return losses
+
+
+def assert_rotations(rotation: torch.Tensor, atol: float = 1e-5) -> None:
+    """Every (3, 3) of ``rotation`` (B, 3, 3) is orthonormal with determinant +1."""
+    rotation = rotation.double()
+    assert torch.allclose(rotation @ rotation.mT, torch.eye(3, dtype=torch.float64).expand_as(rotation), atol=atol)
+    assert torch.allclose(torch.linalg.det(rotation), torch.ones(len(rotation), dtype=torch.float64), atol=atol)

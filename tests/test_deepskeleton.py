@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_modules.blocks.skeleton_nets import BilinearUpsample, DeconvNet, GroupedStack, MapRegressor, bilinear_kernel
-from lightning_modules.blocks.stacked import StackedModules
+from lightning_modules.blocks.skeleton_nets import BilinearUpsample, DeconvNet, MapRegressor, bilinear_kernel
+from lightning_modules.blocks.stacked import GroupedStack, StackedModules
 from lightning_modules.deepskeleton import (
     DeepSkeleton,
     masked_map_bce,

@@ -347,8 +347,8 @@ def test_the_mixed_real_data_concatenates_mpii_and_lsp_and_evaluates_on_3dhp(
     dm.setup("fit")
     two_d = dm.dataset("train").parts[1]
     assert [len(p) for p in two_d.parts] == [len(dm.sources["two_d"].dataset("train")),
-                                             len(dm.extra_sources["two_d"][0].dataset("train"))]
-    assert dm.sources["two_d"].cfg.name == "mpii" and dm.extra_sources["two_d"][0].cfg.name == "lsp"
+                                             len(dm.source_modules["two_d"][1].dataset("train"))]
+    assert dm.sources["two_d"].cfg.name == "mpii" and dm.source_modules["two_d"][1].cfg.name == "lsp"
     assert dm.info == dm.sources["eval"].info  # 3DHP's joints, actions, test subjects
     batch = next(iter(dm.train_dataloader()))
     assert batch["has_3d"].tolist() == [True, True, False, False]

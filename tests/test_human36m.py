@@ -15,6 +15,7 @@ from datamodules.records import DatasetLayoutError
 from pose3d import camera as cam
 from pose3d.skeleton import JOINT_INDEX, SUBSET_14
 from tests.fixtures_h36m import write_images_layout, write_poses_layout
+from tests.helpers import assert_rotations
 
 FRAMES = 70  # per sequence at 50 fps: every 64th frame gives frames 0 and 64
 
@@ -262,8 +263,7 @@ def test_camera_rotation_turns_the_camera_frame_into_an_upright_world(layout, po
     batch = next(iter(dm.test_dataloader()))
     rotation = batch["camera_rotation"].double()
     assert batch["has_camera_rotation"].all()
-    assert torch.allclose(rotation @ rotation.mT, torch.eye(3, dtype=torch.float64).expand_as(rotation), atol=1e-5)
-    assert torch.allclose(torch.linalg.det(rotation), torch.ones(len(rotation), dtype=torch.float64), atol=1e-5)
+    assert_rotations(rotation)
     world = batch["joints_3d"].double() @ rotation  # R^T x per joint
     head, pelvis = JOINT_INDEX["head"], 0
     assert bool((world[:, head, 1] - world[:, pelvis, 1] < -300).all())

@@ -13,6 +13,7 @@ from datamodules.synthetic import SyntheticDataModule
 from pose3d import camera as cam
 from pose3d.body import TEST_SUBJECTS, TRAIN_SUBJECTS, VAL_SUBJECTS
 from pose3d.skeleton import JOINT_INDEX
+from tests.helpers import assert_rotations
 
 
 def make_dm(**overrides) -> SyntheticDataModule:
@@ -200,9 +201,7 @@ def test_camera_rotation_is_a_rotation_that_maps_the_vertical_as_sampled(split):
     batch = {key: torch.stack([sample[key] for sample in samples]) for key in samples[0]}
     rotation = batch["camera_rotation"].double()
     assert batch["has_camera_rotation"].all()
-    eye = torch.eye(3, dtype=torch.float64).expand_as(rotation)
-    assert torch.allclose(rotation @ rotation.mT, eye, atol=1e-5)
-    assert torch.allclose(torch.linalg.det(rotation), torch.ones(len(rotation), dtype=torch.float64), atol=1e-5)
+    assert_rotations(rotation)
     pitch = torch.tensor([dataset.describe(i).pitch for i in range(len(rotation))], dtype=torch.float64)
     down = torch.stack((torch.zeros_like(pitch), torch.cos(pitch), torch.sin(pitch)), -1)
     assert torch.allclose(rotation[..., 1], down, atol=1e-5)

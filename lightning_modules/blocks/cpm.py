@@ -91,10 +91,6 @@ CPM_TRUNK = (
 CENTER_SIGMA_PX = 21.0  # CPM's centre-map Gaussian, input pixels
 
 
-def _named(layers: list[tuple[str, nn.Module]]) -> OrderedDict:
-    return OrderedDict(layers)
-
-
 class CPMFeatures(nn.Sequential):
     """CPM's VGG trunk (module docstring): image (B, 3, H, W) -> (B, 128, H/8, W/8)."""
 
@@ -109,7 +105,7 @@ class CPMFeatures(nn.Sequential):
                 continue
             layers += [(name, nn.Conv2d(cin, cout, 3, padding=1)), (f"relu{name[4:]}", nn.ReLU(inplace=True))]
             cin = cout
-        super().__init__(_named(layers))
+        super().__init__(OrderedDict(layers))
 
 
 def vgg19_names() -> dict[str, str]:
@@ -161,7 +157,7 @@ class CPMStage(nn.Sequential):
             body += [(f"Mconv{layers + 1}_stage{t}", nn.Conv2d(width, channels, 1)),
                      (f"Mrelu{layers + 1}_stage{t}", nn.ReLU(inplace=True)),
                      (f"Mconv{layers + 2}_stage{t}", nn.Conv2d(channels, joints, 1))]
-        super().__init__(_named(body))
+        super().__init__(OrderedDict(body))
 
     def forward(self, x: Tensor) -> Tensor:
         if self.t > 1:

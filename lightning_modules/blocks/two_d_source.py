@@ -47,6 +47,20 @@ def two_d_only_data(data_name: str) -> dict | None:
     return {"synthetic": {"train_domain": "wild"}, "mixed": {"ratio_3d": 0.0}}.get(str(data_name))
 
 
+def two_d_pretraining_run(experiment: str, data_name: str, overrides: tuple[str, ...],
+                          pretrain_overrides=()) -> TrainedRun | None:
+    """The declared 2D pre-training run of ``experiment`` that a consumer initialises from
+    (``init_from``): on the data its ``pretrain_overrides`` name (real data: e.g. MPII), else on
+    the 2D-only part of the consumer's own data (:func:`two_d_only_data`); None where neither
+    exists."""
+    if pretrain_overrides:
+        return TrainedRun(experiment, into="init_from", same_data=False,
+                          overrides=tuple(overrides) + tuple(str(o) for o in pretrain_overrides))
+    data = two_d_only_data(data_name)
+    return None if data is None else TrainedRun(experiment, into="init_from", overrides=tuple(overrides),
+                                                data_overrides=data)
+
+
 def two_d_prerequisites(two_d, into: str = "model.two_d.checkpoint") -> list[TrainedRun]:
     """The 2D network's trained run, when the 2D is predicted and no checkpoint is given."""
     if two_d.source != "predicted" or two_d.checkpoint:
