@@ -9,6 +9,7 @@ PRESET ?= quick
 SEEDS ?= 1
 ARGS ?=
 DEVICES ?=
+JOBS ?= auto
 LAUNCHER ?= local
 SLURM ?=
 # W&B's sweep engine. Its wheel declares numpy<2 (the project pins numpy 2.4.6), but what we
@@ -49,10 +50,10 @@ smoke: install
 		WANDB_MODE=$${WANDB_MODE:-offline} $(PY) -m pose3d.train experiment=$$exp preset=smoke overwrite=true || exit 1; \
 	done
 
-# make ablation-fusion [PRESET=smoke|quick|paper] [SEEDS=n] [DEVICES=0,1] [ARGS="key=value ..."]
+# make ablation-fusion [PRESET=smoke|quick|paper] [SEEDS=n] [DEVICES=0,1 | JOBS=auto|n] [ARGS="key=value ..."]
 #                     [LAUNCHER=local|slurm|submitit-local] [SLURM="partition=gpu gpus_per_node=1 timeout_min=600"]
 ablation-%: install
-	$(PY) -m pose3d.ablation run ablations/$*.yaml --preset $(PRESET) --seeds $(SEEDS) $(if $(DEVICES),--devices $(DEVICES)) \
+	$(PY) -m pose3d.ablation run ablations/$*.yaml --preset $(PRESET) --seeds $(SEEDS) $(if $(DEVICES),--devices $(DEVICES)) --jobs $(JOBS) \
 		--launcher $(LAUNCHER) $(if $(SLURM),--slurm "$(SLURM)") -- $(ARGS)
 
 # the commands of an ablation, one a line, as a W&B agent runs them (nothing runs)
@@ -65,7 +66,7 @@ summary-%: install
 
 # every method's headline variant on the same data -> results/compare/ (ARGS as for ablations)
 compare: install
-	$(PY) -m pose3d.compare run --preset $(PRESET) --seeds $(SEEDS) -- $(ARGS)
+	$(PY) -m pose3d.compare run --preset $(PRESET) --seeds $(SEEDS) $(if $(DEVICES),--devices $(DEVICES)) --jobs $(JOBS) -- $(ARGS)
 
 sweep-%: install
 	$(PY) -m pose3d.ablation sweep ablations/$*.yaml

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import queue
 import shlex
 import statistics
@@ -105,6 +106,7 @@ class PlannedRun:
     name: str
     run_dir: Path
     agent_command: list[str] = field(default_factory=list)  # what `wandb agent` runs (+ extra overrides)
+    args: list[str] = field(default_factory=list)  # its key=value arguments (the point's and the extra ones)
     total_steps: int | None = None
     max_epochs: int | None = None
 
@@ -142,7 +144,7 @@ def plan_runs(points: list[dict[str, Any]], extra: list[str], source: str = "the
         cfg = load_config(args + list(extra))
         total, epochs = estimated_steps(cfg)
         run = PlannedRun(point, run_name(cfg), Path(cfg.results_dir) / "runs" / run_name(cfg),
-                         sweep_engine.agent_command(sweep_config, point) + list(extra), total, epochs)
+                         sweep_engine.agent_command(sweep_config, point) + list(extra), args + list(extra), total, epochs)
         if check_identity and (run.metrics_file.is_file() or (run.run_dir / "checkpoints" / "last.ckpt").is_file()):
             action = "counting it as done" if run.metrics_file.is_file() else "resuming it"
             require_same_config(run.run_dir, cfg, action)
@@ -150,17 +152,65 @@ def plan_runs(points: list[dict[str, Any]], extra: list[str], source: str = "the
     return runs
 
 
-def execute(runs: list[PlannedRun], devices: list[str], log_dir: Path, progress=None) -> list[str]:
-    """Run the pending runs, one per device at a time; returns the names of failed runs."""
+def local_slots(devices: list[str], jobs: str, overrides: list[str]) -> tuple[list[str | None], list[str]]:
+    """Where the local launcher's runs go, and what each run is told: one run per listed GPU
+    (``CUDA_VISIBLE_DEVICES``); else ``jobs`` runs at a time on this machine's CPU, each with
+    ``threads = cores // jobs`` unless the overrides set ``threads``. ``jobs="auto"``: 2 on a
+    machine of 2 or more cores with no GPU visible (measured on the 2-core CPU: the quick fusion
+    grid finishes 1.6x sooner as two 1-thread runs than as one 2-thread run at a time), else 1."""
+    if devices:
+        return list(devices), []
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if jobs == "auto":
+        import torch
+
+        count = 2 if cores >= 2 and not torch.cuda.is_available() else 1
+    else:
+        try:
+            count = int(jobs)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise ConfigError(f"--jobs {jobs}: expected a positive number of runs at a time, or auto")
+    given_threads = any(o.split("=", 1)[0] == "threads" for o in overrides)
+    told = [] if count == 1 or given_threads else [f"threads={max(cores // count, 1)}"]
+    return [None] * count, told
+
+
+def build_prerequisites(runs: list[PlannedRun], log_file: Path) -> bool:
+    """Build the prerequisites the runs declare, one after another with every core, in one child
+    process (:func:`harness.prerequisites.main`), so that parallel runs find them built instead
+    of waiting on one another's lock. True when they all resolved."""
+    print(f"building the runs' prerequisites first (log: {log_file})", flush=True)
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "harness.prerequisites", json.dumps([run.args + QUIET for run in runs])]
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "w") as log:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=child_env(), cwd=REPO_ROOT)
+    seconds = time.perf_counter() - started
+    print(f"prerequisites ready ({seconds:.0f} s)" if code == 0 else
+          f"prerequisites FAILED (exit {code}); see {log_file}", flush=True)
+    return code == 0
+
+
+def execute(runs: list[PlannedRun], slots: list[str | None], log_dir: Path, progress=None,
+            run_overrides: list[str] = ()) -> list[str]:
+    """Run the pending runs, one per slot at a time (a GPU id, or None: this CPU), each with
+    ``run_overrides`` added; with more than one slot the prerequisites are built first. Returns
+    the names of failed runs."""
     from harness.progress import Progress
 
     pending: queue.Queue = queue.Queue()
     todo = [r for r in runs if not r.metrics_file.is_file()]
     for index, run in enumerate(todo, 1):
         pending.put((index, run))
-    print(f"{len(runs) - len(todo)} of {len(runs)} runs already done; running {len(todo)}", flush=True)
+    print(f"{len(runs) - len(todo)} of {len(runs)} runs already done; running {len(todo)}"
+          + (f", {len(slots)} at a time" if len(slots) > 1 else ""), flush=True)
+    slots = list(slots) or [None]
+    if todo and len(slots) > 1 and not build_prerequisites(todo, log_dir / "prerequisites.log"):
+        return [run.name for run in todo]
     progress = progress or Progress(len(todo))
-    progress.parallel = max(len(devices), 1)
+    progress.parallel = len(slots)
     progress.start()
     failed: list[str] = []
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -178,13 +228,14 @@ def execute(runs: list[PlannedRun], devices: list[str], log_dir: Path, progress=
             progress.run_started(index, run.name, run.run_dir, log_file, run.total_steps, run.max_epochs)
             started = time.perf_counter()
             with open(log_file, "w") as log:
-                code = subprocess.call(run.command(), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+                code = subprocess.call(run.command() + list(run_overrides), stdout=log, stderr=subprocess.STDOUT,
+                                       env=env, cwd=REPO_ROOT)
             ok, line = result_line(index, len(todo), run.name, run.metrics_file, time.perf_counter() - started, code, log_file)
             if not ok:
                 failed.append(run.name)
             progress.run_finished(index, line)
 
-    threads = [threading.Thread(target=worker, args=(d,)) for d in (devices or [None])]
+    threads = [threading.Thread(target=worker, args=(slot,)) for slot in slots]
     try:
         for thread in threads:
             thread.start()
@@ -324,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default=None, help="replaces the sweep file's preset (smoke|quick|paper)")
     parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1 instead of the file's list")
     parser.add_argument("--devices", default="", help="local launcher: comma-separated GPU ids, one run per device in parallel")
+    parser.add_argument("--jobs", default="auto", help="local launcher without --devices: runs at a time on this CPU "
+                                                       "(auto: 2 on a CPU-only machine of 2+ cores, else 1)")
     parser.add_argument("--launcher", default="local", choices=LAUNCHERS,
                         help="local: this machine (default); slurm: one SLURM job array through submitit; "
                              "submitit-local: the same tasks through submitit's local executor")
@@ -371,7 +424,8 @@ def run_action(sweep: Sweep, args) -> int:
                  for r in todo]
         indices = list(range(1, len(todo) + 1))
         if args.launcher == "local":
-            failed = execute(runs, devices, out_dir / "logs")
+            slots, told = local_slots(devices, args.jobs, extra)
+            failed = execute(runs, slots, out_dir / "logs", run_overrides=told)
         elif args.launcher == "submitit-local":
             from harness.progress import Progress
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from harness.ablation import (EXIT_BAD_INPUT, REPO_ROOT, PlannedRun, Sweep, execute, missing_reason,
+from harness.ablation import (EXIT_BAD_INPUT, REPO_ROOT, PlannedRun, Sweep, execute, local_slots, missing_reason,
                               parse_with_overrides, plan_runs, references)
 from pose3d.config import ConfigError
 from pose3d.summaries import mean_std
@@ -257,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep-file", default=str(COMPARE_FILE))
     parser.add_argument("--preset", default=None, help="replaces the sweep file's preset (smoke|quick|paper)")
     parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1 instead of the file's list")
+    parser.add_argument("--devices", default="", help="comma-separated GPU ids, one run per device in parallel")
+    parser.add_argument("--jobs", default="auto", help="without --devices: runs at a time on this CPU "
+                                                       "(auto: 2 on a CPU-only machine of 2+ cores, else 1)")
     parser.add_argument("--no-cost", action="store_true", help="skip loading checkpoints (parameters, ms / image, figure)")
     args = parse_with_overrides(parser, argv)
     try:
@@ -266,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides = own_results_dir(list(args.overrides))
         runs = plan_runs(sweep.grid(args.preset, args.seeds), overrides, str(sweep.path), sweep.config)
         out_dir = Path(runs[0].run_dir).parents[1] if runs else Path("results") / "compare"
-        failed = execute(runs, [], out_dir / "logs") if args.action == "run" else []
+        failed = []
+        if args.action == "run":
+            slots, told = local_slots([d for d in args.devices.split(",") if d.strip()], args.jobs, overrides)
+            failed = execute(runs, slots, out_dir / "logs", run_overrides=told)
         table = summarise(runs, out_dir, measure=not args.no_cost)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -150,3 +150,46 @@ def resolve(method: type, cfg: DictConfig) -> list[dict]:
     if records:
         cfg.prerequisites = records
     return records
+
+
+def build_for(argument_lists: list[list[str]]) -> None:
+    """Resolve the prerequisites of each run's ``key=value`` arguments, in order (the ablation
+    runner's first step before parallel runs); a run's own training does not start."""
+    import torch
+
+    from harness.train import load_config
+    from lightning_modules import MODELS
+
+    for arguments in argument_lists:
+        cfg = load_config(list(arguments))
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        resolve(MODELS.load(cfg.model.name), cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m harness.prerequisites '[["experiment=tekin_fusion", ...], ...]'``"""
+    import sys
+
+    from harness.train import EXIT_BAD_CONFIG
+
+    args = sys.argv[1:] if argv is None else argv
+    expected = "expected one argument: a JSON list of runs' key=value argument lists"
+    try:
+        try:
+            argument_lists = json.loads(args[0]) if len(args) == 1 else None
+        except json.JSONDecodeError:
+            raise ConfigError(f"{args[0]!r} is not JSON; {expected}") from None
+        if not (isinstance(argument_lists, list) and all(isinstance(a, list) for a in argument_lists)):
+            raise ConfigError(f"got {len(args)} argument(s); {expected}")
+        build_for(argument_lists)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -231,7 +231,16 @@ def run(cfg: DictConfig) -> dict:
             print(f"note: the test split of data.name={cfg.data.name} has no 3D labels, so no 3D metric was computed; "
                   f"computed: {', '.join(metrics) or 'none'}", flush=True)
         model.analyse(run_dir)
+    finish_wandb_run()
     return metrics
+
+
+def finish_wandb_run() -> None:
+    """Close this run's W&B run, so that the next run in this process (a prerequisite's consumer,
+    the fine-tuning after a pre-training) gets its own instead of logging into this one."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -165,7 +165,7 @@ def test_runner_skips_finished_runs_resumes_interrupted_ones_and_summarises(tmp_
     calls: list[list[str]] = []
     monkeypatch.setattr(ablation.subprocess, "call", fake_train(calls))
 
-    args = ["run", str(sweep_file), "--preset", "smoke", "--seeds", "2", "--", f"results_dir={tmp_path}"]
+    args = ["run", str(sweep_file), "--preset", "smoke", "--seeds", "2", "--jobs", "1", "--", f"results_dir={tmp_path}"]
     assert ablation.main(args) == 0
     ran = sorted(" ".join(c[4:]) for c in calls)
     assert len(ran) == 3  # early-s0 was done already
@@ -182,6 +182,69 @@ def test_runner_skips_finished_runs_resumes_interrupted_ones_and_summarises(tmp_
     calls.clear()
     assert ablation.main(args) == 0 and calls == []  # everything done: nothing reruns
     assert "4 of 4 runs already done" in capsys.readouterr().out
+
+
+def two_variant_sweep(tmp_path) -> Path:
+    sweep_file = tmp_path / "fusion.yaml"
+    sweep_file.write_text(yaml.safe_dump({
+        "method": "grid", "command": ["${env}", "python", "-m", "pose3d.train", "${args_no_hyphens}"],
+        "parameters": {"experiment": {"value": "tekin_fusion"}, "seed": {"values": [0]},
+                       "variant": {"values": ["early", "late"]}},
+    }))
+    return sweep_file
+
+
+def test_parallel_cpu_runs_build_the_prerequisites_first_then_run_with_a_share_of_the_cores(tmp_path, monkeypatch):
+    calls: list[list[str]] = []
+    train = fake_train(calls)
+    prepared: list[list[list[str]]] = []
+
+    def call(command, **kwargs):
+        if command[1:3] == ["-m", "harness.prerequisites"]:
+            assert not calls  # before any run starts
+            prepared.append(json.loads(command[3]))
+            return 0
+        return train(command, **kwargs)
+
+    monkeypatch.setattr(ablation.subprocess, "call", call)
+    monkeypatch.setattr(ablation.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    args = ["run", str(two_variant_sweep(tmp_path)), "--preset", "smoke", "--jobs", "2", "--", f"results_dir={tmp_path}"]
+    assert ablation.main(args) == 0
+    [runs] = prepared
+    assert sorted(next(a for a in r if a.startswith("variant=")) for r in runs) == ["variant=early", "variant=late"]
+    assert not any(a.startswith("threads=") for r in runs for a in r)  # prerequisites get every core
+    assert len(calls) == 2 and all(c[-1] == "threads=2" for c in calls)  # 4 cores / 2 runs
+
+
+def test_a_failed_prerequisite_build_runs_nothing_and_fails(tmp_path, monkeypatch, capsys):
+    calls: list[list[str]] = []
+    monkeypatch.setattr(ablation.subprocess, "call", lambda command, **kwargs: calls.append(command) or 1)
+    args = ["run", str(two_variant_sweep(tmp_path)), "--preset", "smoke", "--jobs", "2", "--", f"results_dir={tmp_path}"]
+    assert ablation.main(args) == 1
+    assert len(calls) == 1 and "prerequisites FAILED (exit 1)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("devices, jobs, overrides, cores, cuda, expected", [
+    (["0", "1"], "auto", [], 16, True, (["0", "1"], [])),  # one run per GPU
+    ([], "auto", [], 2, False, ([None, None], ["threads=1"])),  # the 2-core CPU: two 1-thread runs
+    ([], "auto", [], 2, True, ([None], [])),  # a GPU visible: one run at a time, as before
+    ([], "auto", [], 1, False, ([None], [])),
+    ([], "3", [], 12, False, ([None] * 3, ["threads=4"])),
+    ([], "2", ["threads=1"], 8, False, ([None, None], [])),  # the user's threads stand
+])
+def test_local_slots(devices, jobs, overrides, cores, cuda, expected, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(ablation.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert ablation.local_slots(devices, jobs, overrides) == expected
+
+
+@pytest.mark.parametrize("jobs", ["0", "two"])
+def test_bad_jobs_is_a_one_line_error(jobs, tmp_path, capsys):
+    args = ["run", str(two_variant_sweep(tmp_path)), "--preset", "smoke", "--jobs", jobs, "--", f"results_dir={tmp_path}"]
+    assert ablation.main(args) == 2
+    assert f"--jobs {jobs}: expected a positive number of runs at a time, or auto" in capsys.readouterr().err
 
 
 def test_sweep_without_login_says_so(monkeypatch, capsys):

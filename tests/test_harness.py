@@ -121,6 +121,20 @@ def test_a_run_records_its_prerequisite_and_later_seeds_reuse_it(tmp_path, smoke
     assert len([p for p in (tmp_path / "runs").iterdir() if p.name.startswith("heatmap2d-")]) == 1
 
 
+def test_prerequisites_alone_builds_every_runs_prerequisite_and_trains_no_run(tmp_path, smoke_args, capsys):
+    runs = [["experiment=tekin_fusion", f"variant={v}", *smoke_args] for v in ("cm_only", "image_only", "late")]
+    assert prereq.main([json.dumps(runs)]) == 0
+    assert capsys.readouterr().out.count("training prerequisite run heatmap2d-smoke-") == 1  # shared by cm_only, late
+    built = [p.name for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    assert len(built) == 1 and built[0].startswith("heatmap2d-smoke-")  # no tekin_fusion run started
+    assert (tmp_path / "runs" / built[0] / "metrics.json").is_file()
+
+
+def test_prerequisites_alone_rejects_a_bad_argument_in_one_line(capsys):
+    assert prereq.main(["experiment=tekin_fusion"]) == 2
+    assert "expected one argument: a JSON list" in capsys.readouterr().err
+
+
 # -- fine-tuning ------------------------------------------------------------------------------
 def regression(hidden: int, seed: int) -> DirectRegression:
     torch.manual_seed(seed)

@@ -57,3 +57,36 @@ def test_a_pre_trained_run_starts_from_the_2d_only_run(tmp_path, smoke_args, cap
     assert record["into"] == "init_from" and config["init_from"] == record["path"] and Path(record["path"]).is_file()
     first = yaml.safe_load((Path(record["path"]).parents[1] / "config.yaml").read_text())
     assert first["data"]["train_domain"] == "wild" and first["model"]["pretrain_2d"] == "never"
+
+
+@pytest.mark.slow
+def test_each_run_of_the_chain_logs_to_its_own_wandb_run(tmp_path, smoke_args, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = [a for a in smoke_args if a != "logger.wandb=false"] + ["logger.wandb=true"]
+    assert main(["experiment=heatmap2d", "model.pretrain_2d=always", "trainer.max_epochs=1", *args]) == 0
+    runs = sorted(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
+    assert len(runs) == 2  # the pre-training and the fine-tuning
+    ids = [[r.name for r in run.glob("wandb/offline-run-*")] for run in runs]
+    assert all(len(i) == 1 for i in ids) and ids[0] != ids[1]  # the fine-tuning did not log into the first run
+
+
+def test_channels_last_computes_the_same_maps_and_gradients():
+    import torch
+
+    info = {"num_joints": 16, "image_size": 32, "action_names": ()}
+    optim = {"name": "adam", "lr": 1e-3}
+    small = {"stacks": 2, "channels": 16, "depth": 2}
+    torch.manual_seed(0)
+    plain = HeatmapNetwork(model={**small, "channels_last": False}, optim=optim, data_info=info)
+    fast = HeatmapNetwork(model={**small, "channels_last": True}, optim=optim, data_info=info)
+    fast.load_state_dict(plain.state_dict())
+    assert next(fast.network.parameters()).dim() == 4 and fast.network.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    image = torch.randn(3, 3, 32, 32)
+    outputs = [network(image) for network in (plain, fast)]
+    for a, b in zip(*outputs):
+        assert b.is_contiguous() and torch.allclose(a, b, atol=1e-4)  # float rounding, amplified by batch-3 BN
+    for network, maps in zip((plain, fast), outputs):
+        sum(m.square().sum() for m in maps).backward()
+    grad = {name: p.grad for name, p in plain.named_parameters()}
+    for name, p in fast.named_parameters():
+        assert (p.grad - grad[name]).norm() <= 1e-3 * grad[name].norm() + 1e-2, name  # rounding; a bug is O(1)
