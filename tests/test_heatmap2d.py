@@ -60,10 +60,20 @@ def test_a_pre_trained_run_starts_from_the_2d_only_run(tmp_path, smoke_args, cap
 
 
 @pytest.mark.slow
-def test_each_run_of_the_chain_logs_to_its_own_wandb_run(tmp_path, smoke_args, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
+def test_each_run_of_the_chain_logs_to_its_own_wandb_run(tmp_path, smoke_args):
+    # in a child process: W&B's service and its WANDB_SERVICE variable must not outlive the test
+    import os
+    import subprocess
+    import sys
+
+    from pose3d.config import REPO_ROOT
+
     args = [a for a in smoke_args if a != "logger.wandb=false"] + ["logger.wandb=true"]
-    assert main(["experiment=heatmap2d", "model.pretrain_2d=always", "trainer.max_epochs=1", *args]) == 0
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"} | {"WANDB_MODE": "offline"}
+    command = [sys.executable, "-m", "pose3d.train", "experiment=heatmap2d", "model.pretrain_2d=always",
+               "trainer.max_epochs=1", *args]
+    done = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
     runs = sorted(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
     assert len(runs) == 2  # the pre-training and the fine-tuning
     ids = [[r.name for r in run.glob("wandb/offline-run-*")] for run in runs]
