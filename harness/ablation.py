@@ -152,6 +152,18 @@ def plan_runs(points: list[dict[str, Any]], extra: list[str], source: str = "the
     return runs
 
 
+def add_local_options(parser: argparse.ArgumentParser) -> None:
+    """``--devices`` and ``--jobs``: where the local launcher runs (:func:`local_slots`)."""
+    parser.add_argument("--devices", default="", help="local launcher: comma-separated GPU ids, one run per device in parallel")
+    parser.add_argument("--jobs", default="auto", help="local launcher without --devices: runs at a time on this CPU "
+                                                       "(auto: 2 on a CPU-only machine of 2+ cores, else 1)")
+
+
+def device_ids(devices: str) -> list[str]:
+    """``--devices 0,1`` -> ["0", "1"]."""
+    return [d.strip() for d in devices.split(",") if d.strip()]
+
+
 def local_slots(devices: list[str], jobs: str, overrides: list[str]) -> tuple[list[str | None], list[str]]:
     """Where the local launcher's runs go, and what each run is told: one run per listed GPU
     (``CUDA_VISIBLE_DEVICES``); else ``jobs`` runs at a time on this machine's CPU, each with
@@ -165,13 +177,10 @@ def local_slots(devices: list[str], jobs: str, overrides: list[str]) -> tuple[li
         import torch
 
         count = 2 if cores >= 2 and not torch.cuda.is_available() else 1
+    elif jobs.isdigit() and int(jobs) >= 1:
+        count = int(jobs)
     else:
-        try:
-            count = int(jobs)
-        except ValueError:
-            count = 0
-        if count < 1:
-            raise ConfigError(f"--jobs {jobs}: expected a positive number of runs at a time, or auto")
+        raise ConfigError(f"--jobs {jobs}: expected a positive number of runs at a time, or auto")
     given_threads = any(o.split("=", 1)[0] == "threads" for o in overrides)
     told = [] if count == 1 or given_threads else [f"threads={max(cores // count, 1)}"]
     return [None] * count, told
@@ -374,9 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep_file")
     parser.add_argument("--preset", default=None, help="replaces the sweep file's preset (smoke|quick|paper)")
     parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1 instead of the file's list")
-    parser.add_argument("--devices", default="", help="local launcher: comma-separated GPU ids, one run per device in parallel")
-    parser.add_argument("--jobs", default="auto", help="local launcher without --devices: runs at a time on this CPU "
-                                                       "(auto: 2 on a CPU-only machine of 2+ cores, else 1)")
+    add_local_options(parser)
     parser.add_argument("--launcher", default="local", choices=LAUNCHERS,
                         help="local: this machine (default); slurm: one SLURM job array through submitit; "
                              "submitit-local: the same tasks through submitit's local executor")
@@ -408,7 +415,7 @@ def run_action(sweep: Sweep, args) -> int:
     options = launch.parse_options(args.slurm) if args.launcher != "local" else {}
     if args.slurm and args.launcher == "local":
         raise ConfigError("SLURM options need LAUNCHER=slurm (or submitit-local); the local launcher runs here")
-    devices = [d for d in args.devices.split(",") if d.strip()]
+    devices = device_ids(args.devices)
     if devices and args.launcher != "local":
         raise ConfigError(f"DEVICES is for LAUNCHER=local; with LAUNCHER={args.launcher} ask for GPUs with "
                           "SLURM=\"gpus_per_node=N\"")

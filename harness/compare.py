@@ -36,8 +36,8 @@ from typing import Any
 
 import yaml
 
-from harness.ablation import (EXIT_BAD_INPUT, REPO_ROOT, PlannedRun, Sweep, execute, local_slots, missing_reason,
-                              parse_with_overrides, plan_runs, references)
+from harness.ablation import (EXIT_BAD_INPUT, REPO_ROOT, PlannedRun, Sweep, add_local_options, device_ids, execute,
+                              local_slots, missing_reason, parse_with_overrides, plan_runs, references)
 from pose3d.config import ConfigError
 from pose3d.summaries import mean_std
 
@@ -257,9 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep-file", default=str(COMPARE_FILE))
     parser.add_argument("--preset", default=None, help="replaces the sweep file's preset (smoke|quick|paper)")
     parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1 instead of the file's list")
-    parser.add_argument("--devices", default="", help="comma-separated GPU ids, one run per device in parallel")
-    parser.add_argument("--jobs", default="auto", help="without --devices: runs at a time on this CPU "
-                                                       "(auto: 2 on a CPU-only machine of 2+ cores, else 1)")
+    add_local_options(parser)
     parser.add_argument("--no-cost", action="store_true", help="skip loading checkpoints (parameters, ms / image, figure)")
     args = parse_with_overrides(parser, argv)
     try:
@@ -271,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = Path(runs[0].run_dir).parents[1] if runs else Path("results") / "compare"
         failed = []
         if args.action == "run":
-            slots, told = local_slots([d for d in args.devices.split(",") if d.strip()], args.jobs, overrides)
+            slots, told = local_slots(device_ids(args.devices), args.jobs, overrides)
             failed = execute(runs, slots, out_dir / "logs", run_overrides=told)
         table = summarise(runs, out_dir, measure=not args.no_cost)
     except ConfigError as error:
