@@ -109,6 +109,11 @@ class PlannedRun:
     args: list[str] = field(default_factory=list)  # its key=value arguments (the point's and the extra ones)
     total_steps: int | None = None
     max_epochs: int | None = None
+    frozen_networks: int = 0  # trained networks it reads at every step (see :func:`frozen_networks`)
+
+    def expected_cost(self) -> tuple[int, int]:
+        """Sort key of the parallel runner, larger first (:func:`longest_first`)."""
+        return self.frozen_networks, self.total_steps or 0
 
     @property
     def metrics_file(self) -> Path:
@@ -121,6 +126,27 @@ class PlannedRun:
     def command(self) -> list[str]:
         """What runs now: the base command and what the run's folder asks for (resume or restart)."""
         return self.base_command() + resume_args(self.run_dir)
+
+
+def frozen_networks(cfg) -> int:
+    """How many trained prerequisite networks a run evaluates beside its own (a frozen heatmap
+    network: every step pays its forward pass); an ``init_from`` start or a fitted file costs
+    nothing per step."""
+    from lightning_modules import MODELS
+    from pose3d.prerequisites import TrainedRun
+
+    declared = MODELS.load(cfg.model.name).prerequisites(cfg)
+    return sum(isinstance(d, TrainedRun) and d.into != "init_from" for d in declared)
+
+
+def longest_first(runs: list[PlannedRun]) -> list[PlannedRun]:
+    """The runs in the order a parallel runner starts them: the expected longest first (more
+    frozen networks read, then more steps; grid order among equals), so that the last run to
+    finish is a short one and no slot idles through a long tail: in grid order the quick fusion
+    grid of seeds 1 and 2 (2 slots) starts with Image-Only (no heatmap network, 3x shorter) and
+    ends with one map-reading run alone; longest first pairs the ten long runs and ends with the
+    two short ones side by side. (Seed 0 alone, five long runs on two slots, gains nothing.)"""
+    return sorted(runs, key=lambda run: tuple(-c for c in run.expected_cost()))
 
 
 def plan_runs(points: list[dict[str, Any]], extra: list[str], source: str = "the sweep file",
@@ -144,7 +170,8 @@ def plan_runs(points: list[dict[str, Any]], extra: list[str], source: str = "the
         cfg = load_config(args + list(extra))
         total, epochs = estimated_steps(cfg)
         run = PlannedRun(point, run_name(cfg), Path(cfg.results_dir) / "runs" / run_name(cfg),
-                         sweep_engine.agent_command(sweep_config, point) + list(extra), args + list(extra), total, epochs)
+                         sweep_engine.agent_command(sweep_config, point) + list(extra), args + list(extra), total, epochs,
+                         frozen_networks(cfg))
         if check_identity and (run.metrics_file.is_file() or (run.run_dir / "checkpoints" / "last.ckpt").is_file()):
             action = "counting it as done" if run.metrics_file.is_file() else "resuming it"
             require_same_config(run.run_dir, cfg, action)
@@ -205,12 +232,14 @@ def build_prerequisites(runs: list[PlannedRun], log_file: Path) -> bool:
 def execute(runs: list[PlannedRun], slots: list[str | None], log_dir: Path, progress=None,
             run_overrides: list[str] = ()) -> list[str]:
     """Run the pending runs, one per slot at a time (a GPU id, or None: this CPU), each with
-    ``run_overrides`` added; with more than one slot the prerequisites are built first. Returns
-    the names of failed runs."""
+    ``run_overrides`` added; with more than one slot the prerequisites are built first and the
+    runs start longest first (:func:`longest_first`). Returns the names of failed runs."""
     from harness.progress import Progress
 
     pending: queue.Queue = queue.Queue()
     todo = [r for r in runs if not r.metrics_file.is_file()]
+    if len(slots) > 1:
+        todo = longest_first(todo)
     for index, run in enumerate(todo, 1):
         pending.put((index, run))
     print(f"{len(runs) - len(todo)} of {len(runs)} runs already done; running {len(todo)}"

@@ -62,14 +62,18 @@ def read_run(run: PlannedRun) -> dict[str, Any] | None:
 
 
 def prerequisite_seconds(config: dict) -> dict[str, float]:
-    """{prerequisite path: its training or fitting seconds} from a run's ``prerequisites:`` record."""
+    """{prerequisite path: its training or fitting seconds} from a run's ``prerequisites:`` record,
+    with theirs in turn (a fine-tuned 2D network's pre-training run)."""
     from harness.prerequisites import artifact_record
 
     seconds = {}
     for record in config.get("prerequisites") or []:
         path = Path(str(record.get("path", "")))
         if record.get("kind") == "trained_run":  # <results>/runs/<folder>/checkpoints/best.ckpt
-            source = path.parent.parent / "metrics.json"
+            run_dir = path.parent.parent
+            source = run_dir / "metrics.json"
+            if (run_dir / "config.yaml").is_file():
+                seconds.update(prerequisite_seconds(yaml.safe_load((run_dir / "config.yaml").read_text()) or {}))
         else:
             source = artifact_record(path)
         if source.is_file():

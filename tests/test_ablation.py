@@ -216,6 +216,27 @@ def test_parallel_cpu_runs_build_the_prerequisites_first_then_run_with_a_share_o
     assert len(calls) == 2 and all(c[-1] == "threads=2" for c in calls)  # 4 cores / 2 runs
 
 
+def test_parallel_runs_start_longest_first(tmp_path, monkeypatch):
+    points = Sweep.read(REPO_ROOT / "ablations" / "fusion.yaml").grid(preset="smoke", seeds=1)
+    runs = plan_runs(points, [f"results_dir={tmp_path}"])
+    assert {r.params["variant"]: r.frozen_networks for r in runs} == {
+        "image_only": 0, "cm_only": 1, "early": 1, "late": 1, "fixed_b2": 1, "trainable": 1}
+    order = [r.params["variant"] for r in ablation.longest_first(runs)]
+    assert order == ["cm_only", "early", "late", "fixed_b2", "trainable", "image_only"]  # grid order among equals
+    runs[0].total_steps, runs[1].total_steps = 10 * (runs[1].total_steps or 1), 1  # image_only: 10x the steps
+    assert [r.params["variant"] for r in ablation.longest_first(runs)][-2:] == ["cm_only", "image_only"]
+
+    started: list[str] = []
+    monkeypatch.setattr(ablation, "build_prerequisites", lambda todo, log: True)
+    monkeypatch.setattr(ablation.subprocess, "call",
+                        lambda command, **kwargs: started.append(next(a for a in command if a.startswith("variant="))) or 0)
+    ablation.execute(runs, [None], tmp_path / "logs")  # one slot: grid order
+    assert started[0] == "variant=image_only"
+    started.clear()
+    ablation.execute(runs, [None, None], tmp_path / "logs")  # taken last (the other slot may start after it)
+    assert started.index("variant=image_only") >= len(runs) - 2
+
+
 def test_a_failed_prerequisite_build_runs_nothing_and_fails(tmp_path, monkeypatch, capsys):
     calls: list[list[str]] = []
     monkeypatch.setattr(ablation.subprocess, "call", lambda command, **kwargs: calls.append(command) or 1)

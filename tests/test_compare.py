@@ -48,9 +48,12 @@ def test_compare_file_lists_every_headline_and_the_references_cover_them():
 
 
 def test_summary_rows_columns_and_cost(tmp_path, sweep_file):
-    heatmap = tmp_path / "runs" / "heatmap2d-smoke-k"
-    heatmap.mkdir(parents=True)
-    (heatmap / "metrics.json").write_text(json.dumps({"fit_seconds": 30.0}))
+    pretraining, heatmap = tmp_path / "runs" / "heatmap2d-smoke-p", tmp_path / "runs" / "heatmap2d-smoke-k"
+    for folder, seconds in ((pretraining, 12.0), (heatmap, 30.0)):
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"fit_seconds": seconds}))
+    (heatmap / "config.yaml").write_text(yaml.safe_dump({"prerequisites": [  # fine-tuned from the pre-training run
+        {"kind": "trained_run", "into": "init_from", "path": str(pretraining / "checkpoints" / "best.ckpt")}]}))
     for seed in (0, 1):
         fake_run(tmp_path, "baseline", seed, 100.0 + 10 * seed)
         fake_run(tmp_path, "tekin_fusion", seed, 90.0, prerequisite=heatmap,
@@ -71,7 +74,7 @@ def test_summary_rows_columns_and_cost(tmp_path, sweep_file):
     baseline, tekin, park = rows["baseline"], rows["tekin_fusion (trainable)"], rows["park_multiroot (both)"]
     assert baseline[1] == "2" and baseline[2] == "105.0 +/- 7.1" and baseline[-1] == "-"
     assert tekin[header.index("wild MPJPE")] == "150.5 +/- 0.7" and baseline[header.index("wild MPJPE")] == "-"
-    assert tekin[header.index("train s (+ prerequisites)")] == "15 (+ 30)"  # the shared 2D net once, not per seed
+    assert tekin[header.index("train s (+ prerequisites)")] == "15 (+ 42)"  # the shared 2D chain once, not per seed
     assert tekin[-1] == "69.7" and park[-1] == "117.3" and park[1] == "1"
     assert "Missing from this table: park_multiroot-both-smoke-s1 (not run yet)." in table
 
