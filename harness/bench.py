@@ -20,6 +20,13 @@ single-hypothesis modules stepped one after another (target: batched >= 3x faste
 time to render the 11 pairs of skeleton-map targets of a batch (one distance computation) as a
 share of the batched step (target: under 20%); measured with the default intra-op threads and
 with one.
+
+``python -m pose3d.bench two_d_precision [--preset P] [--batches N] [--rounds R] [--device cpu|cuda]``:
+the frozen 2D network that Tekin's confidence-map stream reads (``model.two_d`` of
+``tekin_fusion`` at the preset; its heatmap chain is trained first if the results folder has
+none) in ``float32`` and in ``bfloat16`` autocast: forward images/s with the default intra-op
+threads and with one, and on the test split how far the bfloat16 maps and the joints decoded
+from them are from the float32 ones, beside each one's 2D error against the labels.
 """
 from __future__ import annotations
 
@@ -34,6 +41,7 @@ import time
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from harness.train import load_config
 
@@ -276,9 +284,75 @@ def bench_deepskeleton(batches: int, rounds: int, device: str) -> dict:
     return result
 
 
+def bench_two_d_precision(preset: str, batches: int, rounds: int, device: str, overrides: tuple[str, ...] = ()) -> dict:
+    """See the module docstring (``two_d_precision``); ``overrides``: more ``key=value`` settings
+    of the tekin_fusion run (``results_dir=...``)."""
+    from datamodules import DATAMODULES
+    from harness.prerequisites import resolve
+    from lightning_modules import MODELS
+    from lightning_modules.blocks.two_d_source import TwoDSource, cpu_has_native_bfloat16
+
+    cfg = load_config(["experiment=tekin_fusion", f"preset={preset}", "model.two_d.source=predicted", *overrides])
+    resolve(MODELS.load(cfg.model.name), cfg)  # the heatmap chain: reused, or trained now
+    datamodule = DATAMODULES.load(cfg.data.name)(dict(cfg.data))
+    test_set = datamodule.dataset("test")
+    batch_size, size = cfg.data.batch_size, cfg.data.image_size
+    sources = {precision: TwoDSource(OmegaConf.merge(cfg.model.two_d, {"precision": precision}), size).to(device)
+               for precision in ("float32", "bfloat16")}
+
+    def load(start: int) -> dict:
+        samples = test_set.__getitems__([(start + i) % len(test_set) for i in range(batch_size)])
+        return {k: torch.stack([s[k] for s in samples]).to(device) for k in ("image", "joints_2d", "visible")}
+
+    batches_seen = [load(i * batch_size) for i in range(batches)]
+    maps = {p: [source.maps(b) for b in batches_seen] for p, source in sources.items()}
+    joints = {p: [sources[p].joints_2d(m) for m in maps[p]] for p in maps}
+    visible = torch.cat([b["visible"] for b in batches_seen])
+    labels = torch.cat([b["joints_2d"] for b in batches_seen])[visible]
+
+    def error(p: str) -> float:
+        return float((torch.cat(joints[p])[visible] - labels).norm(dim=-1).mean())
+
+    moved = (torch.cat(joints["bfloat16"]) - torch.cat(joints["float32"])).norm(dim=-1)[visible]
+    map_difference = max(float((a - b).abs().max()) for a, b in zip(maps["bfloat16"], maps["float32"]))
+    result: dict = {"preset": preset, "image_size": size, "map_size": sources["float32"].map_size,
+                    "batch_size": batch_size, "batches_per_round": batches, "rounds": rounds, "device": device,
+                    "checkpoint": cfg.model.two_d.checkpoint, "cpu_native_bfloat16": cpu_has_native_bfloat16(),
+                    "machine": platform.processor() or platform.machine(),
+                    "test_images": batch_size * batches,
+                    "max_abs_map_difference": round(map_difference, 5),
+                    "joints_moved_px": {"mean": round(float(moved.mean()), 4), "max": round(float(moved.max()), 4),
+                                        "share_moved": round(float((moved > 0).float().mean()), 4)},
+                    "error_2d_px": {p: round(error(p), 4) for p in sources}}
+
+    def forward(p: str):
+        def step() -> None:
+            sources[p].maps(batches_seen[0])
+            if device == "cuda":
+                torch.cuda.synchronize()
+        return step
+
+    threads = torch.get_num_threads()
+    for label, count in (("default_threads", threads), ("one_thread", 1)):
+        torch.set_num_threads(count)
+        try:
+            measured: dict[str, list[float]] = {p: [] for p in sources}
+            for _ in range(rounds):
+                for p in sources:
+                    measured[p].append(_throughput(forward(p), batch_size, batches))
+        finally:
+            torch.set_num_threads(threads)
+        f32, bf16 = (statistics.median(measured[p]) for p in ("float32", "bfloat16"))
+        result[label] = {"torch_threads": count, "float32_images_per_s": round(f32, 1),
+                         "bfloat16_images_per_s": round(bf16, 1), "bfloat16_speedup": round(bf16 / f32, 2),
+                         "all_rounds": {p: [round(v, 1) for v in vals] for p, vals in measured.items()}}
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pose3d.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=["render", "lifting", "deepskeleton"])
+    parser.add_argument("name", choices=["render", "lifting", "deepskeleton", "two_d_precision"])
+    parser.add_argument("--preset", default="quick", help="two_d_precision: the tekin_fusion preset")
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16384, help="lifting: poses per call")
@@ -289,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         result = bench_lifting(args.batch_size, max(args.rounds, 1), args.device)
     elif args.name == "deepskeleton":
         result = bench_deepskeleton(max(args.batches, 1), max(args.rounds, 1), args.device)
+    elif args.name == "two_d_precision":
+        result = bench_two_d_precision(args.preset, max(args.batches, 1), max(args.rounds, 1), args.device)
     else:
         result = bench_render(args.batches, args.rounds, args.device)
     out = Path(args.out)

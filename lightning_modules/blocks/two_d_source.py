@@ -13,11 +13,20 @@ as ``model.two_d`` (same key names everywhere) and builds a :class:`TwoDSource`:
 The map stride is the 2D network's own (``map_stride`` of its method class), never a literal;
 ``decode`` turns maps into joints (``subpixel``: the quarter-pixel shift of
 :func:`pose3d.heatmaps.decode_argmax`; ``argmax``: the arg-max pixel).
+
+``precision`` is the frozen network's arithmetic: ``float32``, or ``bfloat16`` autocast
+(convolutions in bfloat16, the maps returned as float32). On a CPU with native bfloat16
+(AVX512-BF16 or AMX, as on this project's 2-core machines) or a GPU the forward is 1.7-2.2x
+faster; the maps differ by bfloat16 rounding (8-bit mantissa). ``python -m pose3d.bench
+two_d_precision`` measures both on a trained network (README, Tekin section). On a CPU
+without native bfloat16 it is emulated and slower: the source warns, keep ``float32`` there.
 """
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -38,6 +47,18 @@ class TwoDSourceConfig:
     checkpoint: Optional[str] = None  # a checkpoint of it; None: the harness trains or reuses one
     sigma: float = 1.0  # ground-truth maps: Gaussian width, map pixels
     decode: str = choice("subpixel", ("subpixel", "argmax"))
+    precision: str = choice("float32", ("float32", "bfloat16"))  # the frozen network's forward
+
+
+@lru_cache(maxsize=None)
+def cpu_has_native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); False where it
+    cannot be told (no /proc/cpuinfo)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def two_d_only_data(data_name: str) -> dict | None:
@@ -115,6 +136,9 @@ class TwoDSource(nn.Module):
         else:
             self.network, self.stride = None, int(method_class(cfg.experiment).map_stride)
         self.map_size = self.image_size // self.stride
+        if self.predicted and cfg.precision == "bfloat16" and not torch.cuda.is_available() and not cpu_has_native_bfloat16():
+            warnings.warn("model.two_d.precision=bfloat16 on a CPU without native bfloat16 (avx512_bf16 or amx_bf16) "
+                          "is emulated and slower than float32; expected model.two_d.precision=float32 on this machine")
 
     @property
     def predicted(self) -> bool:
@@ -136,8 +160,10 @@ class TwoDSource(nn.Module):
         """(B, J, h, w) confidence maps of the batch."""
         if self.network is None:
             return batch["heatmaps"]
-        with torch.no_grad():
-            return self.network(batch["image"])
+        image = batch["image"]
+        bfloat16 = self.cfg.precision == "bfloat16"
+        with torch.no_grad(), torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=bfloat16):
+            return self.network(image).float()
 
     def joints_2d(self, maps: Tensor) -> Tensor:
         """(B, J, 2) crop pixels decoded from ``maps``."""
