@@ -16,10 +16,11 @@ The map stride is the 2D network's own (``map_stride`` of its method class), nev
 
 ``precision`` is the frozen network's arithmetic: ``float32``, or ``bfloat16`` autocast
 (convolutions in bfloat16, the maps returned as float32). On a CPU with native bfloat16
-(AVX512-BF16 or AMX, as on this project's 2-core machines) or a GPU the forward is 1.7-2.2x
-faster; the maps differ by bfloat16 rounding (8-bit mantissa). ``python -m pose3d.bench
-two_d_precision`` measures both on a trained network (README, Tekin section). On a CPU
-without native bfloat16 it is emulated and slower: the source warns, keep ``float32`` there.
+(AVX512-BF16 or AMX, as on this project's 2-core machines) the quick hourglass's forward is
+1.8x faster at one thread and 2.0x at two (not measured on a GPU); the maps differ by bfloat16
+rounding (8-bit mantissa). ``python -m pose3d.bench two_d_precision`` measures both on a
+trained network (README, Tekin section). On a CPU without native bfloat16 it is emulated and
+slower: the source warns, keep ``float32`` there.
 """
 from __future__ import annotations
 
