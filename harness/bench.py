@@ -54,6 +54,26 @@ def _throughput(step, images_per_call: int, calls: int) -> float:
     return images_per_call * calls / (time.perf_counter() - started)
 
 
+def _throughput_by_threads(steps: dict, images_per_call: int, calls: int, rounds: int) -> dict[str, tuple]:
+    """Images/s of each named step, ``rounds`` alternating rounds, with the default intra-op
+    threads and with one (the default restored after): ``{"default_threads" | "one_thread":
+    (threads, {name: median}, {name: [every round, rounded]})}``."""
+    threads = torch.get_num_threads()
+    measurements = {}
+    for label, count in (("default_threads", threads), ("one_thread", 1)):
+        torch.set_num_threads(count)
+        try:
+            measured: dict[str, list[float]] = {name: [] for name in steps}
+            for _ in range(rounds):
+                for name, step in steps.items():
+                    measured[name].append(_throughput(step, images_per_call, calls))
+        finally:
+            torch.set_num_threads(threads)
+        medians = {name: statistics.median(values) for name, values in measured.items()}
+        measurements[label] = (count, medians, {name: [round(v, 1) for v in values] for name, values in measured.items()})
+    return measurements
+
+
 def bench_render(batches: int, rounds: int, device: str) -> dict:
     """Median over ``rounds`` of alternating measurements, so that load from other processes
     on a shared machine hits rendering and training alike."""
@@ -254,22 +274,14 @@ def bench_deepskeleton(batches: int, rounds: int, device: str) -> dict:
         skeleton_maps(batch, size, spec)
         sync()
 
-    threads = torch.get_num_threads()
     result: dict = {"hypotheses": len(singles), "image_size": size, "map_size": batched.map_size,
                     "stick_widths_map_px": [round(w, 3) for w in batched.map_widths], "batch_size": batch_size,
                     "batches_per_round": batches, "rounds": rounds, "train_device": device,
                     "machine": platform.processor() or platform.machine(),
                     "load_average_before": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
-    for label, count in (("default_threads", threads), ("one_thread", 1)):
-        torch.set_num_threads(count)
-        try:
-            measured: dict[str, list[float]] = {"batched": [], "separate": [], "render": []}
-            for _ in range(rounds):
-                for name, fn in (("batched", batched_step), ("separate", separate_step), ("render", render_step)):
-                    measured[name].append(_throughput(fn, batch_size, batches))
-        finally:
-            torch.set_num_threads(threads)
-        b, sep, r = (statistics.median(measured[k]) for k in ("batched", "separate", "render"))
+    steps = {"batched": batched_step, "separate": separate_step, "render": render_step}
+    for label, (count, median, all_rounds) in _throughput_by_threads(steps, batch_size, batches, rounds).items():
+        b, sep, r = median["batched"], median["separate"], median["render"]
         result[label] = {
             "torch_threads": count,
             "batched_images_per_s": round(b, 1),
@@ -277,7 +289,7 @@ def bench_deepskeleton(batches: int, rounds: int, device: str) -> dict:
             "batched_speedup": round(b / sep, 2),
             "render_images_per_s": round(r, 1),
             "render_share_of_step": round(b / r, 3),  # render time / batched step time
-            "all_rounds": {k: [round(v, 1) for v in vals] for k, vals in measured.items()},
+            "all_rounds": all_rounds,
         }
     result["target_batched_speedup"] = 3.0
     result["target_render_share_of_step"] = 0.2
@@ -332,20 +344,12 @@ def bench_two_d_precision(preset: str, batches: int, rounds: int, device: str, o
                 torch.cuda.synchronize()
         return step
 
-    threads = torch.get_num_threads()
-    for label, count in (("default_threads", threads), ("one_thread", 1)):
-        torch.set_num_threads(count)
-        try:
-            measured: dict[str, list[float]] = {p: [] for p in sources}
-            for _ in range(rounds):
-                for p in sources:
-                    measured[p].append(_throughput(forward(p), batch_size, batches))
-        finally:
-            torch.set_num_threads(threads)
-        f32, bf16 = (statistics.median(measured[p]) for p in ("float32", "bfloat16"))
+    steps = {p: forward(p) for p in sources}
+    for label, (count, median, all_rounds) in _throughput_by_threads(steps, batch_size, batches, rounds).items():
+        f32, bf16 = median["float32"], median["bfloat16"]
         result[label] = {"torch_threads": count, "float32_images_per_s": round(f32, 1),
                          "bfloat16_images_per_s": round(bf16, 1), "bfloat16_speedup": round(bf16 / f32, 2),
-                         "all_rounds": {p: [round(v, 1) for v in vals] for p, vals in measured.items()}}
+                         "all_rounds": all_rounds}
     return result
 
 

@@ -137,7 +137,8 @@ class TwoDSource(nn.Module):
         else:
             self.network, self.stride = None, int(method_class(cfg.experiment).map_stride)
         self.map_size = self.image_size // self.stride
-        if self.predicted and cfg.precision == "bfloat16" and not torch.cuda.is_available() and not cpu_has_native_bfloat16():
+        self.bfloat16 = self.predicted and cfg.precision == "bfloat16"
+        if self.bfloat16 and not torch.cuda.is_available() and not cpu_has_native_bfloat16():
             warnings.warn("model.two_d.precision=bfloat16 on a CPU without native bfloat16 (avx512_bf16 or amx_bf16) "
                           "is emulated and slower than float32; expected model.two_d.precision=float32 on this machine")
 
@@ -162,8 +163,7 @@ class TwoDSource(nn.Module):
         if self.network is None:
             return batch["heatmaps"]
         image = batch["image"]
-        bfloat16 = self.cfg.precision == "bfloat16"
-        with torch.no_grad(), torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=bfloat16):
+        with torch.no_grad(), torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
             return self.network(image).float()
 
     def joints_2d(self, maps: Tensor) -> Tensor:
