@@ -54,6 +54,7 @@ from datamodules.loaders import ResumableLoader, one_thread_per_worker
 from datamodules.targets import TargetMaker
 from pose3d.config import ConfigError, choice, validated
 from pose3d.contract import DataInfo
+from pose3d.floors import PoseLabels
 from pose3d.registry import Registry
 
 SOURCE_KEYS = ("three_d", "two_d")  # the training sources
@@ -325,6 +326,15 @@ class MixedDataModule(PoseDataModule):
                 names.append(labels[0] if len(labels) == 1 else f"data.sources.{key}")
             self._train = MixedDataset(parts, names, self.targets)
         return self._train
+
+    def pose_labels(self, split: str) -> PoseLabels:
+        """Validation and test: the evaluation source's; training: every training source's."""
+        if split != "train":
+            return self.eval_module.pose_labels(split)
+        parts = [m.pose_labels("train") for key in SOURCE_KEYS for m in self.source_modules[key]]
+        known = all(p.down is not None for p in parts)
+        return PoseLabels(torch.cat([p.joints_3d for p in parts]), torch.cat([p.has_3d for p in parts]),
+                          down=torch.cat([p.down for p in parts]) if known else None)
 
     def batch_sampler(self) -> MixedBatchSampler:
         dataset = self.dataset("train")

@@ -40,6 +40,7 @@ from datamodules.targets import TargetMaker
 from pose3d import camera as cam
 from pose3d.body import PART_COLOUR_SLOT, TEST_SUBJECTS, TRAIN_SUBJECTS, VAL_SUBJECTS, accessory_capsules, make_subject
 from pose3d.config import ConfigError, at_least, choice
+from pose3d.floors import PoseLabels
 from pose3d.pose_sampler import ACTIVITIES, retarget, sample_pose
 from pose3d.scene import SceneParams, render_scene, sample_scene, stack_scenes
 from pose3d.skeleton import H36M_JOINTS, JOINT_INDEX
@@ -369,6 +370,15 @@ class SyntheticDataModule(PoseDataModule):
     def domains(self) -> tuple[str, ...]:
         """With ``eval_domain=both`` val/test batches carry ``domain`` (ids of :data:`EVAL_DOMAINS`)."""
         return EVAL_DOMAINS if self.cfg.eval_domain == "both" else ()
+
+    def pose_labels(self, split: str) -> PoseLabels:
+        """The split's 3D labels from the sample specifications (nothing is rendered)."""
+        dataset = self.dataset(split)
+        specs = [dataset.describe(i) for i in range(len(dataset))]
+        joints_cam, _, rotation = dataset._place(specs)
+        domain = torch.tensor([EVAL_DOMAINS.index(s.domain) for s in specs]) if self.domains else None
+        return PoseLabels(joints_cam - joints_cam[:, :1], torch.tensor([s.has_3d for s in specs]), domain,
+                          down=rotation[..., 1])
 
     def dataset(self, split: str) -> SyntheticPoseDataset:
         if split not in self.datasets:

@@ -50,6 +50,7 @@ from typing import Any
 import yaml
 
 from harness import sweep_engine
+from harness.floors import data_floors, floor_rows, versus_floor
 from harness.launch import QUIET, child_env, resume_args, result_line
 from pose3d.config import REPO_ROOT, ConfigError
 
@@ -322,7 +323,10 @@ def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path, failed: list[
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     extra = sorted({k for r in rows for k in r} - set(TABLE_METRICS) - {"variant", "seed", "run", "fit_seconds", "pixel_error", "pckh"})
     metrics = [m for m in TABLE_METRICS if any(m in r for r in rows)] + extra
-    header = ["variant", "seeds", *metrics, "fit s"]
+    configs = [run.run_dir / "config.yaml" for run in runs if run.metrics_file.is_file()]
+    configs = [c for c in configs if c.is_file()]
+    floors = data_floors(yaml.safe_load(configs[0].read_text())["data"], out_dir.parent / "floors") if configs else None
+    header = ["variant", "seeds", *metrics, "MPJPE / orientation floor", "fit s"]
     if paper:
         header.append(f"paper {reference.get('metric', 'mpjpe')}")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -330,6 +334,7 @@ def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path, failed: list[
     for variant in variants:
         group = [r for r in rows if r["variant"] == variant]
         cells = [variant, str(len(group))]
+        mean_mpjpe = None
         for metric in metrics:
             values = [r[metric] for r in group if r.get(metric) is not None]
             if values:
@@ -338,12 +343,18 @@ def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path, failed: list[
                 if metric == "mpjpe":
                     means.append(mean)
                     stds.append(std)
+                    mean_mpjpe = mean
             else:
                 cells.append("-")
+        cells.append(versus_floor(mean_mpjpe, floors))
         fits = [r["fit_seconds"] for r in group if r.get("fit_seconds") is not None]
         cells.append(f"{statistics.fmean(fits):.0f}" if fits else "-")
         if paper:
             cells.append(f"{paper[variant]:.2f}" if variant in paper else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    for title, values in floor_rows(floors):
+        cells = [f"*{title}*", "-", *[f"{values[m]:.1f}" if m in values else "-" for m in metrics],
+                 versus_floor(values.get("mpjpe"), floors), "-"] + (["-"] if paper else [])
         lines.append("| " + " | ".join(cells) + " |")
     absent = [f"{run.name} ({missing_reason(run, failed)})" for run in runs if run.name in missing]
     if absent:
@@ -359,7 +370,8 @@ def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path, failed: list[
     (out_dir / "summary.md").write_text("\n".join(notes) + table + "\n")
     if means:
         plots.bars(out_dir / "summary.png", variants, means, stds, "test MPJPE (mm)", f"ablation-{sweep.axis}",
-                   [paper.get(v) for v in variants] if paper else None)
+                   [paper.get(v) for v in variants] if paper else None,
+                   floors={title: values["mpjpe"] for title, values in floor_rows(floors)})
     return table
 
 

@@ -38,6 +38,7 @@ import yaml
 
 from harness.ablation import (EXIT_BAD_INPUT, REPO_ROOT, PlannedRun, Sweep, add_local_options, device_ids, execute,
                               local_slots, missing_reason, parse_with_overrides, plan_runs, references)
+from harness.floors import data_floors, floor_rows, versus_floor
 from pose3d.config import ConfigError
 from pose3d.summaries import mean_std
 
@@ -167,18 +168,26 @@ def summarise(runs: list[PlannedRun], out_dir: Path, measure: bool = True) -> st
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(out_dir / "summary.csv", records, domains)
-    header = ["method", "seeds", *[title for _, title in COLUMNS]]
-    header += [f"{domain} {title}" for domain in domains for _, title in DOMAIN_COLUMNS]
+    floors = data_floors(records[0]["config"]["data"], out_dir.parent / "floors") if records else None
+    header = ["method", "seeds", *[title for _, title in COLUMNS], "MPJPE / orientation floor"]
+    header += [f"{domain} {title}" for domain in domains for _, title in (*DOMAIN_COLUMNS, ("", "/ floor"))]
     header += ["parameters", "train s (+ prerequisites)", "ms / image", "paper H36M P1 MPJPE"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     means: dict[str, tuple[float, float]] = {}
+
+    def mean_of(values: list[float]) -> float | None:
+        return statistics.fmean(values) if values else None
+
     for method, group in by_method.items():
         cells = [_label(group[0]), str(len(group))]
         for key, _ in COLUMNS:
             cells.append(mean_std([r["metrics"][f"test/{key}"] for r in group if f"test/{key}" in r["metrics"]]))
+        cells.append(versus_floor(mean_of([r["metrics"]["test/mpjpe"] for r in group if "test/mpjpe" in r["metrics"]]), floors))
         for domain in domains:
             for key, _ in DOMAIN_COLUMNS:
                 cells.append(mean_std([v for r in group if (v := domain_metric(r["metrics"], domain, key)) is not None]))
+            cells.append(versus_floor(mean_of([v for r in group if (v := domain_metric(r["metrics"], domain, "mpjpe")) is not None]),
+                                      floors, f"{domain}/"))
         cells.append(mean_std([r["parameters"] / 1e6 for r in group if "parameters" in r], 2) + (" M" if measure else ""))
         prerequisites = {path: s for r in group for path, s in r["prerequisites"].items()}
         own = statistics.fmean(r["fit_seconds"] for r in group)
@@ -189,6 +198,13 @@ def summarise(runs: list[PlannedRun], out_dir: Path, measure: bool = True) -> st
         values = [r["metrics"]["test/mpjpe"] for r in group if "test/mpjpe" in r["metrics"]]
         if values:
             means[method] = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+    for title, values in floor_rows(floors):
+        cells = [f"*{title}*", "-", *[f"{values[key]:.1f}" if key in values else "-" for key, _ in COLUMNS],
+                 versus_floor(values.get("mpjpe"), floors)]
+        for domain in domains:
+            cells += [f"{values[f'{domain}/{key}']:.1f}" if f"{domain}/{key}" in values else "-" for key, _ in DOMAIN_COLUMNS]
+            cells.append(versus_floor(values.get(f"{domain}/mpjpe"), floors, f"{domain}/"))
+        lines.append("| " + " | ".join(cells + ["-"] * 4) + " |")
     absent = [f"{run.name} ({missing_reason(run)})" for run in runs if not run.metrics_file.is_file()]
     if absent:
         lines += ["", f"Missing from this table: {', '.join(absent)}."]
@@ -202,7 +218,8 @@ def summarise(runs: list[PlannedRun], out_dir: Path, measure: bool = True) -> st
     (out_dir / "summary.md").write_text("\n".join(notes) + table + "\n")
     if means:
         plots.bars(out_dir / "summary.png", list(means), [m for m, _ in means.values()], [s for _, s in means.values()],
-                   "test MPJPE (mm)", "compare: headline variants", [paper.get(m) for m in means] if paper else None)
+                   "test MPJPE (mm)", "compare: headline variants", [paper.get(m) for m in means] if paper else None,
+                   floors={title: values["mpjpe"] for title, values in floor_rows(floors)})
         per_action_plot(out_dir / "per_action.png", by_method)
         if measure:
             predictions_figure(out_dir / "predictions.png", by_method)

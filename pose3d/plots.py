@@ -50,8 +50,9 @@ def matrix(path: Path, values: np.ndarray, title: str, split: int | None = None,
 
 
 def bars(path: Path, labels: Sequence[str], means: Sequence[float], stds: Sequence[float], ylabel: str, title: str,
-         reference: Sequence[float | None] | None = None) -> None:
-    """Bar chart with error bars; optional reference values (e.g. the paper's) as markers."""
+         reference: Sequence[float | None] | None = None, floors: dict[str, float] | None = None) -> None:
+    """Bar chart with error bars; optional reference values (e.g. the paper's) as markers and
+    ``floors`` ({label: value}, e.g. the chance floors of :mod:`pose3d.floors`) as dashed lines."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(1.1 * len(labels) + 2.5, 3.8))
     x = np.arange(len(labels))
@@ -59,6 +60,8 @@ def bars(path: Path, labels: Sequence[str], means: Sequence[float], stds: Sequen
     if reference is not None and any(r is not None for r in reference):
         ref = [np.nan if r is None else r for r in reference]
         ax.plot(x, ref, "D", color="#dd8452", label="paper")
+    for (label, value), style in zip((floors or {}).items(), ("--", ":")):
+        ax.axhline(value, color="#555555", linestyle=style, linewidth=1, label=label)
     ax.set_xticks(x, labels, rotation=20, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
