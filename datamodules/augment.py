@@ -82,7 +82,9 @@ def flip_horizontal(batch: dict[str, Tensor], which: Tensor) -> dict[str, Tensor
 
     out["joints_2d"] = mirrored("joints_2d", lambda p: torch.stack((width - 1 - p[..., 0], p[..., 1]), -1))
     out["joints_3d"] = mirrored("joints_3d", lambda p: p * p.new_tensor([-1.0, 1.0, 1.0]))
-    out["visible"] = mirrored("visible", lambda v: v)
+    for key in ("visible", "occluded"):  # per-joint flags follow their joints
+        if key in batch:
+            out[key] = mirrored(key, lambda v: v)
     camera = batch["camera"].clone()
     camera[which, 2] = width - 1 - camera[which, 2]
     out["camera"] = camera

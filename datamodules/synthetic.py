@@ -15,8 +15,10 @@ pure function of ``(data.seed, split, i)``:
 4. a scene (:mod:`pose3d.scene`): ``studio`` (plain backgrounds, 3D labels) or ``wild``
    (clutter, occluders, colour shifts; *training* samples carry only 2D labels, val/test keep
    3D for evaluation);
-5. rendering straight into the crop with the crop's intrinsics (:mod:`pose3d.render`), which
-   also gives per-joint visibility from the depth test.
+5. rendering straight into the crop with the crop's intrinsics (:mod:`pose3d.render`). Every
+   joint inside the crop is labelled (``visible``), occluded or not, as the real datasets label
+   occluded joints; the renderer's depth test marks the hidden ones in the extra key ``occluded``
+   (for analyses; no method trains on it).
 
 A batch is rendered at once (``__getitems__``); training adds photometric augmentation and
 mirroring (:mod:`datamodules.augment`); heatmaps and skeleton maps are made on demand
@@ -281,13 +283,16 @@ class SyntheticPoseDataset(Dataset):
         device = self.cfg.render_device
         out = render_scene(joints_cam.to(device), intrinsics.to(device), radii.to(device), colours.to(device),
                            stack_scenes([s.scene for s in specs], device), size, accessories.to(device))
+        joints_2d = cam.project(joints_cam, intrinsics)
+        labelled = in_crop(joints_2d, joints_cam[..., 2], self.cfg.image_size)
         return {  # back on the CPU for the augmentation and targets; Lightning moves the batch
             "image": out.image.cpu(),
-            "joints_2d": cam.project(joints_cam, intrinsics),
+            "joints_2d": joints_2d,
             "joints_3d": joints_cam - joints_cam[:, :1],
             "has_3d": torch.tensor([s.has_3d for s in specs]),
             "has_2d": torch.ones(len(specs), dtype=torch.bool),
-            "visible": out.visible.cpu(),
+            "visible": labelled,
+            "occluded": labelled & ~out.visible.cpu(),
             "camera": intrinsics,
             "camera_rotation": rotation,
             "has_camera_rotation": torch.ones(len(specs), dtype=torch.bool),
@@ -331,6 +336,14 @@ class SyntheticPoseDataset(Dataset):
             which = torch.rand(len(batch["image"])) < 0.5
             batch = flip_horizontal(batch, which)
         return batch
+
+
+def in_crop(joints_2d: Tensor, depth: Tensor, image_size: int) -> Tensor:
+    """(B, J) bool: the joint lies in front of the camera and inside the crop. These joints are
+    labelled (the batch's ``visible``), whether or not the body or an occluder hides them, as
+    MPII and Human3.6M label occluded joints; the depth test's verdict is ``occluded``."""
+    inside = (joints_2d >= 0).all(-1) & (joints_2d <= image_size - 1).all(-1)
+    return inside & (depth > 0)
 
 
 def check_render_device(cfg: SyntheticConfig) -> None:

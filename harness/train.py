@@ -178,8 +178,10 @@ def run(cfg: DictConfig) -> dict:
 
     from datamodules import DATAMODULES
     from lightning_modules import MODELS
+    from lightning_modules.blocks.two_d_source import resolve_auto_precision
 
     is_main = rank_zero_only.rank == 0
+    resolve_auto_precision(cfg)  # before the resume check compares configs
     run_dir, resume_from = prepare_run_dir(cfg, is_main)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
