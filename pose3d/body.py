@@ -24,6 +24,16 @@ TRAIN_SUBJECTS: tuple[int, ...] = (1, 5, 6, 7, 8)
 # without ever looking at the test subjects.
 VAL_SUBJECTS: tuple[int, ...] = (2, 3)
 TEST_SUBJECTS: tuple[int, ...] = (9, 11)
+FIRST_EXTRA_TRAIN_SUBJECT = 100  # ids of training bodies beyond the protocol's five: 100, 101, ...
+
+
+def train_subjects(count: int) -> tuple[int, ...]:
+    """The ids of ``count`` training bodies: Human3.6M's five training subjects, then further
+    bodies 100, 101, ... (never a validation or test id), so the test bodies stay unseen."""
+    if count < 1:
+        raise ValueError(f"need at least one training body, got {count}")
+    extra = tuple(range(FIRST_EXTRA_TRAIN_SUBJECT, FIRST_EXTRA_TRAIN_SUBJECT + max(0, count - len(TRAIN_SUBJECTS))))
+    return (TRAIN_SUBJECTS + extra)[:count]
 
 # Mean bone length (mm) from each joint to its parent, close to Human3.6M's averages.
 MEAN_BONE_LENGTHS = np.array(
