@@ -66,13 +66,15 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", *, mmap: bool =
     :data:`CHECKPOINT_GLOBALS` besides torch's own tensors and containers.
 
     ``map_location`` as for ``torch.load`` (default: every tensor on the CPU); ``mmap=True``
-    maps the tensors instead of reading them (for a look at the hyper-parameters only).
+    maps the tensors instead of reading them (for a look at the hyper-parameters only; a file
+    in torch's legacy format, which cannot be mapped, is read).
     Raises :class:`UnsafeFileError` (one line: the file and the types it would run) for a file
     that refers to anything else; ``FileNotFoundError``, ``RuntimeError`` and
     ``pickle.UnpicklingError`` as ``torch.load`` does for a missing, truncated or foreign one.
     """
     import torch
 
+    mmap = mmap and zipfile.is_zipfile(path)
     with torch.serialization.safe_globals(list(CHECKPOINT_GLOBALS)):
         try:
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
