@@ -20,6 +20,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from pose3d.config import ConfigError
+from pose3d.safe_load import UnsafeFileError, load_checkpoint
 
 NOT_IDENTITY = ("name", "results_dir", "ckpt_path", "test_only", "overwrite", "threads", "logger", "prerequisites",
                 "trainer.enable_progress_bar", "trainer.log_every_n_steps")
@@ -128,12 +129,13 @@ def check_writable(folder: Path) -> None:
 
 
 def check_checkpoint(path: Path, cfg: DictConfig, what: str) -> None:
-    """``path`` is a readable Lightning checkpoint of ``cfg``'s method."""
-    import torch
-
+    """``path`` is a readable Lightning checkpoint of ``cfg``'s method, read as data (a file that
+    would run code is refused here, before the trainer opens it)."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        checkpoint = load_checkpoint(path, mmap=True)
         model_name = checkpoint["hyper_parameters"]["model"]["name"]
+    except UnsafeFileError:
+        raise
     except Exception as error:  # truncated, random bytes, not a Lightning checkpoint
         raise ConfigError(f"{what} {path} is unreadable ({type(error).__name__}); it is kept as it is: inspect or move "
                           "it away, then start the run again with overwrite=true (or resume from another checkpoint)") from None

@@ -119,6 +119,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, monitor: tuple[str, str] = ("v
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from harness.checkpoint_io import SafeCheckpointIO
+
     checkpoint = ModelCheckpoint(
         dirpath=str(run_dir / "checkpoints"),
         filename="best",
@@ -148,6 +150,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, monitor: tuple[str, str] = ("v
         deterministic=t.deterministic,
         logger=build_loggers(cfg, run_dir) or False,
         callbacks=[checkpoint],
+        plugins=[SafeCheckpointIO()],  # resume and test read checkpoints as data
         enable_model_summary=False,
     )
 

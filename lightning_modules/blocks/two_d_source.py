@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from pose3d.config import ConfigError, choice, read_experiment
 from pose3d.heatmaps import decode_argmax
 from pose3d.prerequisites import TrainedRun
+from pose3d.safe_load import UnsafeFileError, load_checkpoint
 
 # a frozen 2D network is in eval mode on purpose
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
@@ -119,18 +120,21 @@ def method_class(experiment: str) -> type:
 
 
 def load_frozen_maps(checkpoint: str, image_size: int, key: str = "model.two_d.checkpoint") -> tuple[nn.Module, int]:
-    """The map network (image -> maps) of a trained 2D method's checkpoint, frozen, and its stride."""
+    """The map network (image -> maps) of a trained 2D method's checkpoint (read as data:
+    :func:`pose3d.safe_load.load_checkpoint`), frozen, and its stride."""
     from lightning_modules import MODELS
 
     try:
-        hparams = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]
-        cls = MODELS.load(hparams["model"]["name"])
+        state = load_checkpoint(checkpoint)
+        cls = MODELS.load(state["hyper_parameters"]["model"]["name"])
+    except UnsafeFileError:
+        raise
     except FileNotFoundError:
         raise ConfigError(f"{key}={checkpoint} does not exist; expected a checkpoint of a trained 2D network") from None
     except Exception as error:  # not a Lightning checkpoint of one of our methods
         raise ConfigError(f"{key}={checkpoint} is not a pose3d checkpoint ({type(error).__name__}); "
                           "expected a .ckpt written by python -m pose3d.train") from None
-    trained = cls.load_from_checkpoint(checkpoint, map_location="cpu")
+    trained = cls.from_checkpoint(state)
     if not hasattr(trained, "map_network"):
         raise ConfigError(f"{key}={checkpoint} is a {cls.__name__} checkpoint, which predicts no 2D maps")
     if trained.data_info.image_size != image_size:
