@@ -6,12 +6,21 @@
   bars, threads and the results folder are not part of a run's identity, nor are paths the
   harness filled in for declared prerequisites). ``trainer.max_epochs`` / ``max_steps`` may
   grow on a resume; the earlier results are then kept beside the new ones.
+* ``metrics.json`` carries :func:`config_hash` of the config it was computed under (the
+  identity keys of ``config.yaml``: every key but :data:`NOT_IDENTITY`, which cannot change a
+  result). Every reader of results (the ablation runner's "done" test, the summaries,
+  ``compare``, ``init_from``) takes a folder's metrics only when the hash matches its
+  ``config.yaml`` (:func:`results_mismatch`); a ``metrics.json`` without the hash was written
+  before it was recorded and is taken as it is.
+* ``ckpt_path=<file>`` inside another run's folder must hold that run's settings, as a resume must.
 * A run name is a plain name (no folders); a checkpoint to resume from must be readable and
   of the same experiment's method; the results folder must be writable. Each failure is one
   line naming the file and what to do (nothing is deleted for the user).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -24,6 +33,7 @@ from pose3d.config import ConfigError
 NOT_IDENTITY = ("name", "results_dir", "ckpt_path", "test_only", "overwrite", "threads", "logger", "prerequisites",
                 "trainer.enable_progress_bar", "trainer.log_every_n_steps")
 MAY_GROW_ON_RESUME = ("trainer.max_epochs", "trainer.max_steps")
+CONFIG_HASH = "config_hash"  # the metrics.json key
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
 
 
@@ -98,7 +108,9 @@ def differences(stored: dict, cfg: DictConfig, allow: tuple[str, ...] = ()) -> l
     return out
 
 
-def require_same_config(run_dir: Path, cfg: DictConfig, action: str, allow: tuple[str, ...] = ()) -> None:
+def require_same_config(run_dir: Path, cfg: DictConfig, action: str, allow: tuple[str, ...] = (),
+                        remedy: str = "use name=<new name> (or another results_dir) for the new settings, "
+                                      "or drop the changed keys") -> None:
     """Refuse ``action`` on ``run_dir`` when its stored config differs from ``cfg`` (one line)."""
     stored = stored_config(run_dir)
     if stored is None:
@@ -106,25 +118,50 @@ def require_same_config(run_dir: Path, cfg: DictConfig, action: str, allow: tupl
     changed = differences(stored, cfg, allow)
     if changed:
         shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
-        raise ConfigError(f"{run_dir} was run with other settings ({shown}); {action} would mix them: use "
-                          "name=<new name> (or another results_dir) for the new settings, or drop the changed keys")
+        raise ConfigError(f"{run_dir} was run with other settings ({shown}); {action} would mix them: {remedy}")
+
+
+def config_hash(config: dict) -> str:
+    """A short hash of a stored run config's identity keys (every key but :data:`NOT_IDENTITY`)."""
+    identity = {k: v for k, v in _flatten(config).items() if not _exempt(k, NOT_IDENTITY)}
+    return hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def results_mismatch(run_dir: Path) -> str | None:
+    """Why ``run_dir``'s ``metrics.json`` is not the result of its ``config.yaml`` (one phrase),
+    or None when it is (or carries no hash: written before the hash was recorded)."""
+    metrics_file = run_dir / "metrics.json"
+    try:
+        recorded = json.loads(metrics_file.read_text()).get(CONFIG_HASH)
+    except (OSError, ValueError):
+        return "its metrics.json is unreadable"
+    if recorded is None:
+        return None
+    try:
+        stored = stored_config(run_dir)
+    except ConfigError:
+        stored = None
+    if stored is None:
+        return "its metrics.json has no readable config.yaml beside it"
+    if config_hash(stored) != recorded:
+        return "its metrics.json was computed under other settings than its config.yaml"
+    return None
+
+
+def check_checkpoint_source(path: Path, cfg: DictConfig) -> None:
+    """``ckpt_path=<file>`` in a run folder (``<run>/checkpoints/*.ckpt``): that run's settings
+    must be ``cfg``'s, as for a resume (``trainer.max_epochs`` / ``max_steps`` may grow)."""
+    run_dir = path.resolve().parent.parent
+    if path.resolve().parent.name == "checkpoints":
+        require_same_config(run_dir, cfg, f"continuing from its checkpoint {path.name}", allow=MAY_GROW_ON_RESUME,
+                            remedy="init_from=<run folder> starts new settings from its weights, or drop the "
+                                   "changed keys")
 
 
 def check_name(cfg: DictConfig) -> None:
     if cfg.name is not None and (not PLAIN_NAME.fullmatch(str(cfg.name)) or str(cfg.name) in (".", "..")):
         raise ConfigError(f"bad value for name: {cfg.name!r}; expected a plain run name (letters, digits, '.', '_', "
                           "'-'), not a path: runs live in <results_dir>/runs/<name>")
-
-
-def check_writable(folder: Path) -> None:
-    """``folder`` exists (created if needed) and accepts a new file."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{id(folder)}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise ConfigError(f"cannot write to {folder} ({error.strerror or error}); expected a writable results_dir") from None
 
 
 def check_checkpoint(path: Path, cfg: DictConfig, what: str) -> None:
