@@ -45,6 +45,7 @@ from typing import Any
 import yaml
 
 from pose3d.config import REPO_ROOT, ConfigError
+from pose3d.results import finished
 
 QUIET = ["trainer.enable_progress_bar=false"]  # the run's log file is for reading
 STOP_GRACE_S = 60  # after SIGTERM, how long a run may take to stop before it is killed
@@ -113,7 +114,7 @@ class GridTask:
         if rank > 0:
             log_file = log_file.with_suffix(f".rank{rank}.log")
         metrics_file = run_dir / "metrics.json"
-        if metrics_file.is_file():
+        if finished(run_dir):
             return {"run": self.name, "metrics": json.loads(metrics_file.read_text()), "skipped": True}
         command = self.full_command()
         log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -27,8 +27,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from harness.locks import exclusive, holder
-from harness.run_identity import CONFIG_HASH, config_hash
 from pose3d.files import dated_sibling, output_error, write_atomic
+from pose3d.results import CONFIG_HASH, config_hash
 
 OWNER_WAIT_S = 2.0  # how long a run waits for its folder's owner before refusing
 

@@ -6,12 +6,8 @@
   bars, threads and the results folder are not part of a run's identity, nor are paths the
   harness filled in for declared prerequisites). ``trainer.max_epochs`` / ``max_steps`` may
   grow on a resume; the earlier results are then kept beside the new ones.
-* ``metrics.json`` carries :func:`config_hash` of the config it was computed under (the
-  identity keys of ``config.yaml``: every key but :data:`NOT_IDENTITY`, which cannot change a
-  result). Every reader of results (the ablation runner's "done" test, the summaries,
-  ``compare``, ``init_from``) takes a folder's metrics only when the hash matches its
-  ``config.yaml`` (:func:`results_mismatch`); a ``metrics.json`` without the hash was written
-  before it was recorded and is taken as it is.
+* ``metrics.json`` carries the hash of the config it was computed under, and its readers
+  check it (:mod:`pose3d.results`, which also names the keys that are not a run's identity).
 * ``ckpt_path=<file>`` inside another run's folder must hold that run's settings, as a resume must.
 * A run name is a plain name (no folders); a checkpoint to resume from must be readable and
   of the same experiment's method; the results folder must be writable. Each failure is one
@@ -19,8 +15,6 @@
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -29,25 +23,10 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from pose3d.config import ConfigError
+from pose3d.results import NOT_IDENTITY, exempt, flatten
 
-NOT_IDENTITY = ("name", "results_dir", "ckpt_path", "test_only", "overwrite", "threads", "logger", "prerequisites",
-                "trainer.enable_progress_bar", "trainer.log_every_n_steps")
 MAY_GROW_ON_RESUME = ("trainer.max_epochs", "trainer.max_steps")
-CONFIG_HASH = "config_hash"  # the metrics.json key
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: tree}
-
-
-def _exempt(key: str, exempt: tuple[str, ...]) -> bool:
-    return any(key == e or key.startswith(e + ".") for e in exempt)
 
 
 def stored_config(run_dir: Path) -> dict | None:
@@ -93,11 +72,11 @@ _NO_DEFAULT = object()
 def differences(stored: dict, cfg: DictConfig, allow: tuple[str, ...] = ()) -> list[str]:
     """``key: stored -> new`` for every identity key that differs between a stored config and ``cfg``."""
     filled = tuple(record.get("into", "") for record in (stored.get("prerequisites") or []))
-    new = _flatten(OmegaConf.to_container(cfg, resolve=True))
-    old = _flatten(stored)
+    new = flatten(OmegaConf.to_container(cfg, resolve=True))
+    old = flatten(stored)
     out = []
     for key in sorted(set(new) | set(old)):
-        if _exempt(key, NOT_IDENTITY + allow):
+        if exempt(key, NOT_IDENTITY + allow):
             continue
         if key in filled and not new.get(key):  # a prerequisite path the harness fills in again
             continue
@@ -119,33 +98,6 @@ def require_same_config(run_dir: Path, cfg: DictConfig, action: str, allow: tupl
     if changed:
         shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
         raise ConfigError(f"{run_dir} was run with other settings ({shown}); {action} would mix them: {remedy}")
-
-
-def config_hash(config: dict) -> str:
-    """A short hash of a stored run config's identity keys (every key but :data:`NOT_IDENTITY`)."""
-    identity = {k: v for k, v in _flatten(config).items() if not _exempt(k, NOT_IDENTITY)}
-    return hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def results_mismatch(run_dir: Path) -> str | None:
-    """Why ``run_dir``'s ``metrics.json`` is not the result of its ``config.yaml`` (one phrase),
-    or None when it is (or carries no hash: written before the hash was recorded)."""
-    metrics_file = run_dir / "metrics.json"
-    try:
-        recorded = json.loads(metrics_file.read_text()).get(CONFIG_HASH)
-    except (OSError, ValueError):
-        return "its metrics.json is unreadable"
-    if recorded is None:
-        return None
-    try:
-        stored = stored_config(run_dir)
-    except ConfigError:
-        stored = None
-    if stored is None:
-        return "its metrics.json has no readable config.yaml beside it"
-    if config_hash(stored) != recorded:
-        return "its metrics.json was computed under other settings than its config.yaml"
-    return None
 
 
 def check_checkpoint_source(path: Path, cfg: DictConfig) -> None:
