@@ -50,7 +50,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 
 from datamodules.base import PoseDataModule
 from datamodules.batch import BATCH_KEYS
-from datamodules.loaders import ResumableLoader, one_thread_per_worker
+from datamodules.loaders import ResumableLoader, start_worker
 from datamodules.targets import TargetMaker
 from pose3d.config import ConfigError, choice, validated
 from pose3d.contract import DataInfo
@@ -164,6 +164,12 @@ class MixedDataset(Dataset):
         for part, state in zip(self.parts, states):
             if state is not None and hasattr(part, "set_random_state"):
                 part.set_random_state(state)
+
+    def reseed(self, seed: int) -> None:
+        """Seed each part's own generators, each from its own stream of ``seed``."""
+        for index, part in enumerate(self.parts):
+            if hasattr(part, "reseed"):
+                part.reseed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -340,8 +346,8 @@ class MixedDataModule(PoseDataModule):
             self.dataset("train"),
             batch_sampler=self.batch_sampler(),
             num_workers=self.cfg.num_workers,
-            persistent_workers=self.cfg.num_workers > 0,
-            worker_init_fn=one_thread_per_worker,
+            persistent_workers=False,  # workers seeded afresh each epoch: see datamodules.loaders
+            worker_init_fn=start_worker,
             first_epoch=first_epoch,
         )
 

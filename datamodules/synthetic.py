@@ -217,6 +217,11 @@ class SyntheticPoseDataset(Dataset):
         if self.photometric is not None:
             self.photometric.set_state(state)
 
+    def reseed(self, seed: int) -> None:
+        """A loader worker's own augmentation stream (:func:`datamodules.loaders.start_worker`)."""
+        if self.photometric is not None:
+            self.photometric.reseed(seed)
+
     def _domain(self, rng: np.random.Generator, index: int) -> str:
         if not self.training:
             if self.cfg.eval_domain == "both":  # batches then carry ``domain``: its id in EVAL_DOMAINS

@@ -37,9 +37,9 @@ sys.exit(train.main(sys.argv[1:]))
 """
 
 
-def train(tmp_path, name, *extra, kill_at=None):
+def train(tmp_path, name, *extra, kill_at=None, workers=0):
     args = ["experiment=baseline", "preset=smoke", "trainer.max_epochs=3", "data.train_size=96", "seed=5",
-            f"results_dir={tmp_path}", f"name={name}", "threads=1", *extra]
+            f"results_dir={tmp_path}", f"name={name}", "threads=1", f"data.num_workers={workers}", *extra]
     env = {**os.environ, "WANDB_MODE": "disabled"}
     if kill_at is None:
         command = [sys.executable, "-m", "pose3d.train", *args]
@@ -50,14 +50,16 @@ def train(tmp_path, name, *extra, kill_at=None):
 
 
 @pytest.mark.slow
-def test_a_run_killed_mid_epoch_and_resumed_ends_where_the_uninterrupted_run_ends(tmp_path):
-    whole = train(tmp_path, "whole")
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_run_killed_mid_epoch_and_resumed_ends_where_the_uninterrupted_run_ends(tmp_path, workers):
+    """With loader workers too: each worker's random state in each epoch follows from the checkpoint."""
+    whole = train(tmp_path, "whole", workers=workers)
     assert whole.returncode == 0, whole.stderr[-2000:]
-    killed = train(tmp_path, "cut", kill_at=8)  # 6 steps an epoch: killed in the middle of the second
+    killed = train(tmp_path, "cut", kill_at=8, workers=workers)  # 6 steps an epoch: killed in the middle of the second
     assert killed.returncode == -9
     run_dir = tmp_path / "runs" / "cut"
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / "metrics.json").exists()
-    resumed = train(tmp_path, "cut", "ckpt_path=last")
+    resumed = train(tmp_path, "cut", "ckpt_path=last", workers=workers)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
     expected = json.loads((tmp_path / "runs" / "whole" / "metrics.json").read_text())
