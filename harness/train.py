@@ -149,6 +149,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
 def build_trainer(cfg: DictConfig, run_dir: Path, monitor: tuple[str, str] = ("val/mpjpe", "min")):
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
     checkpoint = ModelCheckpoint(
         dirpath=str(run_dir / "checkpoints"),
@@ -160,28 +161,31 @@ def build_trainer(cfg: DictConfig, run_dir: Path, monitor: tuple[str, str] = ("v
         auto_insert_metric_name=False,
     )
     t = cfg.trainer
-    return pl.Trainer(
-        default_root_dir=str(run_dir),
-        max_epochs=t.max_epochs,
-        max_steps=t.max_steps,
-        limit_train_batches=t.limit_train_batches,
-        limit_val_batches=t.limit_val_batches,
-        limit_test_batches=t.limit_test_batches,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        precision=t.precision,
-        gradient_clip_val=t.gradient_clip_val,
-        check_val_every_n_epoch=t.check_val_every_n_epoch,
-        log_every_n_steps=t.log_every_n_steps,
-        enable_progress_bar=t.enable_progress_bar,
-        deterministic=t.deterministic,
-        logger=False,  # attached once the run folder is ready (:func:`attach_loggers`)
-        callbacks=[checkpoint],
-        plugins=[AtomicCheckpointIO()],
-        enable_model_summary=False,
-    )
+    try:
+        return pl.Trainer(
+            default_root_dir=str(run_dir),
+            max_epochs=t.max_epochs,
+            max_steps=t.max_steps,
+            limit_train_batches=t.limit_train_batches,
+            limit_val_batches=t.limit_val_batches,
+            limit_test_batches=t.limit_test_batches,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=t.strategy,
+            precision=t.precision,
+            gradient_clip_val=t.gradient_clip_val,
+            check_val_every_n_epoch=t.check_val_every_n_epoch,
+            log_every_n_steps=t.log_every_n_steps,
+            enable_progress_bar=t.enable_progress_bar,
+            deterministic=t.deterministic,
+            logger=False,  # attached once the run folder is ready (:func:`attach_loggers`)
+            callbacks=[checkpoint],
+            plugins=[AtomicCheckpointIO()],
+            enable_model_summary=False,
+        )
+    except (ValueError, MisconfigurationException) as error:  # Lightning's own check of the trainer settings
+        raise ConfigError(f"bad trainer settings: {str(error).splitlines()[0]}") from None
 
 
 def attach_loggers(trainer, cfg: DictConfig, run_dir: Path) -> None:
