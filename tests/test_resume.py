@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -14,18 +15,18 @@ import torch
 from datamodules.loaders import ResumableLoader, global_rng_state, set_global_rng_state
 from pose3d.config import REPO_ROOT
 
-# runs harness.train with a callback that kills the process (SIGKILL) at a given global step
+# runs harness.train with a callback that sends the process a signal (SIGKILL: no clean-up) at a given global step
 KILLER = """
 import os, signal, sys
 import lightning.pytorch as pl
 import harness.train as train
 
-kill_at = int(os.environ["KILL_AT_STEP"])
+kill_at, signum = int(os.environ["KILL_AT_STEP"]), int(os.environ["KILL_SIGNAL"])
 
 class Kill(pl.Callback):
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if trainer.global_step == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signum)
 
 build = train.build_trainer
 def with_kill(*args, **kwargs):
@@ -37,7 +38,7 @@ sys.exit(train.main(sys.argv[1:]))
 """
 
 
-def train(tmp_path, name, *extra, kill_at=None, workers=0):
+def train(tmp_path, name, *extra, kill_at=None, workers=0, signum=signal.SIGKILL):
     args = ["experiment=baseline", "preset=smoke", "trainer.max_epochs=3", "data.train_size=96", "seed=5",
             f"results_dir={tmp_path}", f"name={name}", "threads=1", f"data.num_workers={workers}", *extra]
     env = {**os.environ, "WANDB_MODE": "disabled"}
@@ -45,7 +46,7 @@ def train(tmp_path, name, *extra, kill_at=None, workers=0):
         command = [sys.executable, "-m", "pose3d.train", *args]
     else:
         command = [sys.executable, "-c", KILLER, *args]
-        env["KILL_AT_STEP"] = str(kill_at)
+        env["KILL_AT_STEP"], env["KILL_SIGNAL"] = str(kill_at), str(int(signum))
     return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
 
 

@@ -22,6 +22,7 @@ from pose3d.config import REPO_ROOT, ConfigError
 from pose3d.results import CONFIG_HASH, config_hash, finished, results_mismatch
 from pose3d.summaries import read_finished_run
 from tests.test_ablation import fake_train, two_variant_sweep
+from tests.test_resume import train
 
 NAME = "baseline-default-smoke-s0"
 HOLD = """
@@ -31,27 +32,6 @@ from harness.run_folder import owned
 with owned(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(120)
-"""
-# harness.train with a callback that sends the process a signal at a given global step
-SIGNALLER = """
-import os, signal, sys
-import lightning.pytorch as pl
-import harness.train as train
-
-at, signum = int(os.environ["SIGNAL_AT_STEP"]), int(os.environ["SIGNAL"])
-
-class Signal(pl.Callback):
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        if trainer.global_step == at:
-            os.kill(os.getpid(), signum)
-
-build = train.build_trainer
-def with_signal(*args, **kwargs):
-    trainer = build(*args, **kwargs)
-    trainer.callbacks.append(Signal())
-    return trainer
-train.build_trainer = with_signal
-sys.exit(train.main(sys.argv[1:]))
 """
 
 
@@ -200,14 +180,11 @@ def test_a_full_disk_is_one_line_and_the_last_good_checkpoint_stays_whole(tmp_pa
 @pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_run_stopped_by_a_signal_exits_non_zero_and_keeps_its_last_checkpoint(tmp_path, signum, code):
-    args = ["experiment=baseline", "preset=smoke", "trainer.max_epochs=3", "data.train_size=96", f"results_dir={tmp_path}",
-            "threads=1", "logger.wandb=false", "trainer.enable_progress_bar=false"]
-    env = {**os.environ, "WANDB_MODE": "disabled", "SIGNAL_AT_STEP": "8", "SIGNAL": str(int(signum))}
-    stopped = subprocess.run([sys.executable, "-c", SIGNALLER, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    stopped = train(tmp_path, "stopped", kill_at=8, signum=signum)  # 6 steps an epoch: in the middle of the second
     assert stopped.returncode == code, stopped.stderr[-2000:]
     assert f"stopped by {signal.Signals(signum).name}" in stopped.stderr
-    run_dir = tmp_path / "runs" / "baseline-default-smoke-s0"
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0  # 6 steps an epoch
+    run_dir = tmp_path / "runs" / "stopped"
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0  # the first epoch's
     assert not (run_dir / "metrics.json").exists()
 
 
