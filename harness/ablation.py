@@ -16,8 +16,10 @@ the same commands::
 grid, as an agent would run it, in the engine's order). ``run`` (``--preset`` replaces the
 file's ``preset``, ``--seeds N`` its seed list by seeds 0..N-1) runs each point one after
 another, or one per device in parallel, with a live progress line on a terminal
-(:mod:`harness.progress`), and skips runs whose ``metrics.json`` exists: an interrupted
-ablation resumes (a run with a ``last.ckpt`` but no metrics resumes from it). ``--launcher
+(:mod:`harness.progress`), and skips runs that are done (a ``metrics.json`` computed under
+the folder's ``config.yaml``: :mod:`pose3d.results`) or that another runner is running now
+(held elsewhere: :mod:`harness.run_folder`): an interrupted ablation resumes (a run with a
+``last.ckpt`` but no metrics resumes from it). ``--launcher
 slurm`` submits the pending points as one SLURM job array instead, ``submitit-local`` through
 submitit's local executor (:mod:`harness.launch`). It then writes
 ``results/ablation-<axis>/summary.csv`` (one row per run), ``summary.md`` (mean +/- std over

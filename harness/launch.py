@@ -4,8 +4,8 @@ Every launcher runs each grid point as the same command, the one ``wandb agent``
 (:func:`harness.sweep_engine.agent_command`), plus the runner's own switches: the ablation's
 extra overrides, ``trainer.enable_progress_bar=false`` and, decided when the run starts from
 what its folder holds (:func:`resume_args`), ``ckpt_path=last`` (an interrupted run resumes
-from its ``last.ckpt``) or ``overwrite=true`` (a folder without a checkpoint holds nothing
-to keep). ``python`` in that command is this interpreter (:func:`child_env` puts its folder
+from its ``last.ckpt``) or ``overwrite=true`` (a folder without a checkpoint starts again;
+what it holds is moved aside). ``python`` in that command is this interpreter (:func:`child_env` puts its folder
 first on ``PATH``: the virtual environment is active).
 
 SLURM (``--launcher slurm``): the pending runs go to SLURM as one job array through
@@ -61,7 +61,7 @@ def resume_args(run_dir: Path) -> list[str]:
     if (run_dir / "checkpoints" / "last.ckpt").is_file():
         return ["ckpt_path=last"]  # interrupted earlier: resume
     if run_dir.exists():
-        return ["overwrite=true"]  # a folder without a checkpoint holds nothing to keep
+        return ["overwrite=true"]  # no checkpoint to resume: start again (what it holds is moved aside)
     return []
 
 

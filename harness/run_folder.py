@@ -1,6 +1,6 @@
 """A run folder holds one run's results: one owner at a time, nothing earlier lost, nothing half-written.
 
-* **One owner:** a run holds ``<results>/runs/.<name>.owner`` (:func:`harness.locks.exclusive`)
+* **One owner:** a run holds ``<results>/.owners/<name>.lock`` (:func:`harness.locks.exclusive`)
   from before it reads its folder until it exits; the kernel frees it when the holder dies. A
   second run of that name refuses with one line naming the holder (pid, host, start time), and
   the ablation runner skips a run that another runner's child holds (:func:`held_elsewhere`).
@@ -34,7 +34,9 @@ OWNER_WAIT_S = 2.0  # how long a run waits for its folder's owner before refusin
 
 
 def owner_lock(run_dir: Path) -> Path:
-    return run_dir.parent / f".{run_dir.name}.owner"
+    """``<results>/.owners/<name>.lock``: outside ``runs/``, which holds run folders only, and
+    outside the run folder, which ``overwrite=true`` moves aside while its owner holds it."""
+    return run_dir.parent.parent / ".owners" / f"{run_dir.name}.lock"
 
 
 @contextlib.contextmanager
