@@ -45,7 +45,6 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 
 from datamodules.augment import Photometric, flip_horizontal
 from datamodules.base import PoseDataModule, action_ids
-from datamodules.loaders import ResumableLoader, one_thread_per_worker
 from datamodules.targets import TargetMaker
 from pose3d import camera as cam
 from pose3d.body import PART_COLOUR_SLOT, TEST_SUBJECTS, VAL_SUBJECTS, accessory_capsules, make_subject, train_subjects
@@ -230,6 +229,11 @@ class SyntheticPoseDataset(Dataset):
     def set_random_state(self, state: dict) -> None:
         if self.photometric is not None:
             self.photometric.set_state(state)
+
+    def reseed(self, seed: int) -> None:
+        """A loader worker's own augmentation stream (:func:`datamodules.loaders.start_worker`)."""
+        if self.photometric is not None:
+            self.photometric.reseed(seed)
 
     def _domain(self, rng: np.random.Generator, index: int) -> str:
         if not self.training:
@@ -442,9 +446,7 @@ class SyntheticDataModule(PoseDataModule):
         dataset = self.dataset("train")
         batches = FreshBatchSampler(SequentialSampler(dataset), self.cfg.batch_size,
                                     len(dataset) >= 2 * self.cfg.batch_size, size=len(dataset), seed=self.order_seed)
-        return ResumableLoader(dataset, batch_sampler=batches, num_workers=self.cfg.num_workers,
-                               persistent_workers=self.cfg.num_workers > 0, worker_init_fn=one_thread_per_worker,
-                               first_epoch=first_epoch)
+        return self.batched_train_loader(batches, first_epoch)
 
     def dataset(self, split: str) -> SyntheticPoseDataset:
         if split not in self.datasets:

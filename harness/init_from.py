@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from pose3d.config import ConfigError
+from pose3d.results import results_mismatch
 from pose3d.safe_load import UnsafeFileError, load_checkpoint
 
 
@@ -26,6 +27,9 @@ def checkpoint_of(source: str) -> Path:
         return path
     if path.is_dir():
         metrics = path / "metrics.json"
+        if metrics.is_file() and (mismatch := results_mismatch(path)):
+            raise ConfigError(f"init_from={source}: {mismatch}, so its weights are not those of its settings; "
+                              "expected a finished run (move the folder aside, or name a .ckpt file)")
         if metrics.is_file():
             named = json.loads(metrics.read_text()).get("checkpoint")
             if named and Path(named).is_file():
