@@ -3,9 +3,9 @@
 A stand-in for Human3.6M / MPI-INF-3DHP that needs no download. Sample ``i`` of a split is a
 pure function of ``(data.seed, split, i)``:
 
-1. a subject (train: 1, 5, 6, 7, 8, and with ``data.train_bodies`` > 5 further bodies 100,
-   101, ...; test: 9, 11, unseen bodies as in H36M Protocol #1; val: 2, 3, two more unseen
-   bodies, so that choosing the best checkpoint measures generalisation to new people without
+1. a subject (train: 1, 5, 6, 7, 8 and further bodies 100, 101, ..., ``data.train_bodies``
+   in all; test: 9, 11, unseen bodies as in H36M Protocol #1; val: 20 more unseen bodies,
+   50..69, so that choosing the best checkpoint measures generalisation to new people without
    touching the test subjects), with its own bone lengths, part thickness and clothes
    (:mod:`pose3d.body`);
 2. a pose and its ``action`` id: an activity family of the kinematic sampler
@@ -64,8 +64,8 @@ class SyntheticConfig:
     seed: int = 0
     image_size: int = 64
     train_size: int = at_least(1, 6000)  # training samples per epoch
-    fresh_samples: bool = False  # every epoch new training samples (module docstring)
-    train_bodies: int = at_least(1, 5)  # training subjects: H36M's five, then further bodies (pose3d.body)
+    fresh_samples: bool = True  # every epoch new training samples (module docstring)
+    train_bodies: int = at_least(1, 200)  # training subjects: H36M's five, then further bodies (pose3d.body)
     val_size: int = at_least(1, 256)
     test_size: int = at_least(1, 1024)
     batch_size: int = at_least(1, 64)
@@ -408,7 +408,8 @@ def check_render_device(cfg: SyntheticConfig) -> None:
 
 
 class SyntheticDataModule(PoseDataModule):
-    """Train on subjects 1, 5, 6, 7, 8, validate on 2 and 3, test on 9 and 11; all 17 joints scored."""
+    """Train on subjects 1, 5, 6, 7, 8 and further bodies, validate on 20 unseen bodies, test on 9
+    and 11; all 17 joints scored."""
 
     Config = SyntheticConfig
     test_subjects_label = "9, 11 (synthetic)"

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Optional
 
 import torch
@@ -38,6 +36,7 @@ from torch import Tensor, nn
 
 from pose3d.config import ConfigError, choice, read_experiment
 from pose3d.heatmaps import decode_argmax
+from pose3d.machine import native_bfloat16 as native_bfloat16_cpu
 from pose3d.prerequisites import TrainedRun
 from pose3d.safe_load import UnsafeFileError, load_checkpoint
 
@@ -55,15 +54,10 @@ class TwoDSourceConfig:
     precision: str = choice("float32", ("float32", "bfloat16", "auto"))  # the frozen network's forward
 
 
-@lru_cache(maxsize=None)
 def cpu_has_native_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); False where it
-    cannot be told (no /proc/cpuinfo)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX) and oneDNN may use
+    it (:func:`pose3d.machine.native_bfloat16`); False where it cannot be told."""
+    return native_bfloat16_cpu()
 
 
 def native_bfloat16(accelerator: str = "auto") -> bool:
