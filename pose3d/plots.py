@@ -132,3 +132,44 @@ def pose_panels(path: Path, images, truth, predictions: dict[str, Any], title: s
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+PREDICTION_FIGURE_INCHES = (9.0, 3.2)  # 900 x 320 px at 100 dpi: every frame of a video the same, even size
+VIEW_HALF_WIDTH_MM = 1100.0  # the 3D views show +/- this around the root (a standing person fits)
+
+
+def prediction_figure(image, joints_2d, joints_3d, title: str, window: Sequence[float] | None = None) -> np.ndarray:
+    """One prediction as an RGB picture (H, W, 3) uint8 of a fixed size: ``image`` (h, w, 3) with
+    the 2D skeleton ``joints_2d`` (17, 2; its pixels) drawn on it, shown within ``window``
+    (x0, y0, x1, y1 pixels; None: all of it), beside the 3D skeleton ``joints_3d`` (17, 3)
+    root-relative camera-frame mm in a front and a side view (``None``: a 2D-only prediction,
+    the views say so)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=PREDICTION_FIGURE_INCHES, dpi=100,
+                             gridspec_kw={"width_ratios": [1.4, 1.0, 1.0]})
+    axes[0].imshow(np.asarray(image))
+    draw_bones(axes[0], joints_2d, color="#ff7f0e", lw=1.8)
+    axes[0].plot(*np.asarray(joints_2d)[:, :2].T, "o", color="#ffdd57", ms=2.5)
+    axes[0].set_title("2D on the image", fontsize=8)
+    if window is not None:
+        axes[0].set_xlim(window[0], window[2])
+        axes[0].set_ylim(window[3], window[1])
+    for ax, view in zip(axes[1:], ("front", "side")):
+        if joints_3d is None:
+            ax.text(0.5, 0.5, "2D-only method:\nno 3D", ha="center", va="center", fontsize=9, transform=ax.transAxes)
+        else:
+            draw_pose(ax, joints_3d, view, "#1f77b4", 2.0)
+            ax.set_xlim(-VIEW_HALF_WIDTH_MM, VIEW_HALF_WIDTH_MM)
+            ax.set_ylim(-VIEW_HALF_WIDTH_MM, VIEW_HALF_WIDTH_MM)
+            ax.set_aspect("equal")
+            ax.grid(alpha=0.3)
+        ax.set_title(f"3D, {view} view ({'x' if view == 'front' else 'z'} vs y, mm)", fontsize=8)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.86, wspace=0.05)
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return pixels
