@@ -57,17 +57,13 @@ def read_checkpoint(path: Path) -> dict:
 def locate(path: Path) -> tuple[Path, Path]:
     """(run folder, checkpoint) of ``RUN``, a run folder or a checkpoint file inside one."""
     path = Path(path)
-    if path.is_dir():
-        run_dir = path
-        checkpoint = run_checkpoint(run_dir)
-    elif path.is_file():
-        run_dir, checkpoint = path.resolve().parent.parent, path
-    else:
+    if not path.exists():
         raise ConfigError(f"run {path} does not exist; expected a run folder (results/runs/<run>) or a .ckpt file in one")
+    run_dir = path if path.is_dir() else path.resolve().parent.parent
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir / 'config.yaml'} does not exist; expected the config.yaml that "
                           f"python -m pose3d.train writes into a run folder (RUN: {path})")
-    return run_dir, checkpoint
+    return run_dir, run_checkpoint(run_dir) if path.is_dir() else path
 
 
 def run_checkpoint(run_dir: Path) -> Path:
