@@ -29,7 +29,7 @@ Written into ``--out``: ``predictions.json`` (per frame: file, frame index, box,
 of the original image) and the same arrays in ``predictions.npz`` (``file_name``, ``frame``, ``box``,
 ``whole_frame``, ``camera``, ``joints_3d``: NaN for a 2D-only method, ``joints_2d``, ``joint_names``); per image
 ``<name>.prediction.png`` (the 2D on the image beside the 3D in a front and a side view,
-:func:`pose3d.plots.prediction_figure`) and per video ``<name>.prediction.mp4`` of those
+:class:`pose3d.plots.PredictionFigure`) and per video ``<name>.prediction.mp4`` of those
 figures. The 2D is the method's own where it predicts 2D, else its 3D projected with the camera,
 the root placed where the pose fills the box as a training crop's person does
 (:func:`pose3d.camera.translation_filling_box`).
@@ -280,10 +280,12 @@ class Framing:
 
     @classmethod
     def of_run(cls, run) -> "Framing":
+        from omegaconf import OmegaConf
+
         from datamodules import DATAMODULES
 
         data = run.cfg.data
-        margin, focal = DATAMODULES.load(str(data.name)).framing(dict(data))
+        margin, focal = DATAMODULES.load(str(data.name)).framing(OmegaConf.to_container(data, resolve=True))
         return cls(int(run.model.data_info.image_size), margin, focal, str(data.name))
 
     def camera(self, shape: tuple[int, ...]) -> np.ndarray:
@@ -344,6 +346,10 @@ def to_frame_pixels(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return (points - affine[:, 2]) @ np.linalg.inv(affine[:, :2]).T
 
 
+class RunNeedsLabels(ConfigError):
+    """The run's ``predict`` reads a label (ground-truth 2D) that frames of one's own do not have."""
+
+
 class Predictor:
     """Batches of crops through a loaded run's ``predict``: 3D root-relative mm (or None) and 2D in frame pixels."""
 
@@ -374,7 +380,7 @@ class Predictor:
             try:
                 prediction = self.run.model.predict(batch)
             except KeyError as error:
-                raise ConfigError(self.label_message(error.args[0])) from None
+                raise RunNeedsLabels(self.label_message(error.args[0])) from None
         self.seconds += time.perf_counter() - started
         joints_3d = prediction.get("joints_3d")
         self.predicts_3d = joints_3d is not None
@@ -422,6 +428,7 @@ class Written:
     figures: list[Path] = field(default_factory=list)
     videos: dict[str, VideoWriter] = field(default_factory=dict)
     names: set[str] = field(default_factory=set)
+    drawing: object = None  # pose3d.plots.PredictionFigure, made for the first figure
 
     def figure_path(self, file: str, suffix: str) -> Path:
         stem = Path(file).stem
@@ -435,11 +442,13 @@ class Written:
             fps: Fraction) -> None:
         import cv2
 
-        from pose3d.plots import prediction_figure
-
         self.rows.append({"crop": crop, "joints_3d": joints_3d, "joints_2d": joints_2d})
         title = f"{Path(crop.file).name}{f' frame {crop.frame}' if video else ''}: {method}"
-        figure = prediction_figure(crop.frame_image, joints_2d, joints_3d, title, None if crop.whole_frame else crop.window)
+        if self.drawing is None:
+            from pose3d.plots import PredictionFigure
+
+            self.drawing = PredictionFigure()
+        figure = self.drawing(crop.frame_image, joints_2d, joints_3d, title, None if crop.whole_frame else crop.window)
         if video is None:
             path = self.figure_path(crop.file, ".png")
             cv2.imwrite(str(path), cv2.cvtColor(figure, cv2.COLOR_RGB2BGR))
@@ -582,11 +591,15 @@ def run_frames(inputs: list[Input], boxes: Boxes, camera: np.ndarray | None, fra
                     pending.append((cut(image, box, frame_camera, framing, str(item.path), index), video, fps))
                     if len(pending) >= batch_size:
                         flush()
+            except RunNeedsLabels:
+                raise
             except ConfigError as error:
                 problems.append(str(error))
         flush()
     for file in list(written.videos):
         written.close_video(file)
+    if written.drawing is not None:
+        written.drawing.close()
     problems += [message + (f" ({skipped} frames skipped)" if skipped > 1 else " (frame skipped)")
                  for message, skipped in bad_boxes.values()]
     return boxless
