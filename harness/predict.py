@@ -51,12 +51,12 @@ from pathlib import Path
 import numpy as np
 
 from pose3d.config import ConfigError
+from pose3d.video import DEFAULT_FPS, VideoReader, VideoWriter, error_reason
 
 EXIT_BAD_INPUT = 2
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 DEFAULT_BATCH_SIZE = 16
-DEFAULT_FPS = Fraction(25)  # an output video's rate when its input does not say
 BOX_SLACK_PX = 1.0  # a box may pass the image's edge by this much (rounding of a detector's box)
 EXAMPLE_SIZE = 256  # --example: the frame's side, pixels
 EXAMPLE_SAMPLE = 4  # --example: the synthetic test sample drawn (a clear, upright pose)
@@ -117,78 +117,6 @@ def read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-class VideoReader:
-    """A video's frames, (H, W, 3) uint8 RGB, decoded by PyAV; ``frames`` the count its header
-    gives (0 if none), ``fps`` its rate. A file that cannot be opened or decoded is a one-line
-    ConfigError, raised after the frames decoded before the damage."""
-
-    def __init__(self, path: Path):
-        import av
-
-        self.path = path
-        try:
-            self.container = av.open(str(path))
-            self.stream = self.container.streams.video[0]
-        except (av.error.FFmpegError, IndexError, UnicodeDecodeError) as error:
-            raise ConfigError(f"cannot read video {path} ({_reason(error)}); expected a video file FFmpeg decodes") from None
-        self.frames = int(self.stream.frames or 0)
-        self.fps = Fraction(self.stream.average_rate) if self.stream.average_rate else DEFAULT_FPS
-
-    def __iter__(self):
-        import av
-
-        count = 0
-        try:
-            for frame in self.container.decode(self.stream):
-                yield frame.to_ndarray(format="rgb24")
-                count += 1
-        except av.error.FFmpegError as error:
-            raise ConfigError(f"cannot decode video {self.path} after {count} frames ({_reason(error)}); "
-                              "expected a video file FFmpeg decodes (the frames before were written)") from None
-        finally:
-            self.container.close()
-        if count == 0:
-            raise ConfigError(f"video {self.path} has no frame that decodes; expected a video file FFmpeg decodes")
-
-
-def _reason(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:160] if text else type(error).__name__
-
-
-class VideoWriter:
-    """An H.264 MP4 (PyAV's own FFmpeg: no system codec) of equally sized RGB frames."""
-
-    def __init__(self, path: Path, fps: Fraction = DEFAULT_FPS):
-        self.path, self.fps = path, Fraction(fps)
-        self.container = None
-
-    def add(self, frame: np.ndarray) -> None:
-        import av
-
-        if self.container is None:
-            self.container = av.open(str(self.path), mode="w")
-            self.stream = self.container.add_stream("libx264", rate=self.fps)
-            self.stream.height, self.stream.width = frame.shape[:2]
-            self.stream.pix_fmt = "yuv420p"
-        for packet in self.stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-            self.container.mux(packet)
-
-    def close(self) -> None:
-        if self.container is not None:
-            for packet in self.stream.encode():
-                self.container.mux(packet)
-            self.container.close()
-            self.container = None
-
-
-def write_video(path: Path, frames, fps: Fraction = DEFAULT_FPS) -> None:
-    writer = VideoWriter(path, fps)
-    for frame in frames:
-        writer.add(frame)
-    writer.close()
-
-
 # -- where the person is -------------------------------------------------------------------
 class Boxes:
     """The person's box (x, y, w, h) of each frame: ``--box`` for all, or ``--boxes FILE`` per file."""
@@ -208,7 +136,7 @@ class Boxes:
         try:
             content = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ConfigError(f"--boxes {path} is not JSON ({_reason(error)}); expected "
+            raise ConfigError(f"--boxes {path} is not JSON ({error_reason(error)}); expected "
                               '{"<file>": [x, y, w, h]} or a COCO file') from None
         return cls(table=coco_boxes(content, path) if "annotations" in content else named_boxes(content, path))
 

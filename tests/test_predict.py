@@ -16,10 +16,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from harness.predict import main, write_video
+from harness.predict import main
 from harness.train import load_config
 from lightning_modules import MODELS
 from pose3d import camera as cam
+from pose3d.video import write_video
 
 FRAME = 256
 SAMPLES = (0, 4, 5)  # synthetic test samples drawn as full frames
