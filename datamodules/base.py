@@ -21,6 +21,7 @@ from datamodules.loaders import SplitLoaders, global_rng_state, set_global_rng_s
 from datamodules.targets import TargetMaker
 from pose3d.config import ConfigError
 from pose3d.contract import DataInfo
+from pose3d.floors import PoseLabels
 from pose3d.skeleton import NUM_JOINTS
 
 
@@ -53,6 +54,19 @@ class PoseDataModule(SplitLoaders, pl.LightningDataModule):
         ``cfg`` (a ``data`` config) configures: how its crops frame a person and its cameras see."""
         margin = float(cfg.get("crop_margin", getattr(cls.Config, "crop_margin", DEFAULT_MARGIN)))
         return cls.person_box_padding * margin, cls.focal_per_frame_side
+
+    def pose_labels(self, split: str) -> PoseLabels:
+        """The split's 3D labels (what :mod:`pose3d.floors` needs), read through the dataset's
+        batches. Subclasses answer without reading images where they can."""
+        import torch
+
+        dataset = self.dataset(split)
+        samples = [sample for start in range(0, len(dataset), self.cfg.batch_size)
+                   for sample in dataset.__getitems__(list(range(start, min(start + self.cfg.batch_size, len(dataset)))))]
+        known = all(bool(s.get("has_camera_rotation", False)) for s in samples)
+        return PoseLabels(torch.stack([s["joints_3d"] for s in samples]), torch.stack([s["has_3d"] for s in samples]),
+                          torch.stack([s["domain"] for s in samples]) if self.domains else None,
+                          torch.stack([s["camera_rotation"][:, 1] for s in samples]) if known else None)
 
     def request_targets(self, spec: dict) -> None:
         """Ask for optional batch keys (``heatmaps``, ``skeleton_maps``, ...), merged with the

@@ -35,15 +35,15 @@ class LoadedRun:
 
 
 def read_checkpoint(path: Path) -> dict:
-    """The contents of a checkpoint written by ``python -m pose3d.train``, read with
-    ``torch.load(weights_only=True)`` (tensors and plain containers, never code); a file that is
-    not one is a one-line :class:`ConfigError` naming it."""
+    """The contents of a checkpoint written by ``python -m pose3d.train``, read as data
+    (:func:`pose3d.safe_load.load_checkpoint`: weights only, never code); a file that is not
+    one is a one-line :class:`ConfigError` naming it."""
     import pickle
 
-    import torch
+    from pose3d.safe_load import load_checkpoint
 
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
+        content = load_checkpoint(path)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConfigError(f"cannot read checkpoint {path} ({reason[:160]}); expected a .ckpt written by "

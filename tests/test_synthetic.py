@@ -104,6 +104,21 @@ def test_targets_on_demand():
         dm.request_targets({"depth_maps": {}})
 
 
+def test_occluded_joints_are_labelled_and_get_heatmap_targets():
+    """As MPII and Human3.6M label occluded joints, every joint inside the crop is labelled
+    (``visible``) and has its Gaussian; the depth test's verdict is the extra key ``occluded``."""
+    dm = make_dm(test_size=32, batch_size=32)
+    dm.request_targets({"heatmaps": {"size": 32, "sigma": 1.0}})
+    batch = first_batch(dm, "test")
+    occluded, labelled = batch["occluded"], batch["visible"]
+    assert occluded.any(), "side views hide some joints"
+    assert labelled[occluded].all()
+    inside = ((batch["joints_2d"] >= 0) & (batch["joints_2d"] <= 31)).all(-1)
+    assert torch.equal(labelled, inside)
+    peaks = batch["heatmaps"].flatten(2).amax(-1)
+    assert (peaks[occluded] > 0.5).all()
+
+
 def test_bvh_pose_source(shared_data):
     dm = make_dm(pose_source=f"bvh:{shared_data / 'cmu_bvh' / 'cmu_original'}")
     batch = first_batch(dm, "train")
