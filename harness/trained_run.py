@@ -44,6 +44,8 @@ def read_checkpoint(path: Path) -> dict:
 
     try:
         content = load_checkpoint(path)
+    except ConfigError:  # refused: it would run code (its own one line)
+        raise
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConfigError(f"cannot read checkpoint {path} ({reason[:160]}); expected a .ckpt written by "
