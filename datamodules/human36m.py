@@ -236,6 +236,8 @@ class Human36MDataModule(RecordDataModule):
 
     Config = Human36MConfig
     dataset_name = "Human3.6M"
+    person_box_padding = BOX_PADDING  # 'scale' pads the keypoint box
+    focal_per_frame_side = float(np.mean([np.mean(c["f"]) / max(c["w"], c["h"]) for c in CAMERA_INTRINSICS.values()]))
     action_names = ACTIONS
 
     def __init__(self, cfg: dict):
