@@ -387,13 +387,24 @@ class DeepSkeleton(PoseModule):
 
     # -- optimisation ---------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict]:
-        """``model.deconv_lr`` for the deconvolution networks (Sec. 5.1: 1e-5 vs 1e-2)."""
-        if self.deconv is None or self.cfg.deconv_lr is None:
+        """``model.deconv_lr`` for the deconvolution networks (Sec. 5.1: 1e-5 vs 1e-2), and each
+        network its own training phase (``epochs``): with ``freeze_deconv`` the deconvolution
+        networks train for ``deconv_epochs`` and the regression networks after them, each phase
+        with the learning-rate schedule started afresh (Sec. 5.1 trains them one after another,
+        the regression from 1e-2), not one schedule across both."""
+        if self.deconv is None:
             return super().parameter_groups()
+        first = self.cfg.deconv_epochs
         deconv = [p for p in self.deconv.parameters() if p.requires_grad]
         ids = {id(p) for p in deconv}
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
-        return [{"params": rest}, {"params": deconv, "lr": self.cfg.deconv_lr}]
+        deconv_group: dict[str, Any] = {"params": deconv}
+        if self.cfg.deconv_lr is not None:
+            deconv_group["lr"] = self.cfg.deconv_lr
+        if first == 0:
+            return [{"params": rest}, deconv_group]
+        deconv_group["epochs"] = (0, first if self.cfg.freeze_deconv else None)
+        return [{"params": rest, "epochs": (first, None)}, deconv_group]
 
     @classmethod
     def summarise_ablation(cls, run_dirs: list[Path], out_dir: Path, reference: dict | None = None) -> str:

@@ -191,3 +191,15 @@ def write_poses_layout(root: Path, num_frames: int = 70, subjects=SUBJECTS, sequ
         with open(root / "annotation_body3d" / "cameras.pkl", "wb") as f:
             pickle.dump(pkl, f)
     return fixture
+
+
+if __name__ == "__main__":  # python -m tests.fixtures_h36m DIR: the tiny images layout (make dry-run reads it)
+    import sys
+
+    if len(sys.argv) != 2:
+        print("usage: python -m tests.fixtures_h36m DIR", file=sys.stderr)
+        sys.exit(2)
+    target = Path(sys.argv[1])
+    if not (target / "annotation_body3d" / "fps10" / "h36m_test.npz").is_file():
+        write_images_layout(target)
+    print(f"tiny Human3.6M images layout in {target}")

@@ -302,6 +302,43 @@ def test_stages_train_deconvolution_then_regression_with_it_frozen():
         del type(model).current_epoch
 
 
+def test_each_training_phase_has_its_own_learning_rate_schedule():
+    """Sec. 5.1: the deconvolution networks train from 1e-5, then the regression networks from 1e-2;
+    the paper preset's step schedule (x0.1 every 20 epochs) restarts with each phase, so the
+    regression starts at 1e-2 after 25 deconvolution epochs."""
+    from omegaconf import OmegaConf
+
+    from harness.train import load_config
+    from lightning_modules.base import build_optimizer
+
+    cfg = load_config(["experiment=deepskeleton", "preset=paper"])
+    assert (cfg.model.deconv_epochs, cfg.model.deconv_lr, cfg.optim.lr) == (25, 1e-5, 0.01)
+    model = build(stick_widths=[6, 12], deconv_epochs=cfg.model.deconv_epochs, deconv_lr=cfg.model.deconv_lr)
+    configured = build_optimizer(model.parameter_groups(), cfg.optim, cfg.trainer.max_epochs)
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    regression, deconv = optimizer.param_groups
+    assert {id(p) for p in deconv["params"]} == {id(p) for p in model.deconv.parameters()}
+    rates = {}
+    for epoch in range(cfg.trainer.max_epochs):
+        rates[epoch] = (regression["lr"], deconv["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0][1] == pytest.approx(1e-5) and rates[19][1] == pytest.approx(1e-5)
+    assert rates[20][1] == pytest.approx(1e-6)  # the deconvolution phase's own drop
+    assert rates[25][0] == pytest.approx(1e-2) and rates[44][0] == pytest.approx(1e-2)  # regression from 1e-2
+    assert rates[45][0] == pytest.approx(1e-3)  # 20 regression epochs later
+    # cosine: each phase anneals over its own epochs
+    cosine = OmegaConf.merge(cfg.optim, {"scheduler": "cosine"})
+    configured = build_optimizer(model.parameter_groups(), cosine, 50)
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    for _ in range(25):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-2) and optimizer.param_groups[1]["lr"] == pytest.approx(0.0)
+    # without a separate deconvolution phase, one schedule
+    assert all("epochs" not in g for g in build(stick_widths=[6, 12], deconv_epochs=0).parameter_groups())
+
+
 # -- configuration ------------------------------------------------------------------------------
 def test_config_choices_and_errors():
     assert select_widths(range(5, 16), 5) == [5, 7, 10, 13, 15]
