@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -73,7 +73,8 @@ class TomeLiftingConfig:
     channels: int = 32
     stage_layers: int = 3
     kernel: int = 5
-    sigma: float = 1.0  # belief-map Gaussian, heatmap pixels
+    sigma: float = 1.0  # ground-truth belief-map Gaussian, heatmap pixels (Sec. 5.6: CPM's)
+    projected_sigma: Optional[float] = None  # the projected maps' Gaussian (Eq. 6; supp. 1.2: 1); None: sigma
     fusion: bool = True  # Eq. 7 projected-belief fusion inside the stages
     fusion_weight_init: float = 0.5  # w_t at the start
     prior: str = ""  # a PosePrior .npz or the release's .mat; "" = fit one from prior_source
@@ -200,7 +201,8 @@ class LiftingFromTheDeep(PoseModule):
             lifted = self.lifter()(self.decode(maps.detach()).float(), camera_rotation=camera_rotation)
             projected = lifted.scale[:, None, None] * lifted.joints_3d[..., :2] + lifted.translation[:, None, :]
             size = (self.image_size, self.image_size)
-            maps_hat = render_heatmaps(projected.to(maps.dtype), size, (self.heatmap_size,) * 2, sigma=self.cfg.sigma)
+            sigma = self.cfg.sigma if self.cfg.projected_sigma is None else self.cfg.projected_sigma
+            maps_hat = render_heatmaps(projected.to(maps.dtype), size, (self.heatmap_size,) * 2, sigma=sigma)
         return lifted, maps_hat
 
     def forward(self, image: Tensor, camera_rotation: Tensor | None = None) -> list[dict[str, Tensor]]:
