@@ -69,9 +69,31 @@ Choices where the paper is silent (each a config value):
 * the map loss is the mean over unmasked pixels and channels, summed over the hypotheses
   and levels (so every hypothesis gets the gradient it would get alone); the regression
   loss is the per-joint mean of squared errors in metres, summed over hypotheses.
-* Ensemble (Table 6): ``stick_widths`` = the same ``l = 10`` repeated ``k`` times; the copies
-  differ in their random initialisation (drawn one after another from the run's seed) and
-  share the batches, where the paper's k runs also differ in data order.
+* Ensemble (Table 6, variant ``ensemble``): ``k`` regression networks reading the maps of ONE
+  ``l = 10`` skeleton-map network (``shared_deconv=true``, ``stick_widths`` = 10 repeated
+  ``k`` times), the hypothesis chosen by reprojection as for ``multi_hyp``; the regression
+  copies differ in their random initialisation (drawn one after another from the run's seed)
+  and share the batches, where the paper's k runs also differ in data order. The variant
+  ``ensemble_maps`` (not the paper's) gives every regression network its own map network, a
+  diversity the paper's ensemble lacks.
+* root (Sec. 3.1, 5: "we define thorax as root in all our experiments"): ``model.root=thorax``
+  (paper preset) regresses the joints relative to the thorax; the output is handed over
+  relative to the pelvis (the project's batch contract: the suite's ``mpjpe`` aligns the
+  pelvis) and ``mpjpe_thorax`` scores it after aligning the thoraxes, the paper's MPJPE.
+* schedule (Sec. 5.1): each phase starts at its own rate (the deconvolution networks at
+  ``deconv_lr`` 1e-5, the regression networks at ``optim.lr`` 1e-2) with the configured
+  schedule restarted (parameter groups with ``epochs``, :func:`lightning_modules.base.
+  build_optimizer`); the paper divides by 10 "after error plateau on the validation set", the
+  paper preset by 10 every 20 epochs of the phase (a plateau needs a per-phase monitor).
+* the paper preset: batch 12, the deconvolution networks' (the regression's 32 would need a
+  second batch size within one run); no data augmentation (no flip, no colour jitter, no crop
+  jitter; Sec. 5.1) and, on Human3.6M, every 64th frame of S9 and S11 tested (Sec. 5,
+  ``data.test_every=64`` in the preset's ``for_data.human36m`` block). The paper does not say
+  how its ResNet-50s are initialised (ImageNet or from scratch); ours start from scratch, and
+  the encoders carry torchvision's names, so ImageNet weights a user has load by name.
+* the 2D detector: the paper's stacked hourglass is "pre-trained", "no finetuning" (Sec. 3.4);
+  ours is the shared ``heatmap2d`` trained on the run's data at the run's crop size (224 px
+  in the paper preset, where the hourglass's depth-4 levels go 56 -> 28 -> 14 -> 7 -> 3).
 * Direct RGB is a variant of this experiment (``regression_input=image``, one hypothesis), so
   it has the regression network of the other variants; the shared ``baseline`` experiment is
   the project's other direct-regression network.

@@ -33,6 +33,18 @@ wild):
   data; stage 2 starts from it (``model.pretrain_2d``: a declared prerequisite resolved into
   ``init_from``; ``optim.pretrained_lr_scale`` = 0.01 is the paper's factor of 100).
 
+Paper facts the presets follow: the first 14 channels of F3D are the heatmaps of the 14-joint
+2D set (Sec. 3.1 and 3.3; ``model.heatmap_joints=subset_14`` in the paper presets, without
+pelvis, spine and neck/nose; ``all``: every joint, the quick preset's), whose 2D prediction
+places the three missing joints between their neighbours (:func:`joints_from_subset`); ResNet-50
+"on ImageNet features" (Sec. 4.2): ``model.pretrained`` loads a torchvision-named ResNet-50 state
+dict the user has (the ImageNet weights are not shipped); Adadelta with rho 0.9 in both stages
+(``optim.name=adadelta``). "Globally scaled" (Sec. 4.1, Tables 1, 2, 4, 5): one scale factor
+per pose before scoring, the paper does not say how it is found; the suite's ``*_scaled``
+metrics and ``n_mpjpe`` use the least-squares factor (N-MPJPE), and
+``pose3d.metrics.functional`` has the bone-length reading as ``bone_scaled`` (see its
+docstring); the MPI-INF-3DHP protocol itself does not scale.
+
 Choices where the paper is silent (each a config value):
 
 * units: ``p3D`` in metres (reported in mm), 2D in crop-normalised coordinates

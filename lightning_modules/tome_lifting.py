@@ -44,6 +44,10 @@ layers carry CPM's names, so weights a user has load by name). The prior is fitt
 synthetic poses in the quick preset (``prior_source=synthetic``); the paper preset's
 ``prior_source=auto`` fits it on Human3.6M's training mocap whenever the data is Human3.6M (the
 paper gives no frame rate; we keep every 5th frame, ``prior_stride`` 5, the protocol's 10 fps).
+Training (Sec. 5.6): stochastic gradient descent with momentum; the paper gives neither the
+learning rate nor the momentum, the paper preset's 1e-4 and 0.9 are ours. The projected belief
+maps of Eq. 6 use sigma = 1 (supplementary Sec. 1.2, ``model.projected_sigma``), the
+ground-truth maps CPM's width (``model.sigma``, 0.875 map pixels at stride 8).
 """
 from __future__ import annotations
 
