@@ -200,6 +200,6 @@ if __name__ == "__main__":  # python -m tests.fixtures_h36m DIR: the tiny images
         print("usage: python -m tests.fixtures_h36m DIR", file=sys.stderr)
         sys.exit(2)
     target = Path(sys.argv[1])
-    if not (target / "annotation_body3d" / "fps10" / "h36m_test.npz").is_file():
-        write_images_layout(target)
+    if not (target / "annotation_body3d" / "fps50" / "h36m_test.npz").is_file():
+        write_images_layout(target, image_fps=(10, 50))  # every frame: Protocol #2's every 64th is read too
     print(f"tiny Human3.6M images layout in {target}")

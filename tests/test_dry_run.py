@@ -47,7 +47,7 @@ def test_every_experiment_and_preset_builds_and_steps(tmp_path):
     from tests.fixtures_h36m import write_images_layout
 
     root = tmp_path / "h36m"
-    write_images_layout(root)
+    write_images_layout(root, image_fps=(10, 50))  # DeepSkeleton's paper preset tests every 64th frame
     out = tmp_path / "dry_run.json"
     result = dry_run("--human36m-root", str(root), "--out", str(out))
     report = json.loads(out.read_text())
