@@ -44,10 +44,11 @@ def test_unknown_names_and_a_missing_human36m_copy_exit_2(tmp_path):
 @pytest.mark.slow
 def test_every_experiment_and_preset_builds_and_steps(tmp_path):
     """The check that would have caught the paper presets that could not run (Habibie's stage 1)."""
-    from tests.fixtures_h36m import write_images_layout
+    from tests.fixtures_h36m import write_images_layout, write_poses_layout
 
     root = tmp_path / "h36m"
     write_images_layout(root, image_fps=(10, 50))  # DeepSkeleton's paper preset tests every 64th frame
+    write_poses_layout(root)  # the mocap file Tome's paper preset fits its prior on
     out = tmp_path / "dry_run.json"
     result = dry_run("--human36m-root", str(root), "--out", str(out))
     report = json.loads(out.read_text())
