@@ -109,8 +109,7 @@ def _read_pickled_dict(path: str | Path, key: str) -> dict:
         with zipfile.ZipFile(path) as archive:
             names = [n[:-4] for n in archive.namelist() if n.endswith(".npy")]
             if key not in names:
-                raise PoseFileError(f"{path} has no '{key}' (it holds {', '.join(names) or 'nothing'}); "
-                                    f"expected VideoPose3D's {key} dictionary")
+                raise PoseFileError(f"{path}: expected {key} (VideoPose3D's dictionary); found {_summary(names)}")
             with archive.open(f"{key}.npy") as fp:
                 version = np.lib.format.read_magic(fp)
                 if version not in ((1, 0), (2, 0)):
@@ -129,6 +128,15 @@ def _read_pickled_dict(path: str | Path, key: str) -> dict:
     if not isinstance(value, dict):
         raise PoseFileError(f"{path}: '{key}' holds a {type(value).__name__}; expected a dictionary")
     return value
+
+
+def _summary(names: list[str], shown: int = 3) -> str:
+    """'nothing', 'a, b', or '205 keys like a, b, c': what an archive holds, in one short phrase."""
+    if not names:
+        return "nothing"
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{len(names)} keys like {', '.join(names[:shown])}"
 
 
 def _numpy_globals() -> dict[tuple[str, str], Any]:
