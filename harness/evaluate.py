@@ -1,7 +1,7 @@
 """Score a trained run or a pose prior on a dataset's test split, without training.
 
     python -m pose3d.evaluate RUN|PRIOR [data.name=NAME] [data.KEY=VALUE ...] [out=FILE.json]
-                              [lifting.rotations=80] [lifting.extrinsics=both|true|false] [threads=N]
+                              [lifting.rotations=80] [lifting.extrinsics=both|with|without] [threads=N]
 
 ``RUN`` is a run folder (``results/runs/<run>``, holding ``config.yaml`` and
 ``checkpoints/best.ckpt``) or one of its ``.ckpt`` files; ``PRIOR`` a pose prior (``.npz`` of
@@ -43,7 +43,7 @@ from pose3d.camera import known_camera_rotation
 from pose3d.config import ConfigError, at_least, choice, parse_overrides, validated
 
 USAGE = ("usage: python -m pose3d.evaluate RUN|PRIOR [data.name=NAME] [data.KEY=VALUE ...] [out=FILE.json] "
-         "[lifting.rotations=80] [lifting.extrinsics=both|true|false] [threads=N]")
+         "[lifting.rotations=80] [lifting.extrinsics=both|with|without] [threads=N]")
 PRIOR_SUFFIXES = (".npz", ".mat")
 DEFAULT_PROTOCOLS = (1, 2)  # Human3.6M: what one call scores when data.protocol is not given
 
@@ -51,7 +51,7 @@ DEFAULT_PROTOCOLS = (1, 2)  # Human3.6M: what one call scores when data.protocol
 @dataclass
 class LiftingConfig:
     rotations: int = at_least(1, 80)  # quantised ground-plane rotations of the search (Sec. 5.3)
-    extrinsics: str = choice("both", ("both", "true", "false"))  # lift with the cameras' E, without, or both
+    extrinsics: str = choice("both", ("both", "with", "without"))  # lift with the cameras' E, without, or both
 
 
 @dataclass
@@ -224,8 +224,9 @@ def evaluate(source: Source, data: dict, required: bool, cfg: DictConfig) -> dic
             raise
         return str(error)
     info = datamodule.info.as_dict()
+    lifting_modes = (("", True, "with"), ("no_extrinsics/", False, "without"))
     modes = [("", True)] if source.kind == "run" else \
-        [(mode, e) for mode, e in (("", True), ("no_extrinsics/", False)) if cfg.lifting.extrinsics in ("both", str(e).lower())]
+        [(prefix, e) for prefix, e, name in lifting_modes if cfg.lifting.extrinsics in ("both", name)]
     report: dict[str, Any] = {"test_subjects": datamodule.test_subjects_label, "frames": frames,
                               "metrics": {}, "per_action": {}}
     for prefix, extrinsics in modes:
