@@ -24,7 +24,8 @@ whole metric suite pooled over frames (``test/<metric>``) and averaged over acti
 subjects the run or prior was fitted on, or whose frames the files cannot give (every 64th
 frame of a 10 Hz copy), is left out with a note. ``python -m pose3d.evaluate`` is this
 module's command-line name. Results go to ``out`` (default
-``results/evaluate/<run or prior>-<data>.json``) and are printed as a table.
+``results/evaluate/<run or prior>-<data>.json``: per evaluation ``metrics``, ``per_action`` and, for
+a prior, ``no_extrinsics_per_action``) and are printed as a table.
 """
 from __future__ import annotations
 
@@ -228,13 +229,13 @@ def evaluate(source: Source, data: dict, required: bool, cfg: DictConfig) -> dic
     modes = [("", True)] if source.kind == "run" else \
         [(prefix, e) for prefix, e, name in lifting_modes if cfg.lifting.extrinsics in ("both", name)]
     report: dict[str, Any] = {"test_subjects": datamodule.test_subjects_label, "frames": frames,
-                              "metrics": {}, "per_action": {}}
+                              "metrics": {}}
     for prefix, extrinsics in modes:
         module = build_module(source, info, cfg.lifting, extrinsics)
         datamodule.request_targets(module.required_targets())
         result = test_split(module, datamodule, source.run_cfg.trainer if source.kind == "run" else None)
         report["metrics"].update({k.replace("test/", f"test/{prefix}", 1): v for k, v in result["metrics"].items()})
-        report["per_action"][prefix.rstrip("/") or "default"] = result["per_action"]
+        report[f"{prefix.replace('/', '_')}per_action"] = result["per_action"]  # per_action, no_extrinsics_per_action
     if "protocol" in data:
         report["protocol"] = {k: list(v) if isinstance(v, tuple) else v for k, v in datamodule.protocol_info.items()}
     return report
