@@ -55,6 +55,10 @@ class Photometric:
             version, internal, gauss = saved["python"]
             transform.py_random.setstate((version, tuple(internal), gauss))
 
+    def reseed(self, seed: int) -> None:
+        """Start every generator afresh from ``seed``."""
+        self.pipeline.set_random_seed(seed)
+
     def __call__(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) float images in [0, 1] -> augmented copies."""
         array = images.permute(0, 2, 3, 1).contiguous().numpy()

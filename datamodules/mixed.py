@@ -50,7 +50,6 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 
 from datamodules.base import PoseDataModule
 from datamodules.batch import BATCH_KEYS
-from datamodules.loaders import ResumableLoader, one_thread_per_worker
 from datamodules.targets import TargetMaker
 from pose3d.config import ConfigError, choice, validated
 from pose3d.contract import DataInfo
@@ -165,6 +164,12 @@ class MixedDataset(Dataset):
         for part, state in zip(self.parts, states):
             if state is not None and hasattr(part, "set_random_state"):
                 part.set_random_state(state)
+
+    def reseed(self, seed: int) -> None:
+        """Seed each part's own generators, each from its own stream of ``seed``."""
+        for index, part in enumerate(self.parts):
+            if hasattr(part, "reseed"):
+                part.reseed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -346,14 +351,7 @@ class MixedDataModule(PoseDataModule):
         )
 
     def build_train_loader(self, first_epoch: int = 0) -> DataLoader:
-        return ResumableLoader(
-            self.dataset("train"),
-            batch_sampler=self.batch_sampler(),
-            num_workers=self.cfg.num_workers,
-            persistent_workers=self.cfg.num_workers > 0,
-            worker_init_fn=one_thread_per_worker,
-            first_epoch=first_epoch,
-        )
+        return self.batched_train_loader(self.batch_sampler(), first_epoch)
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_module.val_dataloader()

@@ -34,7 +34,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,7 @@ import torch
 from omegaconf import OmegaConf
 
 from harness.train import load_config
+from pose3d.machine import describe_cpu
 from pose3d.threads import intra_op_threads
 
 
@@ -130,7 +130,7 @@ def bench_render(batches: int, rounds: int, device: str) -> dict:
         "torch_threads": torch.get_num_threads(),
         "train_device": device,
         "render_device": "cpu",
-        "machine": platform.processor() or platform.machine(),
+        "machine": describe_cpu(),
     }
 
 
@@ -263,7 +263,7 @@ def bench_lifting(batch_size: int, rounds: int, device: str, compare: int = 2000
         "torch_threads": threads,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "machine": platform.processor() or platform.machine(),
+        "machine": describe_cpu(),
     })
     return result
 
@@ -321,7 +321,7 @@ def bench_deepskeleton(batches: int, rounds: int, device: str) -> dict:
     result: dict = {"hypotheses": len(singles), "image_size": size, "map_size": batched.map_size,
                     "stick_widths_map_px": [round(w, 3) for w in batched.map_widths], "batch_size": batch_size,
                     "batches_per_round": batches, "rounds": rounds, "train_device": device,
-                    "machine": platform.processor() or platform.machine(),
+                    "machine": describe_cpu(),
                     "load_average_before": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
     steps = {"batched": batched_step, "separate": separate_step, "render": render_step}
     for label, (count, median, all_rounds) in _throughput_by_threads(steps, batch_size, batches, rounds).items():
@@ -374,7 +374,7 @@ def bench_two_d_precision(preset: str, batches: int, rounds: int, device: str, o
     result: dict = {"preset": preset, "image_size": size, "map_size": sources["float32"].map_size,
                     "batch_size": batch_size, "batches_per_round": batches, "rounds": rounds, "device": device,
                     "checkpoint": cfg.model.two_d.checkpoint, "cpu_native_bfloat16": cpu_has_native_bfloat16(),
-                    "machine": platform.processor() or platform.machine(),
+                    "machine": describe_cpu(),
                     "test_images": batch_size * batches,
                     "max_abs_map_difference": round(map_difference, 5),
                     "joints_moved_px": {"mean": round(float(moved.mean()), 4), "max": round(float(moved.max()), 4),

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pose3d.files import write_atomic
 from pose3d.floors import FLOOR_TITLES, floor_metrics
 
 
@@ -29,9 +30,7 @@ def data_floors(data_cfg: dict[str, Any], cache_dir: Path) -> dict[str, dict[str
     except ValueError:  # no 3D labels in a split (2D-only data)
         floors = {}
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps(floors, indent=2))
-    tmp.replace(cache)
+    write_atomic(cache, json.dumps(floors, indent=2))
     return floors or None
 
 

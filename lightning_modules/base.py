@@ -121,6 +121,18 @@ class PoseModule(pl.LightningModule):
         ``ablations/references.yaml``) and return markdown to print under the table, or ""."""
         return ""
 
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict) -> "PoseModule":
+        """The trained module of a checkpoint already read as data
+        (:func:`pose3d.safe_load.load_checkpoint`): built from its hyper-parameters, then its
+        method state (``on_load_checkpoint``) and weights loaded, as Lightning's
+        ``load_from_checkpoint`` does without reading the file again."""
+        hparams = checkpoint["hyper_parameters"]
+        module = cls(model=hparams["model"], optim=hparams["optim"], data_info=hparams["data_info"])
+        module.on_load_checkpoint(checkpoint)
+        module.load_state_dict(checkpoint["state_dict"])
+        return module
+
     # -- training -----------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, logs = self.training_loss(batch)

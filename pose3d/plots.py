@@ -17,6 +17,18 @@ def pyplot():
     return plt
 
 
+def save(fig, path: Path, dpi: int) -> None:
+    """Write ``fig`` to ``path`` whole (:func:`pose3d.files.atomic_path`) and close it."""
+    from pose3d.files import atomic_path
+
+    path = Path(path)
+    try:
+        with atomic_path(path) as partial:
+            fig.savefig(partial, dpi=dpi, format=path.suffix.lstrip(".") or None)
+    finally:
+        pyplot().close(fig)
+
+
 def curves(path: Path, x: Sequence[float], panels: dict[str, dict[str, Sequence[float]]], xlabel: str, title: str) -> None:
     """One panel per entry of ``panels`` ({panel title: {series label: values}}), side by side."""
     plt = pyplot()
@@ -30,8 +42,7 @@ def curves(path: Path, x: Sequence[float], panels: dict[str, dict[str, Sequence[
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, dpi=110)
 
 
 def matrix(path: Path, values: np.ndarray, title: str, split: int | None = None, label: str = "") -> None:
@@ -45,8 +56,7 @@ def matrix(path: Path, values: np.ndarray, title: str, split: int | None = None,
     fig.colorbar(image, ax=ax, label=label)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, dpi=110)
 
 
 def bars(path: Path, labels: Sequence[str], means: Sequence[float], stds: Sequence[float], ylabel: str, title: str,
@@ -68,8 +78,7 @@ def bars(path: Path, labels: Sequence[str], means: Sequence[float], stds: Sequen
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, dpi=110)
 
 
 def lines_over_categories(path: Path, categories: Sequence[str], series: dict[str, Sequence[float]], ylabel: str,
@@ -86,8 +95,7 @@ def lines_over_categories(path: Path, categories: Sequence[str], series: dict[st
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, dpi=110)
 
 
 def draw_bones(ax, points, **style) -> None:
@@ -133,5 +141,4 @@ def pose_panels(path: Path, images, truth, predictions: dict[str, Any], title: s
         ax.set_yticks([])
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, dpi=100)

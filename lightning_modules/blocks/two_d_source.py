@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Optional
 
 import torch
@@ -38,7 +36,9 @@ from torch import Tensor, nn
 
 from pose3d.config import ConfigError, choice, read_experiment
 from pose3d.heatmaps import decode_argmax
+from pose3d.machine import native_bfloat16 as native_bfloat16_cpu
 from pose3d.prerequisites import TrainedRun
+from pose3d.safe_load import UnsafeFileError, load_checkpoint
 
 # a frozen 2D network is in eval mode on purpose
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
@@ -54,15 +54,10 @@ class TwoDSourceConfig:
     precision: str = choice("float32", ("float32", "bfloat16", "auto"))  # the frozen network's forward
 
 
-@lru_cache(maxsize=None)
 def cpu_has_native_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); False where it
-    cannot be told (no /proc/cpuinfo)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX) and oneDNN may use
+    it (:func:`pose3d.machine.native_bfloat16`); False where it cannot be told."""
+    return native_bfloat16_cpu()
 
 
 def native_bfloat16(accelerator: str = "auto") -> bool:
@@ -119,18 +114,21 @@ def method_class(experiment: str) -> type:
 
 
 def load_frozen_maps(checkpoint: str, image_size: int, key: str = "model.two_d.checkpoint") -> tuple[nn.Module, int]:
-    """The map network (image -> maps) of a trained 2D method's checkpoint, frozen, and its stride."""
+    """The map network (image -> maps) of a trained 2D method's checkpoint (read as data:
+    :func:`pose3d.safe_load.load_checkpoint`), frozen, and its stride."""
     from lightning_modules import MODELS
 
     try:
-        hparams = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]
-        cls = MODELS.load(hparams["model"]["name"])
+        state = load_checkpoint(checkpoint)
+        cls = MODELS.load(state["hyper_parameters"]["model"]["name"])
+    except UnsafeFileError:
+        raise
     except FileNotFoundError:
         raise ConfigError(f"{key}={checkpoint} does not exist; expected a checkpoint of a trained 2D network") from None
     except Exception as error:  # not a Lightning checkpoint of one of our methods
         raise ConfigError(f"{key}={checkpoint} is not a pose3d checkpoint ({type(error).__name__}); "
                           "expected a .ckpt written by python -m pose3d.train") from None
-    trained = cls.load_from_checkpoint(checkpoint, map_location="cpu")
+    trained = cls.from_checkpoint(state)
     if not hasattr(trained, "map_network"):
         raise ConfigError(f"{key}={checkpoint} is a {cls.__name__} checkpoint, which predicts no 2D maps")
     if trained.data_info.image_size != image_size:
