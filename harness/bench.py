@@ -11,7 +11,10 @@ the batched PPCA lifting layer (``pose3d.lifting``, Tome et al. 2017 Sec. 5.3) w
 Gaussian and with a 3-component mixture (the published model when ``../shared/data`` has it,
 else one fitted to synthetic poses), 80 quantised rotations plus refinement, and the mean
 3D distance (mm) of its poses to an exhaustive search over 10,000 rotations on the same
-inputs. Targets: >= 300,000 poses/s single, >= 100,000 mixture, <= 1 mm.
+inputs. Targets: >= 300,000 poses/s single, >= 100,000 mixture, <= 1 mm. Also, in ``as_found``
+and ``beside_busy_process`` (a busy-loop Python process running), poses/s at batch 64 (a Tome
+training step's) and at B, with the default intra-op threads and with one: medians over the
+rounds, every setting measured once per round, so a shared machine's load hits them alike.
 
 ``python -m pose3d.bench deepskeleton [--batches N] [--rounds R] [--device cpu|cuda]``: images/s
 of one DeepSkeleton training step (deconvolution and regression losses, backward, Adam) of all
@@ -174,7 +177,7 @@ def _competing_process():
     child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.5)  # let it start spinning
-        yield
+        yield child
     finally:
         child.kill()
         child.wait()

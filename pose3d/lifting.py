@@ -38,6 +38,16 @@ angle of a finer precomputed table of ``N^-1`` plus one Richardson step
 ``x += N_f^-1 (q - N_theta x)`` with ``N_theta = P + cos(2 theta) Q + sin(2 theta) S``.
 Without refinement the solve uses the coarse table exactly.
 
+Few, large operations: a call normalises, searches, refines and assembles its whole batch at
+once; poses whose tables differ (a joint-weight pattern, a camera pitch) share every step but
+the products with their own tables (the search's two matrix products and the closed-form
+solve), so a batch of 64 poses under 40 pitches is about 3,000 tensor operations, not 15,000.
+Below ``SINGLE_THREAD_BELOW`` poses (4,096) a call runs with one intra-op thread
+(:func:`pose3d.threads.intra_op_threads`): a second thread cannot pay for its barriers there, and
+where another process holds a core each barrier waits for that core's time slice (measured with
+``python -m pose3d.bench lifting``: its ``as_found`` and ``beside_busy_process`` figures at batch 64
+and at 16,384, default threads against one; README, "Lifting speed").
+
 Camera extrinsics (Sec. 5.3, ``E``): the paper lifts in the world frame, ``Y = s Pi E R (mu + a . e)``
 with the camera's known rotation ``E`` and ``R`` about the world's vertical.  ``camera_rotation``
 (B, 3, 3), world-to-camera in a gravity-aligned world whose y axis points down (the prior's
@@ -245,7 +255,6 @@ def _quartic_forms() -> Tensor:
 
 
 _QUARTIC_FORMS = _quartic_forms()
-_POWERS = torch.arange(5.0, dtype=torch.float64)
 
 
 def _quartic_minimum(costs: Tensor) -> tuple[Tensor, Tensor]:
@@ -256,10 +265,11 @@ def _quartic_minimum(costs: Tensor) -> tuple[Tensor, Tensor]:
     polynomials = forms[..., :15].unflatten(-1, (3, 5))  # (..., 3, 5): value, first, second derivative
     curvature, slope = forms[..., 15], forms[..., 16]
     t = torch.where(curvature > 0, 0.5 * slope / curvature.clamp(min=1e-30), 0.0).clamp(-0.5, 0.5)
-    powers = _POWERS.to(costs)
 
     def evaluate(t: Tensor) -> Tensor:  # (..., 3): value, first and second derivative at t
-        return (polynomials @ (t[..., None] ** powers)[..., None])[..., 0]
+        powers = t[..., None].expand(*t.shape, 4).cumprod(-1)  # t, t^2, t^3, t^4
+        return torch.baddbmm(polynomials[..., 0].flatten(0, -2)[..., None],
+                             polynomials[..., 1:].flatten(0, -3), powers.flatten(0, -2)[..., None]).view(*t.shape, 3)
 
     for _ in range(3):
         d = evaluate(t)

@@ -258,3 +258,19 @@ def test_outputs_match_the_recorded_reference():
             assert np.abs(value - recorded[name]).max() < 1e-4, name  # mm
         else:
             np.testing.assert_allclose(value, recorded[name], rtol=1e-7, atol=1e-9, err_msg=name)
+
+
+def test_the_benchmark_reports_both_batches_as_found_and_beside_a_busy_process():
+    from harness.bench import _competing_process, bench_lifting
+
+    with _competing_process() as child:
+        assert child.poll() is None  # spinning while the block runs
+    assert child.returncode is not None  # killed and reaped after it
+    result = bench_lifting(256, rounds=1, device="cpu", compare=20, small_batch=16)
+    for condition in ("as_found", "beside_busy_process"):
+        for batch in ("batch_16", "batch_256"):
+            for threads in ("default_threads", "one_thread"):
+                figures = result[condition][batch][threads]
+                assert set(figures) == {"single", "mixture"} and min(figures.values()) > 0
+    assert result["poses_per_s_single"] > 0 and result["small_batch_size"] == 16
+    assert result["mean_diff_vs_exhaustive_mm"] < 5.0
