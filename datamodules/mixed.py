@@ -265,6 +265,12 @@ class MixedDataModule(PoseDataModule):
 
     Config = MixedConfig
 
+    @classmethod
+    def framing(cls, cfg: dict) -> tuple[float, float]:
+        """The evaluation source's (the data the model is tested on)."""
+        source, source_cfg = MixedConfig(**cfg).validated[cfg.get("eval_source", "three_d")][0]
+        return source.framing(source_cfg)
+
     def __init__(self, cfg: dict):
         super().__init__(MixedConfig(**cfg))
         # every key's modules: one, or one per entry of a listed training key (its first evaluates)

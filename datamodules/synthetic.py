@@ -51,11 +51,13 @@ from pose3d.body import PART_COLOUR_SLOT, TEST_SUBJECTS, VAL_SUBJECTS, accessory
 from pose3d.config import ConfigError, at_least, choice
 from pose3d.floors import PoseLabels
 from pose3d.pose_sampler import ACTIVITIES, retarget, sample_pose
+from pose3d.render import RenderOutput
 from pose3d.scene import SceneParams, render_scene, sample_scene, stack_scenes
 from pose3d.skeleton import H36M_JOINTS, JOINT_INDEX
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 FULL_FRAME = 1000.0  # the virtual camera's frame, pixels (H36M-like)
+TYPICAL_FOCAL = 1145.0  # its focal length, pixels, before a +/-3% jitter (H36M's cameras)
 
 
 @dataclass
@@ -257,7 +259,7 @@ class SyntheticPoseDataset(Dataset):
         pitch = np.deg2rad(rng.uniform(cfg.elevation_min_deg, cfg.elevation_max_deg))
         depth = rng.uniform(cfg.distance_min_mm, cfg.distance_max_mm)
         root = np.array([rng.uniform(-0.1, 0.1) * depth, rng.uniform(-0.05, 0.1) * depth, depth])
-        focal = 1145.0 * rng.uniform(0.97, 1.03)
+        focal = TYPICAL_FOCAL * rng.uniform(0.97, 1.03)
         full = np.array([focal, focal, *(FULL_FRAME / 2 + rng.uniform(-8, 8, size=2))])
         crop_jitter = rng.uniform(-1, 1, size=3)
         domain = self._domain(rng, index)
@@ -286,18 +288,21 @@ class SyntheticPoseDataset(Dataset):
         intrinsics = cam.crop_intrinsics(full, box, (cfg.image_size, cfg.image_size))
         return joints_cam.float(), intrinsics.float(), rotation.float()
 
-    def render(self, specs: list[SampleSpec]) -> dict[str, Tensor]:
-        """Render a list of samples as one batch (the batch contract of DESIGN.md)."""
-        size = (self.cfg.image_size, self.cfg.image_size)
-        joints_cam, intrinsics, rotation = self._place(specs)
+    def _draw(self, specs: list[SampleSpec], joints_cam: Tensor, intrinsics: Tensor, size: int) -> RenderOutput:
+        """The samples' people and scenes seen through ``intrinsics`` (B, 4) into ``size`` px images."""
         bodies = [self.bodies[s.subject] for s in specs]
         radii = torch.from_numpy(np.stack([b.part_radii for b in bodies]))
         slot_colours = torch.from_numpy(np.stack([b.colours for b in bodies]))
         colours = slot_colours[:, PART_COLOUR_SLOT]
         accessories = accessory_capsules(joints_cam, radii, slot_colours)
         device = self.cfg.render_device
-        out = render_scene(joints_cam.to(device), intrinsics.to(device), radii.to(device), colours.to(device),
-                           stack_scenes([s.scene for s in specs], device), size, accessories.to(device))
+        return render_scene(joints_cam.to(device), intrinsics.to(device), radii.to(device), colours.to(device),
+                            stack_scenes([s.scene for s in specs], device), (size, size), accessories.to(device))
+
+    def render(self, specs: list[SampleSpec]) -> dict[str, Tensor]:
+        """Render a list of samples as one batch (the batch contract of DESIGN.md)."""
+        joints_cam, intrinsics, rotation = self._place(specs)
+        out = self._draw(specs, joints_cam, intrinsics, self.cfg.image_size)
         joints_2d = cam.project(joints_cam, intrinsics)
         labelled = in_crop(joints_2d, joints_cam[..., 2], self.cfg.image_size)
         return {  # back on the CPU for the augmentation and targets; Lightning moves the batch
@@ -317,6 +322,24 @@ class SyntheticPoseDataset(Dataset):
             **({"domain": torch.tensor([EVAL_DOMAINS.index(s.domain) for s in specs])}
                if self.cfg.eval_domain == "both" and not self.training else {}),
         }
+
+    def render_full_frames(self, specs: list[SampleSpec], frame_size: int) -> dict[str, Tensor]:
+        """The samples' whole camera frames rather than their crops: the virtual ``FULL_FRAME`` px
+        frame rendered at ``frame_size`` px (pictures to try a trained model on, pose3d.predict).
+
+        ``image`` (B, 3, S, S) in [0, 1]; ``joints_2d`` (B, 17, 2) frame pixels; ``joints_3d``
+        (B, 17, 3) camera frame, absolute mm; ``camera`` (B, 4) the frame's intrinsics; ``box``
+        (B, 4) ``x, y, w, h``: the joints' 2D box, which a training crop enlarges by ``crop_margin``.
+        """
+        joints_cam, _, _ = self._place(specs)
+        full = torch.from_numpy(np.stack([s.full_intrinsics for s in specs]))
+        frame = torch.tensor([0.0, 0.0, FULL_FRAME, FULL_FRAME], dtype=full.dtype)
+        intrinsics = cam.crop_intrinsics(full, frame, (frame_size, frame_size)).float()
+        out = self._draw(specs, joints_cam, intrinsics, frame_size)
+        joints_2d = cam.project(joints_cam, intrinsics)
+        low, high = joints_2d.amin(1), joints_2d.amax(1)
+        return {"image": out.image.cpu(), "joints_2d": joints_2d, "joints_3d": joints_cam, "camera": intrinsics,
+                "box": torch.cat((low, high - low), -1)}
 
     def __getitems__(self, indices: list[int]) -> list[dict[str, Tensor]]:
         batch = self._cached_render(indices) if self.cfg.cache_mb else self.render([self.describe(int(i)) for i in indices])
@@ -413,6 +436,7 @@ class SyntheticDataModule(PoseDataModule):
 
     Config = SyntheticConfig
     test_subjects_label = "9, 11 (synthetic)"
+    focal_per_frame_side = TYPICAL_FOCAL / FULL_FRAME  # crops: crop_margin x the joints' box
 
     def __init__(self, cfg: dict):
         super().__init__(SyntheticConfig(**cfg))

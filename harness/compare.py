@@ -83,26 +83,14 @@ def prerequisite_seconds(config: dict) -> dict[str, float]:
 
 
 def load_trained(run_dir: Path):
-    """(model in eval mode, its DataModule) rebuilt from a run's ``config.yaml`` and best checkpoint."""
+    """(model in eval mode, its DataModule) rebuilt from a run's ``config.yaml`` and checkpoint."""
     from omegaconf import OmegaConf
 
     from datamodules import DATAMODULES
-    from lightning_modules import MODELS
-    from pose3d.safe_load import load_checkpoint
+    from harness.trained_run import load_run
 
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    checkpoint = Path(metrics.get("checkpoint") or run_dir / "checkpoints" / "best.ckpt")
-    if not checkpoint.is_file():
-        checkpoint = run_dir / "checkpoints" / "last.ckpt"
-    state = load_checkpoint(checkpoint)  # as data, before anything is built
-    datamodule = DATAMODULES.load(cfg.data.name)(OmegaConf.to_container(cfg.data))
-    model = MODELS.load(cfg.model.name)(model=OmegaConf.to_container(cfg.model), optim=OmegaConf.to_container(cfg.optim),
-                                        data_info=datamodule.info.as_dict())
-    model.load_state_dict(state["state_dict"])
-    if hasattr(model, "on_load_checkpoint"):
-        model.on_load_checkpoint(state)
-    return model.eval(), datamodule
+    run = load_run(run_dir)
+    return run.model, DATAMODULES.load(run.cfg.data.name)(OmegaConf.to_container(run.cfg.data))
 
 
 def first_test_batch(datamodule) -> dict:

@@ -14,7 +14,8 @@ suite for ``joints_3d``; pixel error and PCKh@0.5 for ``joints_2d`` (the head si
 ground-truth 2D neck-to-head-top segment, our stand-in for MPII's head box, unless the batch
 carries the dataset's ``head_size``); 3D metrics score ``DataInfo.eval_joints`` only (a
 protocol's joint subset), with a per-action breakdown of the test metrics in
-:attr:`PoseModule.test_per_action`. ``monitor`` names the validation metric that picks the
+:attr:`PoseModule.test_per_action` and, where the data has actions, ``test/<metric>_action_avg``
+(the mean of the per-action means, Human3.6M papers' "Avg"; :data:`pose3d.metrics.ACTION_AVERAGED`). ``monitor`` names the validation metric that picks the
 best checkpoint.
 
 Extension points (each one mechanism for every method; see docs/adding_a_method.md):
@@ -31,6 +32,7 @@ Extension points (each one mechanism for every method; see docs/adding_a_method.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from pose3d.contract import DataInfo
-from pose3d.metrics import PCKh, PixelError, pose3d_metrics
+from pose3d.metrics import PCKh, PixelError, action_averages, pose3d_metrics
 from pose3d.skeleton import JOINT_INDEX
 
 
@@ -214,6 +216,8 @@ class PoseModule(pl.LightningModule):
             for action, value in metric.compute_per_action().items():
                 per_action[names[action] if action < len(names) else str(action)][metric_name] = value
         self.test_per_action = dict(per_action)
+        if names:  # Human3.6M papers' "Avg": the mean of the per-action means, beside the pooled test/<metric>
+            self.log_dict({f"test/{name}": value for name, value in action_averages(self.test_metrics).items()})
         self._reset_metrics("test")
 
     # -- optimisation -------------------------------------------------------------
@@ -246,8 +250,29 @@ def split_pretrained(groups: list[dict], named_parameters, pretrained: set[str],
     return out
 
 
+def phase_schedule(optim, start: int, end: int):
+    """The learning-rate factor per epoch of a parameter group trained from epoch ``start`` to
+    ``end``: the configured schedule (``cosine`` over the group's own epochs, ``step`` every
+    ``step_size`` of them) counted from ``start`` (1 before it, when the group does not train)."""
+    span = max(1, end - start)
+
+    def factor(epoch: int) -> float:
+        t = min(max(0, epoch - start), span)
+        if optim.scheduler == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * t / span))
+        return optim.gamma ** (t // optim.step_size)
+
+    return factor
+
+
 def build_optimizer(parameters, optim, max_epochs: int) -> Any:
-    """Adam / AdamW / SGD / Adadelta with an optional per-epoch cosine or step schedule."""
+    """Adam / AdamW / SGD / Adadelta with an optional per-epoch cosine or step schedule.
+
+    A parameter group that names its training phase, ``"epochs": (start, end)`` (``end`` None:
+    the run's last epoch), gets the schedule restarted at its own first epoch
+    (:func:`phase_schedule`), so that a method training its networks one after another (e.g.
+    DeepSkeleton's deconvolution, then regression networks) starts each phase at its own
+    learning rate; the other groups' schedules span the whole run."""
     if optim.name == "adam":
         optimizer = torch.optim.Adam(parameters, lr=optim.lr, weight_decay=optim.weight_decay)
     elif optim.name == "adamw":
@@ -258,7 +283,12 @@ def build_optimizer(parameters, optim, max_epochs: int) -> Any:
         optimizer = torch.optim.SGD(parameters, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
     if optim.scheduler == "none":
         return optimizer
-    if optim.scheduler == "cosine":
+    phases = [group.get("epochs") for group in optimizer.param_groups]
+    if any(phase is not None for phase in phases):
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, [phase_schedule(optim, start, max_epochs if end is None else end)
+                        for start, end in (phase or (0, None) for phase in phases)])
+    elif optim.scheduler == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, max_epochs))
     else:
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=optim.step_size, gamma=optim.gamma)

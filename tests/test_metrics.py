@@ -344,3 +344,43 @@ def test_aligned_per_action_breakdown():
     assert close(suite["auc3d_scaled"].compute(), 100.0 * 61 / 124)
     # unaligned for comparison: sample 1's errors are 141.4 and 282.8 mm -> PCK 50
     assert close(suite["pck3d"].compute_per_action()[1], 50.0)
+
+
+def test_bone_scaled_alignment_matches_the_skeleton_sizes():
+    """The second reading of "globally scaled": the prediction's summed bone length made the ground
+    truth's; the least-squares scale (``scaled``, N-MPJPE) is never worse."""
+    generator = torch.Generator().manual_seed(0)
+    target = torch.randn(2, 17, 3, generator=generator) * 200
+    halved = 0.5 * target
+    torch.testing.assert_close(F.align(halved, target, alignment="bone_scaled"), target)
+    # only the arm: bones 14->15, 15->16 (r_shoulder, r_elbow, r_wrist) valid
+    target = torch.zeros(1, 17, 3)
+    target[0, 14], target[0, 15], target[0, 16] = torch.tensor([0.0, 0, 0]), torch.tensor([300.0, 0, 0]), torch.tensor([300.0, 400, 0])
+    pred = torch.zeros(1, 17, 3)
+    pred[0, 15], pred[0, 16] = torch.tensor([100.0, 0, 0]), torch.tensor([100.0, 250, 0])  # 100 + 250 vs 300 + 400: s = 2
+    mask = torch.zeros(1, 17, dtype=torch.bool)
+    mask[0, 14:] = True
+    torch.testing.assert_close(F.scale_to_bone_lengths(pred, target, mask)[0, 16], torch.tensor([200.0, 500, 0]))
+    noisy = target + torch.randn(1, 17, 3, generator=generator) * 30
+    least_squares = F.aligned_errors(noisy, target, mask, "scaled")[mask].mean()
+    assert least_squares <= F.aligned_errors(noisy, target, mask, "bone_scaled")[mask].mean() + 1e-4
+    assert torch.equal(F.scale_to_bone_lengths(torch.zeros(1, 17, 3), target), torch.zeros(1, 17, 3))
+    with pytest.raises(ValueError, match="17 Human3.6M joints"):
+        F.scale_to_bone_lengths(torch.ones(1, 14, 3), torch.ones(1, 14, 3))
+
+
+def test_action_averages_weigh_every_action_the_same():
+    """Human3.6M's "Avg": action 0 has errors 10 and 20 (mean 15), action 2 one error of 60: the
+    pooled MPJPE is 30, the action average (15 + 60) / 2 = 37.5; actions never seen are left out."""
+    from pose3d.metrics import action_averages, pose3d_metrics
+
+    suite = pose3d_metrics(num_actions=3)
+    target = torch.zeros(3, 17, 3)
+    pred = target.clone()
+    pred[..., 0] = torch.tensor([10.0, 20.0, 60.0])[:, None]  # every joint off by that much along x
+    suite.update(pred, target, torch.ones(3, 17, dtype=torch.bool), torch.tensor([0, 0, 2]))
+    averages = action_averages(suite)
+    assert float(suite["mpjpe"].compute()) == pytest.approx(30.0)
+    assert averages["mpjpe_action_avg"] == pytest.approx(37.5)
+    assert set(averages) == {"mpjpe_action_avg", "pa_mpjpe_action_avg", "n_mpjpe_action_avg"}
+    assert action_averages(pose3d_metrics()) == {}  # no actions: nothing to average
