@@ -338,10 +338,15 @@ def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path, failed: list[
     reference = references().get(sweep.axis, {})
     paper = reference.get("values", {})
     variants = list(dict.fromkeys(r["variant"] for r in rows))
-    extra = sorted({k for r in rows for k in r} - set(TABLE_METRICS) - {"variant", "seed", "run", "fit_seconds", "pixel_error", "pckh"})
-    metrics = [m for m in TABLE_METRICS if any(m in r for r in rows)] + extra
     configs = [c for c in (run.run_dir / "config.yaml" for run in runs if run.done) if c.is_file()]
-    floors = data_floors(yaml.safe_load(configs[0].read_text())["data"], out_dir.parent / "floors") if configs else None
+    data = yaml.safe_load(configs[0].read_text())["data"] if configs else None
+    floors = data_floors(data, out_dir.parent / "floors") if data else None
+    # the action averages are Human3.6M's "Avg" (the papers' headline there); elsewhere the CSV has them
+    averaged = bool(data) and data.get("name") == "human36m"
+    extra = sorted(k for k in {k for r in rows for k in r} - set(TABLE_METRICS)
+                   - {"variant", "seed", "run", "fit_seconds", "pixel_error", "pckh"}
+                   if averaged or not k.endswith("_action_avg"))
+    metrics = [m for m in TABLE_METRICS if any(m in r for r in rows)] + extra
     header = ["variant", "seeds", *metrics, "MPJPE / orientation floor", "fit s"]
     if paper:
         header.append(f"paper {reference.get('metric', 'mpjpe')}")
