@@ -75,41 +75,52 @@ def test_the_stop_line_says_what_stopped_and_how_to_resume():
         "to resume, run the same command again: python -m pose3d.ablation run x.yaml")
 
 
-# -- the local ablation runner, two runs in parallel, gets SIGTERM ---------------------------------
-def runner(sweep: Path, results: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "pose3d.ablation", "run", str(sweep), "--jobs", "2", "--",
+# -- the local ablation runner and `make compare`, two runs in parallel, get SIGTERM ---------------
+def two_seed_sweep(tmp_path: Path) -> Path:
+    sweep = tmp_path / "base.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "method": "grid", "command": ["${env}", "python", "-m", "pose3d.train", "${args_no_hyphens}"],
+        "parameters": {"experiment": {"value": "baseline"}, "preset": {"value": "smoke"}, "seed": {"values": [0, 1]}}}))
+    return sweep
+
+
+def start(module: str, arguments: list[str], results: Path) -> subprocess.Popen:
+    """``python -m <module> <arguments> --jobs 2 -- ...``: two runs of 20 epochs at a time."""
+    command = [sys.executable, "-m", module, *arguments, "--jobs", "2", "--",
                f"results_dir={results}", "data.train_size=128", "trainer.max_epochs=20"]
     env = {**os.environ, "WANDB_MODE": "disabled"}
     return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.slow
-def test_sigterm_to_the_runner_stops_both_runs_and_the_same_command_resumes_them(tmp_path):
-    sweep = tmp_path / "base.yaml"
-    sweep.write_text(yaml.safe_dump({
-        "method": "grid", "command": ["${env}", "python", "-m", "pose3d.train", "${args_no_hyphens}"],
-        "parameters": {"experiment": {"value": "baseline"}, "preset": {"value": "smoke"}, "seed": {"values": [0, 1]}}}))
-    runs = [tmp_path / "runs" / f"baseline-default-smoke-s{seed}" for seed in (0, 1)]
-    first = runner(sweep, tmp_path)
-    wait_for(lambda: all((run / "checkpoints" / "last.ckpt").is_file() for run in runs) or first.poll() is not None,
-              240, "a last.ckpt in both runs")
-    assert first.poll() is None, first.communicate()
-    processes = psutil.Process(first.pid).children(recursive=True)
-    assert len(processes) >= 2
-    first.send_signal(signal.SIGTERM)  # the runner alone, as `timeout` or a parent script sends it
-    out, err = first.communicate(timeout=120)
-    assert first.returncode == 143, err[-3000:]
+def stop_with_sigterm(runner: subprocess.Popen, runs: list[Path]) -> str:
+    """SIGTERM to the runner alone once both runs have a last.ckpt; its last line on stderr."""
+    wait_for(lambda: all((run / "checkpoints" / "last.ckpt").is_file() for run in runs) or runner.poll() is not None,
+             240, "a last.ckpt in both runs")
+    assert runner.poll() is None, runner.communicate()
+    processes = psutil.Process(runner.pid).children(recursive=True)
+    assert sum("pose3d.train" in " ".join(p.cmdline()) for p in processes) == 2
+    runner.send_signal(signal.SIGTERM)  # the runner alone, as `timeout` or a parent script sends it
+    out, err = runner.communicate(timeout=120)
+    assert runner.returncode == 143, err[-3000:]
     psutil.wait_procs(processes, timeout=5)
     assert _alive(processes) == []  # no run, and nothing a run started, outlives the runner
-    lines = err.strip().splitlines()
-    assert lines[-1].startswith("stopped by SIGTERM; interrupted baseline-default-smoke-s") and \
-        "to resume, run the same command again: python -m pose3d.ablation run" in lines[-1]
+    for run in runs:
+        assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "metrics.json").exists()
+    return err.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_runner_stops_both_runs_and_the_same_command_resumes_them(tmp_path):
+    arguments = ["run", str(two_seed_sweep(tmp_path))]
+    runs = [tmp_path / "runs" / f"baseline-default-smoke-s{seed}" for seed in (0, 1)]
+    line = stop_with_sigterm(start("pose3d.ablation", arguments, tmp_path), runs)
+    assert line.startswith("stopped by SIGTERM; interrupted baseline-default-smoke-s") and \
+        "to resume, run the same command again: python -m pose3d.ablation run" in line
     summary = (tmp_path / "ablation-base" / "summary.md").read_text()
     for run in runs:
-        assert not (run / "metrics.json").exists()
         assert f"{run.name} (running or interrupted: has a last.ckpt)" in summary
 
-    again = runner(sweep, tmp_path)  # the same command
+    again = start("pose3d.ablation", arguments, tmp_path)  # the same command
     out, err = again.communicate(timeout=400)
     assert again.returncode == 0, err[-3000:]
     assert "0 of 2 runs already done; running 2" in out and "2 of 2 runs finished" in out
@@ -117,3 +128,14 @@ def test_sigterm_to_the_runner_stops_both_runs_and_the_same_command_resumes_them
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["global_step"] == 20 * 8  # 20 epochs of 128 / 16 steps, each once
         assert sorted(p.name for p in (run / "csv").iterdir()) == ["version_0", "version_1"]  # resumed, not restarted
+
+
+@pytest.mark.slow
+def test_sigterm_to_compare_stops_its_runs_the_same_way(tmp_path):
+    runs = [tmp_path / "compare" / "runs" / f"baseline-default-smoke-s{seed}" for seed in (0, 1)]
+    runner = start("pose3d.compare", ["run", "--sweep-file", str(two_seed_sweep(tmp_path)), "--no-cost"], tmp_path)
+    line = stop_with_sigterm(runner, runs)
+    assert line.startswith("stopped by SIGTERM; interrupted baseline-default-smoke-s") and \
+        "to resume, run the same command again: python -m pose3d.compare run --sweep-file" in line
+    summary = (tmp_path / "compare" / "summary.md").read_text()
+    assert all(f"{run.name} (running or interrupted: has a last.ckpt)" in summary for run in runs)
