@@ -95,7 +95,7 @@ def start(module: str, arguments: list[str], results: Path) -> subprocess.Popen:
 def stop_with_sigterm(runner: subprocess.Popen, runs: list[Path]) -> str:
     """SIGTERM to the runner alone once both runs have a last.ckpt; its last line on stderr."""
     wait_for(lambda: all((run / "checkpoints" / "last.ckpt").is_file() for run in runs) or runner.poll() is not None,
-             240, "a last.ckpt in both runs")
+             600, "a last.ckpt in both runs")  # a loaded 2-core machine takes minutes
     assert runner.poll() is None, runner.communicate()
     processes = psutil.Process(runner.pid).children(recursive=True)
     assert sum("pose3d.train" in " ".join(p.cmdline()) for p in processes) == 2
