@@ -25,7 +25,7 @@ export WANDB_DIR ?= $(CURDIR)/results/wandb
 export WANDB_CACHE_DIR ?= $(CURDIR)/results/.wandb-cache
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test test-slow train smoke bench gpu-check slurm-check compare clean
+.PHONY: install test test-slow train smoke dry-run bench gpu-check slurm-check compare clean
 
 install: $(STAMP)
 
@@ -71,6 +71,12 @@ compare: install
 sweep-%: install
 	$(PY) -m pose3d.ablation sweep ablations/$*.yaml
 
+# every experiment x preset builds and takes one training and one validation step on the CPU, the
+# paper presets also on a tiny Human3.6M copy -> results/dry_run.json (parameters, memory per image)
+dry-run: install
+	$(PY) -m tests.fixtures_h36m results/dry-run/h36m
+	$(PY) -m harness.dry_run --human36m-root results/dry-run/h36m --out results/dry_run.json
+
 bench: install
 	$(PY) -m pose3d.bench render
 
@@ -84,4 +90,4 @@ gpu-check: install
 	$(PY) -m harness.gpu_check
 
 clean:
-	rm -rf results/runs results/bench results/ablation-* results/compare
+	rm -rf results/runs results/bench results/ablation-* results/compare results/dry-run results/dry_run.json

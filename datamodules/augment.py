@@ -55,6 +55,10 @@ class Photometric:
             version, internal, gauss = saved["python"]
             transform.py_random.setstate((version, tuple(internal), gauss))
 
+    def reseed(self, seed: int) -> None:
+        """Start every generator afresh from ``seed``."""
+        self.pipeline.set_random_seed(seed)
+
     def __call__(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) float images in [0, 1] -> augmented copies."""
         array = images.permute(0, 2, 3, 1).contiguous().numpy()
@@ -82,7 +86,9 @@ def flip_horizontal(batch: dict[str, Tensor], which: Tensor) -> dict[str, Tensor
 
     out["joints_2d"] = mirrored("joints_2d", lambda p: torch.stack((width - 1 - p[..., 0], p[..., 1]), -1))
     out["joints_3d"] = mirrored("joints_3d", lambda p: p * p.new_tensor([-1.0, 1.0, 1.0]))
-    out["visible"] = mirrored("visible", lambda v: v)
+    for key in ("visible", "occluded"):  # per-joint flags follow their joints
+        if key in batch:
+            out[key] = mirrored(key, lambda v: v)
     camera = batch["camera"].clone()
     camera[which, 2] = width - 1 - camera[which, 2]
     out["camera"] = camera

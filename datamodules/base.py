@@ -16,10 +16,12 @@ from collections.abc import Sequence
 
 import lightning.pytorch as pl
 
+from datamodules.crop import DEFAULT_MARGIN
 from datamodules.loaders import SplitLoaders, global_rng_state, set_global_rng_state
 from datamodules.targets import TargetMaker
 from pose3d.config import ConfigError
 from pose3d.contract import DataInfo
+from pose3d.floors import PoseLabels
 from pose3d.skeleton import NUM_JOINTS
 
 
@@ -31,6 +33,9 @@ class PoseDataModule(SplitLoaders, pl.LightningDataModule):
     test_subjects_label = ""  # who the test split is, for tables and plots
     test_subject_names: tuple[str, ...] = ()  # the dataset's names of its test subjects (a pose prior must not have seen them)
     domains: tuple[str, ...] = ()  # names of the ``domain`` ids its val/test batches carry; () = no such key
+    # how the data frames a person, for running a trained model on other images (python -m pose3d.predict)
+    person_box_padding: float = 1.0  # the side of the box a crop's margin multiplies / the person box's longer side
+    focal_per_frame_side: float = 1.0  # the cameras' typical focal length / the larger frame side (1.0: crop.nominal_intrinsics)
 
     def __init__(self, cfg: object):
         super().__init__()
@@ -42,6 +47,26 @@ class PoseDataModule(SplitLoaders, pl.LightningDataModule):
         return DataInfo(num_joints=NUM_JOINTS, image_size=self.cfg.image_size,
                         action_names=tuple(self.action_names), eval_joints=tuple(self.eval_joints),
                         test_subjects=tuple(self.test_subject_names), domains=tuple(self.domains))
+
+    @classmethod
+    def framing(cls, cfg: dict) -> tuple[float, float]:
+        """(crop side / person box side, typical focal length / larger frame side) of the data that
+        ``cfg`` (a ``data`` config) configures: how its crops frame a person and its cameras see."""
+        margin = float(cfg.get("crop_margin", getattr(cls.Config, "crop_margin", DEFAULT_MARGIN)))
+        return cls.person_box_padding * margin, cls.focal_per_frame_side
+
+    def pose_labels(self, split: str) -> PoseLabels:
+        """The split's 3D labels (what :mod:`pose3d.floors` needs), read through the dataset's
+        batches. Subclasses answer without reading images where they can."""
+        import torch
+
+        dataset = self.dataset(split)
+        samples = [sample for start in range(0, len(dataset), self.cfg.batch_size)
+                   for sample in dataset.__getitems__(list(range(start, min(start + self.cfg.batch_size, len(dataset)))))]
+        known = all(bool(s.get("has_camera_rotation", False)) for s in samples)
+        return PoseLabels(torch.stack([s["joints_3d"] for s in samples]), torch.stack([s["has_3d"] for s in samples]),
+                          torch.stack([s["domain"] for s in samples]) if self.domains else None,
+                          torch.stack([s["camera_rotation"][:, 1] for s in samples]) if known else None)
 
     def request_targets(self, spec: dict) -> None:
         """Ask for optional batch keys (``heatmaps``, ``skeleton_maps``, ...), merged with the

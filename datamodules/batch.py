@@ -3,6 +3,12 @@
 A batch is a dict of tensors; ``B`` samples, ``J`` = 17 joints in the Human3.6M order.
 Methods read what they need and must work when a 2D-only sample has zeros in ``joints_3d``.
 
+``visible`` means *labelled*: the joint has a 2D label to train and score on. As in MPII, LSP
+and Human3.6M, a joint hidden by the body or an object is labelled (its annotated or projected
+position); unlabelled joints (missing in MPII, outside the crop) are False. 2D targets and 2D
+losses use it as their mask. The synthetic data also carries ``occluded`` (B, J) bool, the
+renderer's depth test, for analyses.
+
 ``camera_rotation`` is the crop camera's world-to-camera rotation ``X_cam = R X_world`` in a
 gravity-aligned world whose y axis points down (the camera frame of a level camera; a level
 camera facing any direction has a rotation about y). Only its tilt carries information a

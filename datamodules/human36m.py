@@ -31,7 +31,7 @@
   :data:`CAMERA_INTRINSICS`), so this layout requires one of the two camera files. There are no
   frames: ``image`` is black and the layout serves lifting methods (2D -> 3D), which read
   ``joints_2d``/``camera``; both files are read by :mod:`pose3d.h36m_mocap` (32-joint arrays
-  reduced to 17 joints, the pickled dictionaries unpickled as numpy arrays only).
+  reduced to 17 joints, the pickled dictionaries read as data only, as is cameras.pkl: :mod:`pose3d.safe_load`).
   ``data.source_2d`` picks the 2D file (``gt``: projected ground truth, with distortion;
   ``cpn_ft_h36m_dbb``... detections).
 
@@ -69,7 +69,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import pickle
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -89,6 +88,7 @@ from datamodules.records import (
 )
 from pose3d.config import choice
 from pose3d.h36m_mocap import PoseFileError, read_positions_2d, read_positions_3d
+from pose3d.safe_load import UnsafeFileError, read_pickle
 from pose3d.skeleton import NUM_JOINTS, SUBSET_14
 
 ACTIONS: tuple[str, ...] = (
@@ -236,6 +236,8 @@ class Human36MDataModule(RecordDataModule):
 
     Config = Human36MConfig
     dataset_name = "Human3.6M"
+    person_box_padding = BOX_PADDING  # 'scale' pads the keypoint box
+    focal_per_frame_side = float(np.mean([np.mean(c["f"]) / max(c["w"], c["h"]) for c in CAMERA_INTRINSICS.values()]))
     action_names = ACTIONS
 
     def __init__(self, cfg: dict):
@@ -652,11 +654,12 @@ def _held_out(table: _Table, fraction: float) -> np.ndarray:
 
 
 def _read_cameras_pkl(path: Path) -> dict[tuple[int, str], dict[str, np.ndarray]]:
-    """The OpenMMLab converter's cameras.pkl (a trusted pickle of the user's own copy)."""
+    """The OpenMMLab converter's cameras.pkl, read as data (:func:`pose3d.safe_load.read_pickle`)."""
     try:
-        with open(path, "rb") as file:
-            raw = pickle.load(file)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure is a layout problem
+        raw = read_pickle(path)
+    except UnsafeFileError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any other unpickling failure is a layout problem
         raise DatasetLayoutError(f"cannot read {path}: {error}; expected the cameras.pkl of preprocess_h36m.py") from None
     cameras = {}
     for key, value in raw.items():

@@ -8,7 +8,12 @@ every worker oversubscribes the CPU that training also needs and slows everythin
 Exact resume (:class:`datamodules.base.PoseDataModule` keeps the state): the global
 generators are saved and restored as tensors, ints and lists (:func:`global_rng_state`), which
 a checkpoint loaded with ``weights_only`` reads back; the training loader is a
-:class:`ResumableLoader`.
+:class:`ResumableLoader`. With ``num_workers > 0`` its workers start afresh every epoch (not
+persistent), so that every worker's random state in every epoch is a function of the global
+generator's state when the epoch starts, which a checkpoint holds (:func:`start_worker`): a run
+killed and resumed ends where the uninterrupted run ends. (Persistent workers would carry
+their generators on from the first epoch, a state no checkpoint holds.) The price is one
+worker start per epoch, and a rendering cache in the workers (``data.cache_mb``) lasts one epoch.
 """
 from __future__ import annotations
 
@@ -64,8 +69,15 @@ class ResumableLoader(DataLoader):
         return super().__iter__()
 
 
-def one_thread_per_worker(worker_id: int) -> None:
+def start_worker(worker_id: int) -> None:
+    """A loader worker's start: one thread, and the dataset's own generators (``reseed``, e.g.
+    albumentations') seeded from the worker's seed, which torch derives from a base seed the
+    loader draws from the global generator when its iterator starts, plus the worker's id
+    (torch seeds the worker's torch, numpy and Python generators from it too)."""
     torch.set_num_threads(1)
+    info = torch.utils.data.get_worker_info()
+    if info is not None and hasattr(info.dataset, "reseed"):
+        info.dataset.reseed(info.seed)
 
 
 class SplitLoaders:
@@ -82,10 +94,16 @@ class SplitLoaders:
             shuffle=split == "train",
             drop_last=split == "train" and len(dataset) >= 2 * self.cfg.batch_size,
             num_workers=self.cfg.num_workers,
-            persistent_workers=self.cfg.num_workers > 0,
-            worker_init_fn=one_thread_per_worker,
+            persistent_workers=self.cfg.num_workers > 0 and split != "train",  # see the module docstring
+            worker_init_fn=start_worker,
             **resume,
         )
+
+    def batched_train_loader(self, batch_sampler, first_epoch: int = 0) -> ResumableLoader:
+        """The training loader of a module whose own ``batch_sampler`` picks the training batches."""
+        return ResumableLoader(self.dataset("train"), batch_sampler=batch_sampler, num_workers=self.cfg.num_workers,
+                               persistent_workers=False,  # workers seeded afresh each epoch: module docstring
+                               worker_init_fn=start_worker, first_epoch=first_epoch)
 
     def build_train_loader(self, first_epoch: int = 0) -> DataLoader:
         return self._loader("train", first_epoch=first_epoch)

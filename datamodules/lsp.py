@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datamodules.mpi_inf_3dhp import person_box
+from datamodules.mpi_inf_3dhp import JOINT_BOX_TO_PERSON, person_box
 from datamodules.records import DatasetLayoutError, PoseRecord, RecordDataConfig, RecordDataModule, read_mat
 from pose3d.metrics import functional as PF
 from pose3d.skeleton import JOINT_INDEX, PART_PAIRS, SUBSET_14, map_to_h36m
@@ -163,6 +163,7 @@ class LSPDataModule(RecordDataModule):
 
     Config = LSPConfig
     dataset_name = "LSP"
+    person_box_padding = JOINT_BOX_TO_PERSON  # person_box pads the joints' box
     layout_line = LAYOUT_LINE
     layout_tree = LAYOUT_TREE
     reference_key = "torso_size"

@@ -50,10 +50,10 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 
 from datamodules.base import PoseDataModule
 from datamodules.batch import BATCH_KEYS
-from datamodules.loaders import ResumableLoader, one_thread_per_worker
 from datamodules.targets import TargetMaker
 from pose3d.config import ConfigError, choice, validated
 from pose3d.contract import DataInfo
+from pose3d.floors import PoseLabels
 from pose3d.registry import Registry
 
 SOURCE_KEYS = ("three_d", "two_d")  # the training sources
@@ -165,6 +165,12 @@ class MixedDataset(Dataset):
             if state is not None and hasattr(part, "set_random_state"):
                 part.set_random_state(state)
 
+    def reseed(self, seed: int) -> None:
+        """Seed each part's own generators, each from its own stream of ``seed``."""
+        for index, part in enumerate(self.parts):
+            if hasattr(part, "reseed"):
+                part.reseed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
+
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
@@ -259,6 +265,12 @@ class MixedDataModule(PoseDataModule):
 
     Config = MixedConfig
 
+    @classmethod
+    def framing(cls, cfg: dict) -> tuple[float, float]:
+        """The evaluation source's (the data the model is tested on)."""
+        source, source_cfg = MixedConfig(**cfg).validated[cfg.get("eval_source", "three_d")][0]
+        return source.framing(source_cfg)
+
     def __init__(self, cfg: dict):
         super().__init__(MixedConfig(**cfg))
         # every key's modules: one, or one per entry of a listed training key (its first evaluates)
@@ -326,6 +338,15 @@ class MixedDataModule(PoseDataModule):
             self._train = MixedDataset(parts, names, self.targets)
         return self._train
 
+    def pose_labels(self, split: str) -> PoseLabels:
+        """Validation and test: the evaluation source's; training: every training source's."""
+        if split != "train":
+            return self.eval_module.pose_labels(split)
+        parts = [m.pose_labels("train") for key in SOURCE_KEYS for m in self.source_modules[key]]
+        known = all(p.down is not None for p in parts)
+        return PoseLabels(torch.cat([p.joints_3d for p in parts]), torch.cat([p.has_3d for p in parts]),
+                          down=torch.cat([p.down for p in parts]) if known else None)
+
     def batch_sampler(self) -> MixedBatchSampler:
         dataset = self.dataset("train")
         sizes = (len(dataset.parts[0]), len(dataset.parts[1]))
@@ -336,14 +357,7 @@ class MixedDataModule(PoseDataModule):
         )
 
     def build_train_loader(self, first_epoch: int = 0) -> DataLoader:
-        return ResumableLoader(
-            self.dataset("train"),
-            batch_sampler=self.batch_sampler(),
-            num_workers=self.cfg.num_workers,
-            persistent_workers=self.cfg.num_workers > 0,
-            worker_init_fn=one_thread_per_worker,
-            first_epoch=first_epoch,
-        )
+        return self.batched_train_loader(self.batch_sampler(), first_epoch)
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_module.val_dataloader()

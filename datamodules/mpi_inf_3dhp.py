@@ -420,6 +420,8 @@ class MPIInf3DHPDataModule(RecordDataModule):
 
     Config = MPIInf3DHPConfig
     dataset_name = "MPI-INF-3DHP"
+    person_box_padding = JOINT_BOX_TO_PERSON  # person_box pads the joints' box
+    focal_per_frame_side = REFERENCE_TEST_INTRINSICS[1][0] / TEST_IMAGE_SIZE[1][0]  # the studio cameras, 2048 px
     layout_line = LAYOUT_LINE
     layout_tree = LAYOUT_TREE
 

@@ -37,6 +37,8 @@ from datamodules.base import PoseDataModule, action_ids
 from datamodules.crop import DEFAULT_MARGIN, CropAugment, crop_record
 from datamodules.targets import TargetMaker
 from pose3d.config import ConfigError, at_least
+from pose3d.floors import PoseLabels
+from pose3d.skeleton import NUM_JOINTS
 
 
 class DatasetLayoutError(ConfigError):
@@ -356,6 +358,22 @@ class RecordDataModule(PoseDataModule):
                 path = Path(relative) if Path(relative).is_absolute() else self.root / relative
                 if not path.is_file():
                     raise self.layout_error(f"missing image {path} (one of {count} sampled {split} frames)")
+
+    def pose_labels(self, split: str) -> PoseLabels:
+        """The split's root-relative 3D labels from its records (no frame is read); 2D-only records
+        give zeros and ``has_3d`` False; gravity from the cameras' rotations when every record has one."""
+        records = self.records(split)
+        joints = np.zeros((len(records), NUM_JOINTS, 3), dtype=np.float32)
+        has_3d = np.zeros(len(records), dtype=bool)
+        down = np.zeros((len(records), 3), dtype=np.float32)
+        for k, record in enumerate(records):
+            if record.joints_3d is not None:
+                joints[k], has_3d[k] = record.joints_3d - record.joints_3d[:1], True
+            if record.rotation is not None:
+                down[k] = record.rotation[:, 1]
+        known = bool(len(records)) and all(record.rotation is not None for record in records)
+        return PoseLabels(torch.from_numpy(joints), torch.from_numpy(has_3d),
+                          down=torch.from_numpy(down) if known else None)
 
     def make_augment(self) -> CropAugment | None:
         cfg = self.cfg

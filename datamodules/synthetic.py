@@ -3,10 +3,11 @@
 A stand-in for Human3.6M / MPI-INF-3DHP that needs no download. Sample ``i`` of a split is a
 pure function of ``(data.seed, split, i)``:
 
-1. a subject (train: 1, 5, 6, 7, 8; test: 9, 11, unseen bodies as in H36M Protocol #1;
-   val: 2, 3, two more unseen bodies, so that choosing the best checkpoint measures
-   generalisation to new people without touching the test subjects), with its own bone
-   lengths, part thickness and clothes (:mod:`pose3d.body`);
+1. a subject (train: 1, 5, 6, 7, 8 and further bodies 100, 101, ..., ``data.train_bodies``
+   in all; test: 9, 11, unseen bodies as in H36M Protocol #1; val: 20 more unseen bodies,
+   50..69, so that choosing the best checkpoint measures generalisation to new people without
+   touching the test subjects), with its own bone lengths, part thickness and clothes
+   (:mod:`pose3d.body`);
 2. a pose and its ``action`` id: an activity family of the kinematic sampler
    (:mod:`pose3d.pose_sampler`) or a mocap frame (``data.pose_source=bvh:PATH``) retargeted
    to the subject's bones; ``data.actions`` (e.g. ``[walking]``) draws among those actions only;
@@ -15,37 +16,48 @@ pure function of ``(data.seed, split, i)``:
 4. a scene (:mod:`pose3d.scene`): ``studio`` (plain backgrounds, 3D labels) or ``wild``
    (clutter, occluders, colour shifts; *training* samples carry only 2D labels, val/test keep
    3D for evaluation);
-5. rendering straight into the crop with the crop's intrinsics (:mod:`pose3d.render`), which
-   also gives per-joint visibility from the depth test.
+5. rendering straight into the crop with the crop's intrinsics (:mod:`pose3d.render`). Every
+   joint inside the crop is labelled (``visible``), occluded or not, as the real datasets label
+   occluded joints; the renderer's depth test marks the hidden ones in the extra key ``occluded``
+   (for analyses; no method trains on it).
 
 A batch is rendered at once (``__getitems__``); training adds photometric augmentation and
 mirroring (:mod:`datamodules.augment`); heatmaps and skeleton maps are made on demand
 (:mod:`datamodules.targets`).
+
+``data.fresh_samples``: every training epoch draws ``train_size`` new samples (epoch ``e``
+reads indices ``e * train_size ...``, :class:`FreshBatchSampler`) instead of showing the same
+``train_size`` again. Rendering is part of every training step either way (the renderer is
+several times faster than a training step), so new samples cost nothing more than repeated
+ones; they only stop the network from memorising a small set of images.
 """
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, SequentialSampler
 
 from datamodules.augment import Photometric, flip_horizontal
 from datamodules.base import PoseDataModule, action_ids
 from datamodules.targets import TargetMaker
 from pose3d import camera as cam
-from pose3d.body import PART_COLOUR_SLOT, TEST_SUBJECTS, TRAIN_SUBJECTS, VAL_SUBJECTS, accessory_capsules, make_subject
+from pose3d.body import PART_COLOUR_SLOT, TEST_SUBJECTS, VAL_SUBJECTS, accessory_capsules, make_subject, train_subjects
 from pose3d.config import ConfigError, at_least, choice
+from pose3d.floors import PoseLabels
 from pose3d.pose_sampler import ACTIVITIES, retarget, sample_pose
+from pose3d.render import RenderOutput
 from pose3d.scene import SceneParams, render_scene, sample_scene, stack_scenes
 from pose3d.skeleton import H36M_JOINTS, JOINT_INDEX
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 FULL_FRAME = 1000.0  # the virtual camera's frame, pixels (H36M-like)
+TYPICAL_FOCAL = 1145.0  # its focal length, pixels, before a +/-3% jitter (H36M's cameras)
 
 
 @dataclass
@@ -53,7 +65,9 @@ class SyntheticConfig:
     name: str = "synthetic"
     seed: int = 0
     image_size: int = 64
-    train_size: int = at_least(1, 6000)
+    train_size: int = at_least(1, 6000)  # training samples per epoch
+    fresh_samples: bool = True  # every epoch new training samples (module docstring)
+    train_bodies: int = at_least(1, 200)  # training subjects: H36M's five, then further bodies (pose3d.body)
     val_size: int = at_least(1, 256)
     test_size: int = at_least(1, 1024)
     batch_size: int = at_least(1, 64)
@@ -196,10 +210,11 @@ class SyntheticPoseDataset(Dataset):
 
     def __init__(self, cfg: SyntheticConfig, split: str, pose_source: PoseSource, targets: TargetMaker):
         self.cfg, self.split, self.poses, self.targets = cfg, split, pose_source, targets
-        self.subjects = {"train": TRAIN_SUBJECTS, "val": VAL_SUBJECTS, "test": TEST_SUBJECTS}[split]
+        self.subjects = {"train": train_subjects(cfg.train_bodies), "val": VAL_SUBJECTS, "test": TEST_SUBJECTS}[split]
         self.bodies = {s: make_subject(s) for s in self.subjects}
         self.size = {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size}[split]
         self.training = split == "train"
+        self.fresh = self.training and cfg.fresh_samples  # any index >= 0 is a sample (FreshBatchSampler)
         self._renders: dict[int, dict[str, Tensor]] = {}  # data.cache_mb: index -> rendered sample
         self._cached_bytes = 0
         # training randomness follows the run seed (seed_everything), not the data seed
@@ -217,6 +232,11 @@ class SyntheticPoseDataset(Dataset):
         if self.photometric is not None:
             self.photometric.set_state(state)
 
+    def reseed(self, seed: int) -> None:
+        """A loader worker's own augmentation stream (:func:`datamodules.loaders.start_worker`)."""
+        if self.photometric is not None:
+            self.photometric.reseed(seed)
+
     def _domain(self, rng: np.random.Generator, index: int) -> str:
         if not self.training:
             if self.cfg.eval_domain == "both":  # batches then carry ``domain``: its id in EVAL_DOMAINS
@@ -228,7 +248,7 @@ class SyntheticPoseDataset(Dataset):
 
     def describe(self, index: int) -> SampleSpec:
         """The pure function (seed, split, index) -> sample specification."""
-        if not 0 <= index < self.size:
+        if not 0 <= index < (self.size if not self.fresh else 2**62):
             raise IndexError(f"sample {index} out of range for the {self.split} split of {self.size}")
         cfg = self.cfg
         rng = np.random.default_rng((cfg.seed, SPLIT_IDS[self.split], index))
@@ -239,7 +259,7 @@ class SyntheticPoseDataset(Dataset):
         pitch = np.deg2rad(rng.uniform(cfg.elevation_min_deg, cfg.elevation_max_deg))
         depth = rng.uniform(cfg.distance_min_mm, cfg.distance_max_mm)
         root = np.array([rng.uniform(-0.1, 0.1) * depth, rng.uniform(-0.05, 0.1) * depth, depth])
-        focal = 1145.0 * rng.uniform(0.97, 1.03)
+        focal = TYPICAL_FOCAL * rng.uniform(0.97, 1.03)
         full = np.array([focal, focal, *(FULL_FRAME / 2 + rng.uniform(-8, 8, size=2))])
         crop_jitter = rng.uniform(-1, 1, size=3)
         domain = self._domain(rng, index)
@@ -268,25 +288,31 @@ class SyntheticPoseDataset(Dataset):
         intrinsics = cam.crop_intrinsics(full, box, (cfg.image_size, cfg.image_size))
         return joints_cam.float(), intrinsics.float(), rotation.float()
 
-    def render(self, specs: list[SampleSpec]) -> dict[str, Tensor]:
-        """Render a list of samples as one batch (the batch contract of DESIGN.md)."""
-        size = (self.cfg.image_size, self.cfg.image_size)
-        joints_cam, intrinsics, rotation = self._place(specs)
+    def _draw(self, specs: list[SampleSpec], joints_cam: Tensor, intrinsics: Tensor, size: int) -> RenderOutput:
+        """The samples' people and scenes seen through ``intrinsics`` (B, 4) into ``size`` px images."""
         bodies = [self.bodies[s.subject] for s in specs]
         radii = torch.from_numpy(np.stack([b.part_radii for b in bodies]))
         slot_colours = torch.from_numpy(np.stack([b.colours for b in bodies]))
         colours = slot_colours[:, PART_COLOUR_SLOT]
         accessories = accessory_capsules(joints_cam, radii, slot_colours)
         device = self.cfg.render_device
-        out = render_scene(joints_cam.to(device), intrinsics.to(device), radii.to(device), colours.to(device),
-                           stack_scenes([s.scene for s in specs], device), size, accessories.to(device))
+        return render_scene(joints_cam.to(device), intrinsics.to(device), radii.to(device), colours.to(device),
+                            stack_scenes([s.scene for s in specs], device), (size, size), accessories.to(device))
+
+    def render(self, specs: list[SampleSpec]) -> dict[str, Tensor]:
+        """Render a list of samples as one batch (the batch contract of DESIGN.md)."""
+        joints_cam, intrinsics, rotation = self._place(specs)
+        out = self._draw(specs, joints_cam, intrinsics, self.cfg.image_size)
+        joints_2d = cam.project(joints_cam, intrinsics)
+        labelled = in_crop(joints_2d, joints_cam[..., 2], self.cfg.image_size)
         return {  # back on the CPU for the augmentation and targets; Lightning moves the batch
             "image": out.image.cpu(),
-            "joints_2d": cam.project(joints_cam, intrinsics),
+            "joints_2d": joints_2d,
             "joints_3d": joints_cam - joints_cam[:, :1],
             "has_3d": torch.tensor([s.has_3d for s in specs]),
             "has_2d": torch.ones(len(specs), dtype=torch.bool),
-            "visible": out.visible.cpu(),
+            "visible": labelled,
+            "occluded": labelled & ~out.visible.cpu(),
             "camera": intrinsics,
             "camera_rotation": rotation,
             "has_camera_rotation": torch.ones(len(specs), dtype=torch.bool),
@@ -296,6 +322,24 @@ class SyntheticPoseDataset(Dataset):
             **({"domain": torch.tensor([EVAL_DOMAINS.index(s.domain) for s in specs])}
                if self.cfg.eval_domain == "both" and not self.training else {}),
         }
+
+    def render_full_frames(self, specs: list[SampleSpec], frame_size: int) -> dict[str, Tensor]:
+        """The samples' whole camera frames rather than their crops: the virtual ``FULL_FRAME`` px
+        frame rendered at ``frame_size`` px (pictures to try a trained model on, pose3d.predict).
+
+        ``image`` (B, 3, S, S) in [0, 1]; ``joints_2d`` (B, 17, 2) frame pixels; ``joints_3d``
+        (B, 17, 3) camera frame, absolute mm; ``camera`` (B, 4) the frame's intrinsics; ``box``
+        (B, 4) ``x, y, w, h``: the joints' 2D box, which a training crop enlarges by ``crop_margin``.
+        """
+        joints_cam, _, _ = self._place(specs)
+        full = torch.from_numpy(np.stack([s.full_intrinsics for s in specs]))
+        frame = torch.tensor([0.0, 0.0, FULL_FRAME, FULL_FRAME], dtype=full.dtype)
+        intrinsics = cam.crop_intrinsics(full, frame, (frame_size, frame_size)).float()
+        out = self._draw(specs, joints_cam, intrinsics, frame_size)
+        joints_2d = cam.project(joints_cam, intrinsics)
+        low, high = joints_2d.amin(1), joints_2d.amax(1)
+        return {"image": out.image.cpu(), "joints_2d": joints_2d, "joints_3d": joints_cam, "camera": intrinsics,
+                "box": torch.cat((low, high - low), -1)}
 
     def __getitems__(self, indices: list[int]) -> list[dict[str, Tensor]]:
         batch = self._cached_render(indices) if self.cfg.cache_mb else self.render([self.describe(int(i)) for i in indices])
@@ -332,6 +376,44 @@ class SyntheticPoseDataset(Dataset):
         return batch
 
 
+class FreshBatchSampler(BatchSampler):
+    """Training batches of new samples every epoch: epoch ``e`` walks the indices
+    ``[e * size, (e + 1) * size)`` in a random order fixed by ``seed`` and ``e`` (so a resumed
+    run sees what it would have), split across DDP ranks as :class:`DistributedSampler` splits
+    (its rank is read from ``sampler`` when Lightning has put one there; its indices are unused)."""
+
+    def __init__(self, sampler, batch_size: int, drop_last: bool, *, size: int, seed: int):
+        super().__init__(sampler, batch_size, drop_last)
+        self.size, self.seed, self.epoch = int(size), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _replica(self) -> tuple[int, int]:
+        if isinstance(self.sampler, DistributedSampler):
+            return int(self.sampler.rank), int(self.sampler.num_replicas)
+        return 0, 1
+
+    def __len__(self) -> int:
+        per_rank = self.size // self._replica()[1]
+        return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rank, replicas = self._replica()
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        mine = (order[rank::replicas][: self.size // replicas] + self.epoch * self.size).tolist()
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield mine[start : start + self.batch_size]
+
+
+def in_crop(joints_2d: Tensor, depth: Tensor, image_size: int) -> Tensor:
+    """(B, J) bool: the joint lies in front of the camera and inside the crop. These joints are
+    labelled (the batch's ``visible``), whether or not the body or an occluder hides them, as
+    MPII and Human3.6M label occluded joints; the depth test's verdict is ``occluded``."""
+    inside = (joints_2d >= 0).all(-1) & (joints_2d <= image_size - 1).all(-1)
+    return inside & (depth > 0)
+
+
 def check_render_device(cfg: SyntheticConfig) -> None:
     """``data.render_device``: cpu, or a CUDA device that exists, with loader workers off (a
     forked DataLoader worker cannot use CUDA)."""
@@ -349,16 +431,20 @@ def check_render_device(cfg: SyntheticConfig) -> None:
 
 
 class SyntheticDataModule(PoseDataModule):
-    """Train on subjects 1, 5, 6, 7, 8, validate on 2 and 3, test on 9 and 11; all 17 joints scored."""
+    """Train on subjects 1, 5, 6, 7, 8 and further bodies, validate on 20 unseen bodies, test on 9
+    and 11; all 17 joints scored."""
 
     Config = SyntheticConfig
     test_subjects_label = "9, 11 (synthetic)"
+    focal_per_frame_side = TYPICAL_FOCAL / FULL_FRAME  # crops: crop_margin x the joints' box
 
     def __init__(self, cfg: dict):
         super().__init__(SyntheticConfig(**cfg))
         check_render_device(self.cfg)
         self.pose_source = make_pose_source(self.cfg.pose_source, self.cfg.actions)
         self.datasets: dict[str, SyntheticPoseDataset] = {}
+        # the fresh samples' order follows the run seed (seed_everything), as the augmentation
+        self.order_seed = int(torch.randint(2**31 - 1, ())) if self.cfg.fresh_samples else 0
 
     @property
     def action_names(self) -> tuple[str, ...]:
@@ -369,6 +455,23 @@ class SyntheticDataModule(PoseDataModule):
     def domains(self) -> tuple[str, ...]:
         """With ``eval_domain=both`` val/test batches carry ``domain`` (ids of :data:`EVAL_DOMAINS`)."""
         return EVAL_DOMAINS if self.cfg.eval_domain == "both" else ()
+
+    def pose_labels(self, split: str) -> PoseLabels:
+        """The split's 3D labels from the sample specifications (nothing is rendered)."""
+        dataset = self.dataset(split)
+        specs = [dataset.describe(i) for i in range(len(dataset))]
+        joints_cam, _, rotation = dataset._place(specs)
+        domain = torch.tensor([EVAL_DOMAINS.index(s.domain) for s in specs]) if self.domains else None
+        return PoseLabels(joints_cam - joints_cam[:, :1], torch.tensor([s.has_3d for s in specs]), domain,
+                          down=rotation[..., 1])
+
+    def build_train_loader(self, first_epoch: int = 0) -> DataLoader:
+        if not self.cfg.fresh_samples:
+            return super().build_train_loader(first_epoch)
+        dataset = self.dataset("train")
+        batches = FreshBatchSampler(SequentialSampler(dataset), self.cfg.batch_size,
+                                    len(dataset) >= 2 * self.cfg.batch_size, size=len(dataset), seed=self.order_seed)
+        return self.batched_train_loader(batches, first_epoch)
 
     def dataset(self, split: str) -> SyntheticPoseDataset:
         if split not in self.datasets:

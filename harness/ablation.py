@@ -16,8 +16,10 @@ the same commands::
 grid, as an agent would run it, in the engine's order). ``run`` (``--preset`` replaces the
 file's ``preset``, ``--seeds N`` its seed list by seeds 0..N-1) runs each point one after
 another, or one per device in parallel, with a live progress line on a terminal
-(:mod:`harness.progress`), and skips runs whose ``metrics.json`` exists: an interrupted
-ablation resumes (a run with a ``last.ckpt`` but no metrics resumes from it). ``--launcher
+(:mod:`harness.progress`), and skips runs that are done (a ``metrics.json`` computed under
+the folder's ``config.yaml``: :mod:`pose3d.results`) or that another runner is running now
+(held elsewhere: :mod:`harness.run_folder`): an interrupted ablation resumes (a run with a
+``last.ckpt`` but no metrics resumes from it). ``--launcher
 slurm`` submits the pending points as one SLURM job array instead, ``submitit-local`` through
 submitit's local executor (:mod:`harness.launch`). It then writes
 ``results/ablation-<axis>/summary.csv`` (one row per run), ``summary.md`` (mean +/- std over
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import queue
@@ -50,9 +53,13 @@ from typing import Any
 import yaml
 
 from harness import sweep_engine
+from harness.floors import data_floors, floor_rows, versus_floor
 from harness.launch import QUIET, child_env, resume_args, result_line
+from harness.run_folder import held_elsewhere
 from harness.stopping import RunGroup, Stopped
 from pose3d.config import REPO_ROOT, ConfigError
+from pose3d.files import check_writable, write_atomic
+from pose3d.results import finished, results_mismatch
 
 REFERENCES = REPO_ROOT / "ablations" / "references.yaml"
 TABLE_METRICS = ("mpjpe", "pa_mpjpe", "n_mpjpe", "pck3d", "auc3d", "pck3d_scaled", "auc3d_scaled", "pck3d_pa", "auc3d_pa")
@@ -119,6 +126,11 @@ class PlannedRun:
     @property
     def metrics_file(self) -> Path:
         return self.run_dir / "metrics.json"
+
+    @property
+    def done(self) -> bool:
+        """Finished, with a ``metrics.json`` computed under its ``config.yaml`` (:func:`pose3d.results.finished`)."""
+        return finished(self.run_dir)
 
     def base_command(self) -> list[str]:
         """The agent's command plus the runner's quiet switch (the run's log file is for reading)."""
@@ -241,7 +253,7 @@ def execute(runs: list[PlannedRun], slots: list[str | None], log_dir: Path, prog
     from harness.progress import Progress
 
     pending: queue.Queue = queue.Queue()
-    todo = [r for r in runs if not r.metrics_file.is_file()]
+    todo = [r for r in runs if not r.done]
     if len(slots) > 1:
         todo = longest_first(todo)
     for index, run in enumerate(todo, 1):
@@ -266,15 +278,21 @@ def execute(runs: list[PlannedRun], slots: list[str | None], log_dir: Path, prog
                 return
             log_file = log_dir / f"{run.name}.log"
             progress.run_started(index, run.name, run.run_dir, log_file, run.total_steps, run.max_epochs)
-            started = time.perf_counter()
-            with open(log_file, "w") as log:
-                code = group.call(run.command() + list(run_overrides), stdout=log, stderr=subprocess.STDOUT,
-                                  env=env, cwd=REPO_ROOT)
-            if code is None:  # stopping: it did not start
-                not_started.append(run.name)
-                progress.run_finished(index, f"[{index}/{len(todo)}] {run.name}: not started")
-                continue
-            ok, line = result_line(index, len(todo), run.name, run.metrics_file, time.perf_counter() - started, code, log_file)
+            holder = held_elsewhere(run.run_dir)  # another runner's run: not trained twice, its log kept
+            if holder is None:
+                started = time.perf_counter()
+                with open(log_file, "w") as log:
+                    code = group.call(run.command() + list(run_overrides), stdout=log, stderr=subprocess.STDOUT,
+                                      env=env, cwd=REPO_ROOT)
+                if code is None:  # stopping: it did not start
+                    not_started.append(run.name)
+                    progress.run_finished(index, f"[{index}/{len(todo)}] {run.name}: not started")
+                    continue
+                ok, line = result_line(index, len(todo), run.name, run.metrics_file, time.perf_counter() - started, code,
+                                       log_file)
+                holder = None if ok or group.stopping else held_elsewhere(run.run_dir)  # it refused: taken meanwhile
+            if holder is not None:
+                ok, line = True, f"[{index}/{len(todo)}] {run.name}: held elsewhere ({holder}); skipped"
             if not ok and group.stopping:
                 interrupted.append(run.name)
                 line = f"[{index}/{len(todo)}] {run.name}: stopped" + (
@@ -306,6 +324,10 @@ def execute(runs: list[PlannedRun], slots: list[str | None], log_dir: Path, prog
 def missing_reason(run: PlannedRun, failed=()) -> str:
     if run.name in failed:
         return "failed"
+    if run.metrics_file.is_file() and (mismatch := results_mismatch(run.run_dir)):
+        return f"{mismatch}: not counted"
+    if (holder := held_elsewhere(run.run_dir)) is not None:
+        return f"held elsewhere: {holder}"
     if (run.run_dir / "checkpoints" / "last.ckpt").is_file():
         return "running or interrupted: has a last.ckpt"
     return "not run yet"
@@ -321,27 +343,25 @@ def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path, failed: list[
     from pose3d import plots
 
     rows = []
-    missing = [run.name for run in runs if not run.metrics_file.is_file()]
+    missing = [run.name for run in runs if not run.done]
     for run in runs:
-        if not run.metrics_file.is_file():
+        if not run.done:
             continue
         metrics = json.loads(run.metrics_file.read_text())
         tests = {k[len("test/"):]: v for k, v in metrics.items() if k.startswith("test/")}
         rows.append({"variant": run.params.get("variant", "default"), "seed": run.params.get("seed", "0"),
                      "run": run.name, "fit_seconds": metrics.get("fit_seconds"), **tests})
-    out_dir.mkdir(parents=True, exist_ok=True)
     columns = ["variant", "seed", "run", "fit_seconds"] + sorted({k for r in rows for k in r} - {"variant", "seed", "run", "fit_seconds"})
-    with open(out_dir / "summary.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_table(out_dir / "summary.csv", columns, rows)
 
     reference = references().get(sweep.axis, {})
     paper = reference.get("values", {})
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     extra = sorted({k for r in rows for k in r} - set(TABLE_METRICS) - {"variant", "seed", "run", "fit_seconds", "pixel_error", "pckh"})
     metrics = [m for m in TABLE_METRICS if any(m in r for r in rows)] + extra
-    header = ["variant", "seeds", *metrics, "fit s"]
+    configs = [c for c in (run.run_dir / "config.yaml" for run in runs if run.done) if c.is_file()]
+    floors = data_floors(yaml.safe_load(configs[0].read_text())["data"], out_dir.parent / "floors") if configs else None
+    header = ["variant", "seeds", *metrics, "MPJPE / orientation floor", "fit s"]
     if paper:
         header.append(f"paper {reference.get('metric', 'mpjpe')}")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -349,6 +369,7 @@ def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path, failed: list[
     for variant in variants:
         group = [r for r in rows if r["variant"] == variant]
         cells = [variant, str(len(group))]
+        mean_mpjpe = None
         for metric in metrics:
             values = [r[metric] for r in group if r.get(metric) is not None]
             if values:
@@ -357,12 +378,18 @@ def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path, failed: list[
                 if metric == "mpjpe":
                     means.append(mean)
                     stds.append(std)
+                    mean_mpjpe = mean
             else:
                 cells.append("-")
+        cells.append(versus_floor(mean_mpjpe, floors))
         fits = [r["fit_seconds"] for r in group if r.get("fit_seconds") is not None]
         cells.append(f"{statistics.fmean(fits):.0f}" if fits else "-")
         if paper:
             cells.append(f"{paper[variant]:.2f}" if variant in paper else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    for title, values in floor_rows(floors):
+        cells = [f"*{title}*", "-", *[f"{values[m]:.1f}" if m in values else "-" for m in metrics],
+                 versus_floor(values.get("mpjpe"), floors), "-"] + (["-"] if paper else [])
         lines.append("| " + " | ".join(cells) + " |")
     absent = [f"{run.name} ({missing_reason(run, failed)})" for run in runs if run.name in missing]
     if absent:
@@ -375,11 +402,21 @@ def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path, failed: list[
     own = method_summaries(runs, out_dir, reference)
     if own:
         table += "\n\n" + own
-    (out_dir / "summary.md").write_text("\n".join(notes) + table + "\n")
+    write_atomic(out_dir / "summary.md", "\n".join(notes) + table + "\n")
     if means:
         plots.bars(out_dir / "summary.png", variants, means, stds, "test MPJPE (mm)", f"ablation-{sweep.axis}",
-                   [paper.get(v) for v in variants] if paper else None)
+                   [paper.get(v) for v in variants] if paper else None,
+                   floors={title: values["mpjpe"] for title, values in floor_rows(floors)})
     return table
+
+
+def write_table(path: Path, columns: list[str], rows: list[dict]) -> None:
+    """A CSV table with a header, written whole (:func:`pose3d.files.write_atomic`)."""
+    handle = io.StringIO(newline="")
+    writer = csv.DictWriter(handle, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, handle.getvalue())
 
 
 def method_summaries(runs: list[PlannedRun], out_dir: Path, reference: dict) -> str:
@@ -389,7 +426,7 @@ def method_summaries(runs: list[PlannedRun], out_dir: Path, reference: dict) -> 
 
     by_method: dict[str, list[Path]] = {}
     for run in runs:
-        if run.metrics_file.is_file() and "experiment" in run.params:
+        if run.done and "experiment" in run.params:
             method = read_experiment(str(run.params["experiment"]))["model"]["name"]
             by_method.setdefault(method, []).append(run.run_dir)
     texts = [MODELS.load(method).summarise_ablation(dirs, out_dir, reference) for method, dirs in by_method.items()]
@@ -473,9 +510,12 @@ def run_action(sweep: Sweep, args) -> int:
         extra += [o for o in launch.ddp_overrides(options) if o.split("=")[0] not in {e.split("=")[0] for e in extra}]
     runs = plan_runs(sweep.grid(args.preset, args.seeds), extra, str(sweep.path), sweep.config)
     out_dir = Path(runs[0].run_dir).parents[1] / f"ablation-{sweep.axis}" if runs else Path("results")
+    check_writable(out_dir, "a writable results folder (results_dir=...)")
+    if args.action == "run" and runs:
+        check_writable(runs[0].run_dir.parent, "a writable results folder (results_dir=...)")
     failed: list[str] = []
     if args.action == "run":
-        todo = [r for r in runs if not r.metrics_file.is_file()]
+        todo = [r for r in runs if not r.done]
         tasks = [launch.GridTask(r.name, r.base_command(), str(r.run_dir), str(out_dir / "logs" / f"{r.name}.log"))
                  for r in todo]
         indices = list(range(1, len(todo) + 1))
@@ -517,7 +557,7 @@ def run_action(sweep: Sweep, args) -> int:
                     return 0
                 failed = wait_for(submitted, len(todo))
     table = summarise(sweep, runs, out_dir, failed)
-    done = sum(r.metrics_file.is_file() for r in runs)
+    done = sum(r.done for r in runs)
     print(f"\n{table}\n\n{done} of {len(runs)} runs finished; written: {out_dir}/summary.csv, summary.md, summary.png")
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)

@@ -21,6 +21,15 @@ time to render the 11 pairs of skeleton-map targets of a batch (one distance com
 share of the batched step (target: under 20%); measured with the default intra-op threads and
 with one.
 
+``python -m pose3d.bench steps [--preset P] [--batches N] [--threads T] [--experiments a,b]``: images/s
+of one training step (forward, backward, optimiser step; the batch is already loaded, so data
+loading is excluded) of every experiment at the preset (default quick), prerequisites included,
+at the intra-op threads the ablation runner gives a run (``JOBS=auto``: half the cores on a CPU),
+median over ``N`` steps after two warm-up steps, each experiment in a fresh process. Trained
+prerequisites (a frozen 2D network) are stood in by untrained networks of the same config
+(:mod:`harness.stand_ins`), which cost the same per step. With the CPU's model and flags, so a
+change that slows a method shows up as a number.
+
 ``python -m pose3d.bench two_d_precision [--preset P] [--batches N] [--rounds R] [--device cpu|cuda]``:
 the frozen 2D network that Tekin's confidence-map stream reads (``model.two_d`` of
 ``tekin_fusion`` at the preset; its heatmap chain is trained first if the results folder has
@@ -34,7 +43,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -44,6 +52,7 @@ import torch
 from omegaconf import OmegaConf
 
 from harness.train import load_config
+from pose3d.machine import describe_cpu
 
 
 def _throughput(step, images_per_call: int, calls: int) -> float:
@@ -130,7 +139,7 @@ def bench_render(batches: int, rounds: int, device: str) -> dict:
         "torch_threads": torch.get_num_threads(),
         "train_device": device,
         "render_device": "cpu",
-        "machine": platform.processor() or platform.machine(),
+        "machine": describe_cpu(),
     }
 
 
@@ -219,7 +228,7 @@ def bench_lifting(batch_size: int, rounds: int, device: str, compare: int = 2000
         "target_mean_diff_mm": 1.0,
         "torch_threads": threads,
         "load_average_before": load_before,
-        "machine": platform.processor() or platform.machine(),
+        "machine": describe_cpu(),
     })
     return result
 
@@ -277,7 +286,7 @@ def bench_deepskeleton(batches: int, rounds: int, device: str) -> dict:
     result: dict = {"hypotheses": len(singles), "image_size": size, "map_size": batched.map_size,
                     "stick_widths_map_px": [round(w, 3) for w in batched.map_widths], "batch_size": batch_size,
                     "batches_per_round": batches, "rounds": rounds, "train_device": device,
-                    "machine": platform.processor() or platform.machine(),
+                    "machine": describe_cpu(),
                     "load_average_before": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
     steps = {"batched": batched_step, "separate": separate_step, "render": render_step}
     for label, (count, median, all_rounds) in _throughput_by_threads(steps, batch_size, batches, rounds).items():
@@ -330,7 +339,7 @@ def bench_two_d_precision(preset: str, batches: int, rounds: int, device: str, o
     result: dict = {"preset": preset, "image_size": size, "map_size": sources["float32"].map_size,
                     "batch_size": batch_size, "batches_per_round": batches, "rounds": rounds, "device": device,
                     "checkpoint": cfg.model.two_d.checkpoint, "cpu_native_bfloat16": cpu_has_native_bfloat16(),
-                    "machine": platform.processor() or platform.machine(),
+                    "machine": describe_cpu(),
                     "test_images": batch_size * batches,
                     "max_abs_map_difference": round(map_difference, 5),
                     "joints_moved_px": {"mean": round(float(moved.mean()), 4), "max": round(float(moved.max()), 4),
@@ -353,10 +362,58 @@ def bench_two_d_precision(preset: str, batches: int, rounds: int, device: str, o
     return result
 
 
+def _step_images_per_s(experiment: str, preset: str, batches: int, threads: int) -> dict:
+    """One experiment's training-step speed (see ``steps`` in the module docstring), in this process."""
+    import tempfile
+
+    import lightning.pytorch as pl
+
+    from harness.stand_ins import build
+
+    torch.set_num_threads(threads)
+    times: list[float] = []
+
+    class StepTimer(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+            self.started = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            times.append(time.perf_counter() - self.started)
+
+    with tempfile.TemporaryDirectory() as folder:
+        cfg, datamodule, model = build(experiment, preset, Path(folder), ("data.num_workers=0",))
+        trainer = pl.Trainer(max_steps=batches + 2, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             accelerator="cpu", callbacks=[StepTimer()])
+        trainer.fit(model, datamodule=datamodule)
+    step = statistics.median(times[2:])
+    batch_size = int(cfg.data.batch_size)
+    return {"images_per_s": round(batch_size / step, 1), "batch_size": batch_size, "step_ms": round(1000 * step, 1),
+            "image_size": int(cfg.data.image_size), "steps_timed": len(times) - 2}
+
+
+def bench_steps(preset: str, batches: int, threads: int, experiments: list[str]) -> dict:
+    """Each experiment's :func:`_step_images_per_s` in a child process (a clean allocator and
+    thread pool, and no state from the previous experiment)."""
+    import multiprocessing
+
+    result: dict = {"preset": preset, "torch_threads": threads, "steps_per_experiment": batches,
+                    "machine": describe_cpu(), "load_average_before": list(os.getloadavg()), "experiments": {}}
+    context = multiprocessing.get_context("spawn")
+    for experiment in experiments:
+        with context.Pool(1) as pool:
+            result["experiments"][experiment] = pool.apply(_step_images_per_s, (experiment, preset, batches, threads))
+        print(f"{experiment}: {result['experiments'][experiment]['images_per_s']} images/s", flush=True)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pose3d.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=["render", "lifting", "deepskeleton", "two_d_precision"])
-    parser.add_argument("--preset", default="quick", help="two_d_precision: the tekin_fusion preset")
+    parser.add_argument("name", choices=["render", "lifting", "deepskeleton", "two_d_precision", "steps"])
+    parser.add_argument("--preset", default="quick", help="steps, two_d_precision: the experiments' preset")
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
+                        help="steps: intra-op threads (default: what the ablation runner gives a run, half the cores)")
+    parser.add_argument("--experiments", default="", help="steps: comma-separated experiments (default: all)")
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16384, help="lifting: poses per call")
@@ -367,6 +424,11 @@ def main(argv: list[str] | None = None) -> int:
         result = bench_lifting(args.batch_size, max(args.rounds, 1), args.device)
     elif args.name == "deepskeleton":
         result = bench_deepskeleton(max(args.batches, 1), max(args.rounds, 1), args.device)
+    elif args.name == "steps":
+        from pose3d.config import available_experiments
+
+        names = [e for e in args.experiments.split(",") if e] or available_experiments()
+        result = bench_steps(args.preset, max(args.batches, 1), max(args.threads, 1), names)
     elif args.name == "two_d_precision":
         result = bench_two_d_precision(args.preset, max(args.batches, 1), max(args.rounds, 1), args.device)
     else:

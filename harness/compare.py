@@ -26,7 +26,6 @@ once and shared, live in ``results/compare/runs``), then summarised here into
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shlex
 import statistics
@@ -38,9 +37,11 @@ from typing import Any
 import yaml
 
 from harness.ablation import (EXIT_BAD_INPUT, REPO_ROOT, PlannedRun, Sweep, add_local_options, device_ids, execute,
-                              local_slots, missing_reason, parse_with_overrides, plan_runs, references)
+                              local_slots, missing_reason, parse_with_overrides, plan_runs, references, write_table)
+from harness.floors import data_floors, floor_rows, versus_floor
 from harness.stopping import Stopped
 from pose3d.config import ConfigError
+from pose3d.files import check_writable, write_atomic
 from pose3d.summaries import mean_std
 
 COMPARE_FILE = REPO_ROOT / "ablations" / "compare.yaml"
@@ -53,7 +54,7 @@ DOMAIN_COLUMNS = (("mpjpe", "MPJPE"), ("pa_mpjpe", "PA-MPJPE"), ("pck3d_scaled",
 # -- what a finished run says -----------------------------------------------------------
 def read_run(run: PlannedRun) -> dict[str, Any] | None:
     """The run's test metrics, config and training seconds (its own and its prerequisites')."""
-    if not run.metrics_file.is_file():
+    if not run.done:
         return None
     metrics = json.loads(run.metrics_file.read_text())
     config = yaml.safe_load((run.run_dir / "config.yaml").read_text()) or {}
@@ -84,26 +85,14 @@ def prerequisite_seconds(config: dict) -> dict[str, float]:
 
 
 def load_trained(run_dir: Path):
-    """(model in eval mode, its DataModule) rebuilt from a run's ``config.yaml`` and best checkpoint."""
-    import torch
+    """(model in eval mode, its DataModule) rebuilt from a run's ``config.yaml`` and checkpoint."""
     from omegaconf import OmegaConf
 
     from datamodules import DATAMODULES
-    from lightning_modules import MODELS
+    from harness.trained_run import load_run
 
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    checkpoint = Path(metrics.get("checkpoint") or run_dir / "checkpoints" / "best.ckpt")
-    if not checkpoint.is_file():
-        checkpoint = run_dir / "checkpoints" / "last.ckpt"
-    datamodule = DATAMODULES.load(cfg.data.name)(OmegaConf.to_container(cfg.data))
-    model = MODELS.load(cfg.model.name)(model=OmegaConf.to_container(cfg.model), optim=OmegaConf.to_container(cfg.optim),
-                                        data_info=datamodule.info.as_dict())
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["state_dict"])
-    if hasattr(model, "on_load_checkpoint"):
-        model.on_load_checkpoint(state)
-    return model.eval(), datamodule
+    run = load_run(run_dir)
+    return run.model, DATAMODULES.load(run.cfg.data.name)(OmegaConf.to_container(run.cfg.data))
 
 
 def first_test_batch(datamodule) -> dict:
@@ -169,18 +158,26 @@ def summarise(runs: list[PlannedRun], out_dir: Path, measure: bool = True) -> st
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(out_dir / "summary.csv", records, domains)
-    header = ["method", "seeds", *[title for _, title in COLUMNS]]
-    header += [f"{domain} {title}" for domain in domains for _, title in DOMAIN_COLUMNS]
+    floors = data_floors(records[0]["config"]["data"], out_dir.parent / "floors") if records else None
+    header = ["method", "seeds", *[title for _, title in COLUMNS], "MPJPE / orientation floor"]
+    header += [f"{domain} {title}" for domain in domains for _, title in (*DOMAIN_COLUMNS, ("", "/ floor"))]
     header += ["parameters", "train s (+ prerequisites)", "ms / image", "paper H36M P1 MPJPE"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     means: dict[str, tuple[float, float]] = {}
+
+    def mean_of(values: list[float]) -> float | None:
+        return statistics.fmean(values) if values else None
+
     for method, group in by_method.items():
         cells = [_label(group[0]), str(len(group))]
         for key, _ in COLUMNS:
             cells.append(mean_std([r["metrics"][f"test/{key}"] for r in group if f"test/{key}" in r["metrics"]]))
+        cells.append(versus_floor(mean_of([r["metrics"]["test/mpjpe"] for r in group if "test/mpjpe" in r["metrics"]]), floors))
         for domain in domains:
             for key, _ in DOMAIN_COLUMNS:
                 cells.append(mean_std([v for r in group if (v := domain_metric(r["metrics"], domain, key)) is not None]))
+            cells.append(versus_floor(mean_of([v for r in group if (v := domain_metric(r["metrics"], domain, "mpjpe")) is not None]),
+                                      floors, f"{domain}/"))
         cells.append(mean_std([r["parameters"] / 1e6 for r in group if "parameters" in r], 2) + (" M" if measure else ""))
         prerequisites = {path: s for r in group for path, s in r["prerequisites"].items()}
         own = statistics.fmean(r["fit_seconds"] for r in group)
@@ -191,7 +188,14 @@ def summarise(runs: list[PlannedRun], out_dir: Path, measure: bool = True) -> st
         values = [r["metrics"]["test/mpjpe"] for r in group if "test/mpjpe" in r["metrics"]]
         if values:
             means[method] = (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
-    absent = [f"{run.name} ({missing_reason(run)})" for run in runs if not run.metrics_file.is_file()]
+    for title, values in floor_rows(floors):
+        cells = [f"*{title}*", "-", *[f"{values[key]:.1f}" if key in values else "-" for key, _ in COLUMNS],
+                 versus_floor(values.get("mpjpe"), floors)]
+        for domain in domains:
+            cells += [f"{values[f'{domain}/{key}']:.1f}" if f"{domain}/{key}" in values else "-" for key, _ in DOMAIN_COLUMNS]
+            cells.append(versus_floor(values.get(f"{domain}/mpjpe"), floors, f"{domain}/"))
+        lines.append("| " + " | ".join(cells + ["-"] * 4) + " |")
+    absent = [f"{run.name} ({missing_reason(run)})" for run in runs if not run.done]
     if absent:
         lines += ["", f"Missing from this table: {', '.join(absent)}."]
     table = "\n".join(lines)
@@ -201,10 +205,11 @@ def summarise(runs: list[PlannedRun], out_dir: Path, measure: bool = True) -> st
              "counted once as they are shared. ms / image: predict on this machine's CPU.", ""]
     if reference:
         notes += [f"Paper numbers: {reference.get('source', '')}", ""]
-    (out_dir / "summary.md").write_text("\n".join(notes) + table + "\n")
+    write_atomic(out_dir / "summary.md", "\n".join(notes) + table + "\n")
     if means:
         plots.bars(out_dir / "summary.png", list(means), [m for m, _ in means.values()], [s for _, s in means.values()],
-                   "test MPJPE (mm)", "compare: headline variants", [paper.get(m) for m in means] if paper else None)
+                   "test MPJPE (mm)", "compare: headline variants", [paper.get(m) for m in means] if paper else None,
+                   floors={title: values["mpjpe"] for title, values in floor_rows(floors)})
         per_action_plot(out_dir / "per_action.png", by_method)
         if measure:
             predictions_figure(out_dir / "predictions.png", by_method)
@@ -212,6 +217,7 @@ def summarise(runs: list[PlannedRun], out_dir: Path, measure: bool = True) -> st
 
 
 def write_csv(path: Path, records: list[dict], domains: list[str]) -> None:
+    """One row per run: its method, seed, seconds, cost and every test metric."""
     rows = []
     for r in records:
         row = {"method": r["experiment"], "variant": r["variant"], "seed": r["seed"], "run": r["run"].name,
@@ -219,11 +225,7 @@ def write_csv(path: Path, records: list[dict], domains: list[str]) -> None:
                "parameters": r.get("parameters"), "ms_per_image": r.get("ms_per_image")}
         row.update({k[len("test/"):]: v for k, v in r["metrics"].items() if k.startswith("test/")})  # incl. <domain>/<metric>
         rows.append(row)
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_table(path, list(dict.fromkeys(k for row in rows for k in row)), rows)
 
 
 def per_action_plot(path: Path, by_method: dict[str, list[dict]]) -> None:
@@ -273,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = own_results_dir(list(args.overrides))
         runs = plan_runs(sweep.grid(args.preset, args.seeds), overrides, str(sweep.path), sweep.config)
         out_dir = Path(runs[0].run_dir).parents[1] if runs else Path("results") / "compare"
+        check_writable(out_dir, "a writable results folder (results_dir=...)")
         failed = []
         if args.action == "run":
             slots, told = local_slots(device_ids(args.devices), args.jobs, overrides)
@@ -286,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    done = sum(r.metrics_file.is_file() for r in runs)
+    done = sum(r.done for r in runs)
     print(f"\n{table}\n\n{done} of {len(runs)} runs finished; written: {out_dir}/summary.csv, summary.md, summary.png, "
           "per_action.png, predictions.png")
     if failed:

@@ -33,6 +33,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+from harness.stand_ins import build
 from pose3d.config import EXPERIMENTS_DIR, REPO_ROOT
 
 MODES = ("fp32", "bf16_channels_last")
@@ -51,55 +52,6 @@ def no_cuda_message() -> str | None:
 
 def experiments() -> list[str]:
     return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
-
-
-def _stand_in_checkpoint(declaration, consumer, folder: Path) -> str:
-    """An untrained network of the prerequisite run's config, saved as a Lightning checkpoint."""
-    import lightning
-    import torch
-    from omegaconf import OmegaConf
-
-    from datamodules import DATAMODULES
-    from harness.prerequisites import trained_run_config
-    from lightning_modules import MODELS
-
-    cfg = trained_run_config(declaration, consumer)
-    datamodule = DATAMODULES.load(cfg.data.name)(OmegaConf.to_container(cfg.data))
-    model = MODELS.load(cfg.model.name)(model=OmegaConf.to_container(cfg.model), optim=OmegaConf.to_container(cfg.optim),
-                                        data_info=datamodule.info.as_dict())
-    path = folder / f"stand-in-{cfg.experiment}-{cfg.preset}.ckpt"
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                "pytorch-lightning_version": lightning.__version__, "epoch": 0, "global_step": 0}, path)
-    return str(path)
-
-
-def build(experiment: str, preset: str, workers: int, folder: Path):
-    """(cfg, datamodule, model) of one experiment, its prerequisites stood in or fitted."""
-    from omegaconf import OmegaConf
-
-    from datamodules import DATAMODULES
-    from harness.prerequisites import ensure_fitted_artifact
-    from harness.train import load_config
-    from lightning_modules import MODELS
-    from pose3d.prerequisites import FittedArtifact, TrainedRun
-
-    cfg = load_config([f"experiment={experiment}", f"preset={preset}", f"results_dir={folder}", "logger.wandb=false"])
-    method = MODELS.load(cfg.model.name)
-    for declaration in method.prerequisites(cfg):
-        if isinstance(declaration, TrainedRun):
-            path = _stand_in_checkpoint(declaration, cfg, folder)
-        elif isinstance(declaration, FittedArtifact):
-            path, _ = ensure_fitted_artifact(declaration, cfg)
-        else:
-            raise TypeError(f"unknown prerequisite {declaration!r}")
-        OmegaConf.update(cfg, declaration.into, path, merge=False)
-    data = OmegaConf.to_container(cfg.data)
-    data["num_workers"] = workers
-    datamodule = DATAMODULES.load(cfg.data.name)(data)
-    model = method(model=OmegaConf.to_container(cfg.model), optim=OmegaConf.to_container(cfg.optim),
-                   data_info=datamodule.info.as_dict())
-    datamodule.request_targets(model.required_targets())
-    return cfg, datamodule, model
 
 
 def _sync(device: str) -> None:
@@ -171,7 +123,7 @@ def check_experiment(experiment: str, preset: str, device: str, modes: tuple[str
                      workers: int, loader_batches: int, folder: Path) -> dict:
     import torch
 
-    cfg, datamodule, model = build(experiment, preset, workers, folder)
+    cfg, datamodule, model = build(experiment, preset, folder, workers=workers)
     result: dict = {"model": cfg.model.name, "image_size": int(cfg.data.image_size), "batch_size": int(cfg.data.batch_size),
                     "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2), "modes": {}}
     samples = datamodule.dataset("train").__getitems__(list(range(int(cfg.data.batch_size))))

@@ -5,6 +5,7 @@ initialisation, and one line says how many were loaded and which were not. The l
 parameters are remembered on the module (``pretrained_names``), so that
 ``optim.pretrained_lr_scale`` can train them slower than the new layers. A declared
 prerequisite with ``into="init_from"`` makes a two-stage recipe (pre-train, then fine-tune).
+The checkpoint is read as data (:func:`pose3d.safe_load.load_checkpoint`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 import torch
 
 from pose3d.config import ConfigError
+from pose3d.results import results_mismatch
+from pose3d.safe_load import UnsafeFileError, load_checkpoint
 
 
 def checkpoint_of(source: str) -> Path:
@@ -24,6 +27,9 @@ def checkpoint_of(source: str) -> Path:
         return path
     if path.is_dir():
         metrics = path / "metrics.json"
+        if metrics.is_file() and (mismatch := results_mismatch(path)):
+            raise ConfigError(f"init_from={source}: {mismatch}, so its weights are not those of its settings; "
+                              "expected a finished run (move the folder aside, or name a .ckpt file)")
         if metrics.is_file():
             named = json.loads(metrics.read_text()).get("checkpoint")
             if named and Path(named).is_file():
@@ -46,7 +52,9 @@ def load_matching(module: torch.nn.Module, source: str) -> tuple[list[str], list
     returns (loaded, left at initialisation) and prints one line about it."""
     path = checkpoint_of(source)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        state = load_checkpoint(path)["state_dict"]
+    except UnsafeFileError:
+        raise
     except Exception as error:
         raise ConfigError(f"init_from={source}: {path} is not a Lightning checkpoint ({type(error).__name__}); "
                           "expected a .ckpt written by python -m pose3d.train") from None

@@ -4,8 +4,8 @@ Every launcher runs each grid point as the same command, the one ``wandb agent``
 (:func:`harness.sweep_engine.agent_command`), plus the runner's own switches: the ablation's
 extra overrides, ``trainer.enable_progress_bar=false`` and, decided when the run starts from
 what its folder holds (:func:`resume_args`), ``ckpt_path=last`` (an interrupted run resumes
-from its ``last.ckpt``) or ``overwrite=true`` (a folder without a checkpoint holds nothing
-to keep). ``python`` in that command is this interpreter (:func:`child_env` puts its folder
+from its ``last.ckpt``) or ``overwrite=true`` (a folder without a checkpoint starts again;
+what it holds is moved aside). ``python`` in that command is this interpreter (:func:`child_env` puts its folder
 first on ``PATH``: the virtual environment is active).
 
 SLURM (``--launcher slurm``): the pending runs go to SLURM as one job array through
@@ -51,6 +51,7 @@ import yaml
 
 from harness.stopping import STOP_GRACE_S
 from pose3d.config import REPO_ROOT, ConfigError
+from pose3d.results import finished
 
 QUIET = ["trainer.enable_progress_bar=false"]  # the run's log file is for reading
 GENERIC = {"timeout_min", "gpus_per_node", "nodes", "cpus_per_task", "mem_gb", "tasks_per_node", "name"}
@@ -65,7 +66,7 @@ def resume_args(run_dir: Path) -> list[str]:
     if (run_dir / "checkpoints" / "last.ckpt").is_file():
         return ["ckpt_path=last"]  # interrupted earlier: resume
     if run_dir.exists():
-        return ["overwrite=true"]  # a folder without a checkpoint holds nothing to keep
+        return ["overwrite=true"]  # no checkpoint to resume: start again (what it holds is moved aside)
     return []
 
 
@@ -131,7 +132,7 @@ class GridTask:
         if rank > 0:
             log_file = log_file.with_suffix(f".rank{rank}.log")
         metrics_file = run_dir / "metrics.json"
-        if metrics_file.is_file():
+        if finished(run_dir):
             return {"run": self.name, "metrics": json.loads(metrics_file.read_text()), "skipped": True}
         command = self.full_command()
         log_file.parent.mkdir(parents=True, exist_ok=True)

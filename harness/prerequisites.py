@@ -7,7 +7,7 @@ Every declaration goes through the same three steps:
    resolved config without the settings that cannot change its weights (run name, folders,
    logging, progress bars, threads); for a fitted file, its recipe. The consuming run's seed
    is not part of it, so every seed of an ablation shares one prerequisite;
-2. one lock per key (:func:`exclusive`, ``fcntl.flock`` on a file beside the artifact):
+2. one lock per key (:func:`harness.locks.exclusive`, ``fcntl.flock`` on a file beside the artifact):
    concurrent sweep agents on one file system wait while one of them builds; the kernel
    releases the lock of a holder that dies, so a killed agent never blocks the others;
 3. the resolved path written into the consuming config at the declaration's ``into`` key,
@@ -19,8 +19,6 @@ interrupted one resumes from its ``last.ckpt``.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -29,6 +27,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from harness.locks import exclusive
 from pose3d.config import EXPERIMENTS_DIR, ConfigError
 from pose3d.prerequisites import FittedArtifact, TrainedRun
 
@@ -40,18 +39,6 @@ KEY_LENGTH = 10
 
 def _digest(content: object) -> str:
     return hashlib.sha1(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:KEY_LENGTH]
-
-
-@contextlib.contextmanager
-def exclusive(lock_file: Path):
-    """Hold an exclusive lock on ``lock_file`` (created if needed) for the block."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # -- trained runs --------------------------------------------------------------------------

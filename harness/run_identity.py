@@ -6,6 +6,9 @@
   bars, threads and the results folder are not part of a run's identity, nor are paths the
   harness filled in for declared prerequisites). ``trainer.max_epochs`` / ``max_steps`` may
   grow on a resume; the earlier results are then kept beside the new ones.
+* ``metrics.json`` carries the hash of the config it was computed under, and its readers
+  check it (:mod:`pose3d.results`, which also names the keys that are not a run's identity).
+* ``ckpt_path=<file>`` inside another run's folder must hold that run's settings, as a resume must.
 * A run name is a plain name (no folders); a checkpoint to resume from must be readable and
   of the same experiment's method; the results folder must be writable. Each failure is one
   line naming the file and what to do (nothing is deleted for the user).
@@ -20,24 +23,11 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from pose3d.config import ConfigError
+from pose3d.results import NOT_IDENTITY, exempt, flatten
+from pose3d.safe_load import UnsafeFileError, load_checkpoint
 
-NOT_IDENTITY = ("name", "results_dir", "ckpt_path", "test_only", "overwrite", "threads", "logger", "prerequisites",
-                "trainer.enable_progress_bar", "trainer.log_every_n_steps")
 MAY_GROW_ON_RESUME = ("trainer.max_epochs", "trainer.max_steps")
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: tree}
-
-
-def _exempt(key: str, exempt: tuple[str, ...]) -> bool:
-    return any(key == e or key.startswith(e + ".") for e in exempt)
 
 
 def stored_config(run_dir: Path) -> dict | None:
@@ -83,11 +73,11 @@ _NO_DEFAULT = object()
 def differences(stored: dict, cfg: DictConfig, allow: tuple[str, ...] = ()) -> list[str]:
     """``key: stored -> new`` for every identity key that differs between a stored config and ``cfg``."""
     filled = tuple(record.get("into", "") for record in (stored.get("prerequisites") or []))
-    new = _flatten(OmegaConf.to_container(cfg, resolve=True))
-    old = _flatten(stored)
+    new = flatten(OmegaConf.to_container(cfg, resolve=True))
+    old = flatten(stored)
     out = []
     for key in sorted(set(new) | set(old)):
-        if _exempt(key, NOT_IDENTITY + allow):
+        if exempt(key, NOT_IDENTITY + allow):
             continue
         if key in filled and not new.get(key):  # a prerequisite path the harness fills in again
             continue
@@ -98,7 +88,9 @@ def differences(stored: dict, cfg: DictConfig, allow: tuple[str, ...] = ()) -> l
     return out
 
 
-def require_same_config(run_dir: Path, cfg: DictConfig, action: str, allow: tuple[str, ...] = ()) -> None:
+def require_same_config(run_dir: Path, cfg: DictConfig, action: str, allow: tuple[str, ...] = (),
+                        remedy: str = "use name=<new name> (or another results_dir) for the new settings, "
+                                      "or drop the changed keys") -> None:
     """Refuse ``action`` on ``run_dir`` when its stored config differs from ``cfg`` (one line)."""
     stored = stored_config(run_dir)
     if stored is None:
@@ -106,8 +98,17 @@ def require_same_config(run_dir: Path, cfg: DictConfig, action: str, allow: tupl
     changed = differences(stored, cfg, allow)
     if changed:
         shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
-        raise ConfigError(f"{run_dir} was run with other settings ({shown}); {action} would mix them: use "
-                          "name=<new name> (or another results_dir) for the new settings, or drop the changed keys")
+        raise ConfigError(f"{run_dir} was run with other settings ({shown}); {action} would mix them: {remedy}")
+
+
+def check_checkpoint_source(path: Path, cfg: DictConfig) -> None:
+    """``ckpt_path=<file>`` in a run folder (``<run>/checkpoints/*.ckpt``): that run's settings
+    must be ``cfg``'s, as for a resume (``trainer.max_epochs`` / ``max_steps`` may grow)."""
+    run_dir = path.resolve().parent.parent
+    if path.resolve().parent.name == "checkpoints":
+        require_same_config(run_dir, cfg, f"continuing from its checkpoint {path.name}", allow=MAY_GROW_ON_RESUME,
+                            remedy="init_from=<run folder> starts new settings from its weights, or drop the "
+                                   "changed keys")
 
 
 def check_name(cfg: DictConfig) -> None:
@@ -116,24 +117,14 @@ def check_name(cfg: DictConfig) -> None:
                           "'-'), not a path: runs live in <results_dir>/runs/<name>")
 
 
-def check_writable(folder: Path) -> None:
-    """``folder`` exists (created if needed) and accepts a new file."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{id(folder)}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise ConfigError(f"cannot write to {folder} ({error.strerror or error}); expected a writable results_dir") from None
-
-
 def check_checkpoint(path: Path, cfg: DictConfig, what: str) -> None:
-    """``path`` is a readable Lightning checkpoint of ``cfg``'s method."""
-    import torch
-
+    """``path`` is a readable Lightning checkpoint of ``cfg``'s method, read as data (a file that
+    would run code is refused here, before the trainer opens it)."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        checkpoint = load_checkpoint(path, mmap=True)
         model_name = checkpoint["hyper_parameters"]["model"]["name"]
+    except UnsafeFileError:
+        raise
     except Exception as error:  # truncated, random bytes, not a Lightning checkpoint
         raise ConfigError(f"{what} {path} is unreadable ({type(error).__name__}); it is kept as it is: inspect or move "
                           "it away, then start the run again with overwrite=true (or resume from another checkpoint)") from None

@@ -3,7 +3,14 @@
 Writes ``results/runs/<run>/``: ``config.yaml``, ``checkpoints/{last,best}.ckpt`` (best on
 ``val/mpjpe``), ``csv/metrics.csv`` (and a W&B run, offline unless logged in) and, at the end,
 ``metrics.json`` with the final ``test/*`` metrics of the best checkpoint. ``ckpt_path=last``
-resumes the run from its last checkpoint. A bad config exits with status 2 and one line.
+resumes the run from its last checkpoint. A bad config, a folder another run owns, an
+unwritable folder or a full disk exits with status 2 and one line (:mod:`harness.run_folder`).
+
+SIGTERM (a scheduler, the ablation runner) and SIGINT (Ctrl+C) stop the run at the next batch
+through Lightning's own handling, which saves nothing at that moment: ``last.ckpt`` is the one
+written (whole) at the last validation, the end of an epoch, because only a checkpoint at an
+epoch's end resumes exactly (the training loader cannot restart in the middle of an epoch).
+The exit status is then 143 (SIGTERM) or 130 (SIGINT), never 0.
 
 Before the model is built, the method's declared prerequisites are resolved
 (:mod:`harness.prerequisites`); ``init_from`` loads another run's matching weights
@@ -12,9 +19,11 @@ figures. ``python -m pose3d.train`` is this module's command-line name.
 """
 from __future__ import annotations
 
-import json
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,11 +31,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.init_from import load_matching
 from harness.prerequisites import resolve as resolve_prerequisites
-from harness.run_identity import MAY_GROW_ON_RESUME, check_checkpoint, check_name, check_writable, require_same_config
+from harness.run_folder import (keep_earlier_metrics, keep_earlier_results, owned, set_aside,
+                                write_config, write_metrics)
+from harness.run_identity import (MAY_GROW_ON_RESUME, check_checkpoint, check_checkpoint_source, check_name,
+                                  require_same_config)
 from harness.wandb_id import run_id as wandb_run_id
 from pose3d.config import ConfigError, build_config, run_name
+from pose3d.files import check_writable
 
 EXIT_BAD_CONFIG = 2
+EXIT_SIGINT, EXIT_SIGTERM = 128 + 2, 128 + 15  # what a shell reports for a process these signals end
 
 
 def load_config(args: list[str]) -> DictConfig:
@@ -48,46 +62,63 @@ def wandb_mode() -> str:
     return "online" if logged_in else "offline"
 
 
-def prepare_run_dir(cfg: DictConfig, is_main_process: bool) -> tuple[Path, str | None]:
-    """The run folder and the checkpoint to resume from; refuses to overwrite earlier results,
-    to resume with other settings, or to read a checkpoint that is not this method's
-    (:mod:`harness.run_identity`)."""
+def run_folder(cfg: DictConfig) -> Path:
     check_name(cfg)
-    run_dir = Path(cfg.results_dir) / "runs" / run_name(cfg)
-    if is_main_process:
-        check_writable(run_dir.parent)
+    return Path(cfg.results_dir) / "runs" / run_name(cfg)
+
+
+def prepare_run_dir(cfg: DictConfig, run_dir: Path, is_main_process: bool) -> str | None:
+    """The checkpoint to resume or test from; refuses to overwrite earlier results, to resume
+    (or continue another run's checkpoint) with other settings, or to read a checkpoint that is
+    not this method's (:mod:`harness.run_identity`)."""
     last = run_dir / "checkpoints" / "last.ckpt"
     if cfg.ckpt_path == "last":
         if not last.is_file():
             raise ConfigError(f"ckpt_path=last but {last} does not exist; expected an earlier run of this name to resume")
         check_checkpoint(last, cfg, "the run's last checkpoint")
         require_same_config(run_dir, cfg, "resuming", allow=MAY_GROW_ON_RESUME)
-        return run_dir, str(last)
+        return str(last)
     if cfg.ckpt_path is not None:
-        if not Path(cfg.ckpt_path).is_file():
+        source = Path(cfg.ckpt_path)
+        if not source.is_file():
             raise ConfigError(f"ckpt_path={cfg.ckpt_path} does not exist; expected a .ckpt file or 'last'")
-        check_checkpoint(Path(cfg.ckpt_path), cfg, "ckpt_path")
-        return run_dir, str(cfg.ckpt_path)
-    earlier = [p.name for p in (last, run_dir / "metrics.json") if p.exists()]
-    if is_main_process and earlier and not cfg.overwrite:
+        check_checkpoint(source, cfg, "ckpt_path")
+        check_checkpoint_source(source, cfg)
+        if cfg.test_only:
+            require_same_config(run_dir, cfg, "testing into it")
+        elif is_main_process and not resumes_in_place(cfg, run_dir):
+            refuse_earlier_results(cfg, run_dir)
+        return str(source)
+    if is_main_process:
+        refuse_earlier_results(cfg, run_dir)
+    return None
+
+
+def resumes_in_place(cfg: DictConfig, run_dir: Path) -> bool:
+    """``ckpt_path`` is one of ``run_dir``'s own checkpoints (``last``, or its path)."""
+    return cfg.ckpt_path == "last" or (cfg.ckpt_path is not None and Path(cfg.ckpt_path).resolve().is_relative_to(run_dir.resolve()))
+
+
+def refuse_earlier_results(cfg: DictConfig, run_dir: Path) -> None:
+    earlier = [p.name for p in (run_dir / "checkpoints" / "last.ckpt", run_dir / "metrics.json") if p.exists()]
+    if earlier and not cfg.overwrite:
         raise ConfigError(
             f"{run_dir} already holds {', '.join(earlier)}; pass ckpt_path=last to resume, "
-            "overwrite=true to start again, or name=<new name>"
+            "overwrite=true to start again (the earlier results are moved aside), or name=<new name>"
         )
-    return run_dir, None
 
 
-def keep_earlier_results(run_dir: Path) -> None:
-    """A finished run resumed for more epochs: its earlier config and metrics stay beside the new ones."""
-    metrics = run_dir / "metrics.json"
-    if not metrics.is_file():
-        return
-    step = json.loads(metrics.read_text()).get("global_step", "earlier")
-    for name in ("metrics.json", "config.yaml"):
-        old = run_dir / name
-        kept = run_dir / f"{old.stem}.step{step}{old.suffix}"
-        if old.is_file() and not kept.exists():
-            old.replace(kept)
+def start_writing(cfg: DictConfig, run_dir: Path) -> str:
+    """What the run folder needs before the run writes into it (the run is validated and its
+    trainer built): the earlier results moved aside (``overwrite``) or kept beside the new ones
+    (a resume for more epochs), then ``config.yaml``; returns the config's hash."""
+    if resumes_in_place(cfg, run_dir):
+        if not cfg.test_only:
+            keep_earlier_results(run_dir)
+    elif cfg.overwrite and not cfg.test_only:
+        set_aside(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return write_config(run_dir, cfg)
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
@@ -118,6 +149,9 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
 def build_trainer(cfg: DictConfig, run_dir: Path, monitor: tuple[str, str] = ("val/mpjpe", "min")):
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+    from harness.checkpoint_io import SafeCheckpointIO
 
     checkpoint = ModelCheckpoint(
         dirpath=str(run_dir / "checkpoints"),
@@ -129,33 +163,36 @@ def build_trainer(cfg: DictConfig, run_dir: Path, monitor: tuple[str, str] = ("v
         auto_insert_metric_name=False,
     )
     t = cfg.trainer
-    return pl.Trainer(
-        default_root_dir=str(run_dir),
-        max_epochs=t.max_epochs,
-        max_steps=t.max_steps,
-        limit_train_batches=t.limit_train_batches,
-        limit_val_batches=t.limit_val_batches,
-        limit_test_batches=t.limit_test_batches,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        precision=t.precision,
-        gradient_clip_val=t.gradient_clip_val,
-        check_val_every_n_epoch=t.check_val_every_n_epoch,
-        log_every_n_steps=t.log_every_n_steps,
-        enable_progress_bar=t.enable_progress_bar,
-        deterministic=t.deterministic,
-        logger=build_loggers(cfg, run_dir) or False,
-        callbacks=[checkpoint],
-        enable_model_summary=False,
-    )
+    try:
+        return pl.Trainer(
+            default_root_dir=str(run_dir),
+            max_epochs=t.max_epochs,
+            max_steps=t.max_steps,
+            limit_train_batches=t.limit_train_batches,
+            limit_val_batches=t.limit_val_batches,
+            limit_test_batches=t.limit_test_batches,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=t.strategy,
+            precision=t.precision,
+            gradient_clip_val=t.gradient_clip_val,
+            check_val_every_n_epoch=t.check_val_every_n_epoch,
+            log_every_n_steps=t.log_every_n_steps,
+            enable_progress_bar=t.enable_progress_bar,
+            deterministic=t.deterministic,
+            logger=False,  # attached once the run folder is ready (:func:`attach_loggers`)
+            callbacks=[checkpoint],
+            plugins=[SafeCheckpointIO()],  # checkpoints read as data, written whole
+            enable_model_summary=False,
+        )
+    except (ValueError, MisconfigurationException) as error:  # Lightning's own check of the trainer settings
+        raise ConfigError(f"bad trainer settings: {str(error).splitlines()[0]}") from None
 
 
-def write_json_atomic(path: Path, content: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+def attach_loggers(trainer, cfg: DictConfig, run_dir: Path) -> None:
+    """The CSV / W&B loggers, built once the run folder is ready: they write into it."""
+    trainer.loggers = build_loggers(cfg, run_dir)
 
 
 def print_table(title: str, metrics: dict[str, float]) -> None:
@@ -172,15 +209,29 @@ def print_table(title: str, metrics: dict[str, float]) -> None:
 
 def run(cfg: DictConfig) -> dict:
     """Fit, test the best checkpoint, write ``metrics.json``; returns the test metrics."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    is_main = rank_zero_only.rank == 0
+    run_dir = run_folder(cfg)
+    if is_main:
+        check_writable(run_dir.parent)
+    with owned(run_dir) if is_main else contextlib.nullcontext():  # one run per folder at a time
+        return run_owned(cfg, run_dir, is_main)
+
+
+def run_owned(cfg: DictConfig, run_dir: Path, is_main: bool) -> dict:
+    """:func:`run` once the run owns its folder."""
     import lightning.pytorch as pl
     import torch
-    from lightning.pytorch.utilities import rank_zero_only
 
     from datamodules import DATAMODULES
     from lightning_modules import MODELS
+    from lightning_modules.blocks.two_d_source import resolve_auto_precision
 
-    is_main = rank_zero_only.rank == 0
-    run_dir, resume_from = prepare_run_dir(cfg, is_main)
+    resolve_auto_precision(cfg)  # before the resume check compares configs
+    resume_from = prepare_run_dir(cfg, run_dir, is_main)
+    if cfg.test_only and resume_from is None:
+        raise ConfigError("test_only=true needs ckpt_path=<file.ckpt> (or last); expected a trained checkpoint")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     method = MODELS.load(cfg.model.name)
@@ -188,11 +239,6 @@ def run(cfg: DictConfig) -> dict:
     # seeded after any prerequisite run, so a run starts from the same state whether its
     # prerequisite was trained just now or reused
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if resume_from is not None and not cfg.test_only:
-            keep_earlier_results(run_dir)
-        OmegaConf.save(cfg, run_dir / "config.yaml")
     datamodule = DATAMODULES.load(cfg.data.name)(OmegaConf.to_container(cfg.data))
     model = method(
         model=OmegaConf.to_container(cfg.model),
@@ -203,10 +249,10 @@ def run(cfg: DictConfig) -> dict:
         load_matching(model, cfg.init_from)
     datamodule.request_targets(model.required_targets())
     trainer = build_trainer(cfg, run_dir, method.monitor)
+    hash_of_config = start_writing(cfg, run_dir) if is_main else ""
+    attach_loggers(trainer, cfg, run_dir)
     started = time.perf_counter()
     if cfg.test_only:
-        if resume_from is None:
-            raise ConfigError("test_only=true needs ckpt_path=<file.ckpt> (or last); expected a trained checkpoint")
         best = resume_from
     else:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
@@ -215,8 +261,10 @@ def run(cfg: DictConfig) -> dict:
     trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
     metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
     if trainer.is_global_zero:
-        write_json_atomic(
-            run_dir / "metrics.json",
+        if cfg.test_only:
+            keep_earlier_metrics(run_dir)
+        write_metrics(
+            run_dir,
             {
                 **metrics,
                 "per_action": model.test_per_action,
@@ -225,6 +273,7 @@ def run(cfg: DictConfig) -> dict:
                 "global_step": trainer.global_step,
                 "fit_seconds": round(fit_seconds, 2),
             },
+            hash_of_config,
         )
         print_table(f"{run_name(cfg)}: test subjects {datamodule.test_subjects_label}", metrics)
         if model.unscored_3d.get("test"):
@@ -243,17 +292,54 @@ def finish_wandb_run() -> None:
         wandb.finish()
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+@contextlib.contextmanager
+def noting_sigint(received: list[int]):
+    """Ctrl+C (SIGINT) raises KeyboardInterrupt as usual, and is noted in ``received``: Lightning
+    turns it into ``sys.exit(1)`` inside ``fit``/``test``, which :func:`main` then reports as 130."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def note(signum, frame):
+        received.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    previous = signal.signal(signal.SIGINT, note)
     try:
-        cfg = load_config(args)
-        run(cfg)
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def stopped(name: str, code: int) -> int:
+    print(f"stopped by {name}: the run did not finish; ckpt_path=last resumes it from the last.ckpt of its last "
+          "validation", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    args = sys.argv[1:] if argv is None else argv
+    interrupted: list[int] = []
+    try:
+        with noting_sigint(interrupted):
+            cfg = load_config(args)
+            run(cfg)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     except FloatingPointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except SIGTERMException:  # Lightning's: raised at the next batch after SIGTERM
+        return stopped("SIGTERM", EXIT_SIGTERM)
+    except KeyboardInterrupt:
+        return stopped("SIGINT", EXIT_SIGINT)
+    except SystemExit:
+        if interrupted:  # Lightning's KeyboardInterrupt handling exits with 1
+            return stopped("SIGINT", EXIT_SIGINT)
+        raise
     return 0
 
 

@@ -31,6 +31,7 @@ Extension points (each one mechanism for every method; see docs/adding_a_method.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,18 @@ class PoseModule(pl.LightningModule):
         finished ``run_dirs`` into ``out_dir`` (``reference``: the axis's block of
         ``ablations/references.yaml``) and return markdown to print under the table, or ""."""
         return ""
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict) -> "PoseModule":
+        """The trained module of a checkpoint already read as data
+        (:func:`pose3d.safe_load.load_checkpoint`): built from its hyper-parameters, then its
+        method state (``on_load_checkpoint``) and weights loaded, as Lightning's
+        ``load_from_checkpoint`` does without reading the file again."""
+        hparams = checkpoint["hyper_parameters"]
+        module = cls(model=hparams["model"], optim=hparams["optim"], data_info=hparams["data_info"])
+        module.on_load_checkpoint(checkpoint)
+        module.load_state_dict(checkpoint["state_dict"])
+        return module
 
     # -- training -----------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -234,8 +247,29 @@ def split_pretrained(groups: list[dict], named_parameters, pretrained: set[str],
     return out
 
 
+def phase_schedule(optim, start: int, end: int):
+    """The learning-rate factor per epoch of a parameter group trained from epoch ``start`` to
+    ``end``: the configured schedule (``cosine`` over the group's own epochs, ``step`` every
+    ``step_size`` of them) counted from ``start`` (1 before it, when the group does not train)."""
+    span = max(1, end - start)
+
+    def factor(epoch: int) -> float:
+        t = min(max(0, epoch - start), span)
+        if optim.scheduler == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * t / span))
+        return optim.gamma ** (t // optim.step_size)
+
+    return factor
+
+
 def build_optimizer(parameters, optim, max_epochs: int) -> Any:
-    """Adam / AdamW / SGD / Adadelta with an optional per-epoch cosine or step schedule."""
+    """Adam / AdamW / SGD / Adadelta with an optional per-epoch cosine or step schedule.
+
+    A parameter group that names its training phase, ``"epochs": (start, end)`` (``end`` None:
+    the run's last epoch), gets the schedule restarted at its own first epoch
+    (:func:`phase_schedule`), so that a method training its networks one after another (e.g.
+    DeepSkeleton's deconvolution, then regression networks) starts each phase at its own
+    learning rate; the other groups' schedules span the whole run."""
     if optim.name == "adam":
         optimizer = torch.optim.Adam(parameters, lr=optim.lr, weight_decay=optim.weight_decay)
     elif optim.name == "adamw":
@@ -246,7 +280,12 @@ def build_optimizer(parameters, optim, max_epochs: int) -> Any:
         optimizer = torch.optim.SGD(parameters, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
     if optim.scheduler == "none":
         return optimizer
-    if optim.scheduler == "cosine":
+    phases = [group.get("epochs") for group in optimizer.param_groups]
+    if any(phase is not None for phase in phases):
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, [phase_schedule(optim, start, max_epochs if end is None else end)
+                        for start, end in (phase or (0, None) for phase in phases)])
+    elif optim.scheduler == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, max_epochs))
     else:
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=optim.step_size, gamma=optim.gamma)

@@ -69,9 +69,31 @@ Choices where the paper is silent (each a config value):
 * the map loss is the mean over unmasked pixels and channels, summed over the hypotheses
   and levels (so every hypothesis gets the gradient it would get alone); the regression
   loss is the per-joint mean of squared errors in metres, summed over hypotheses.
-* Ensemble (Table 6): ``stick_widths`` = the same ``l = 10`` repeated ``k`` times; the copies
-  differ in their random initialisation (drawn one after another from the run's seed) and
-  share the batches, where the paper's k runs also differ in data order.
+* Ensemble (Table 6, variant ``ensemble``): ``k`` regression networks reading the maps of ONE
+  ``l = 10`` skeleton-map network (``shared_deconv=true``, ``stick_widths`` = 10 repeated
+  ``k`` times), the hypothesis chosen by reprojection as for ``multi_hyp``; the regression
+  copies differ in their random initialisation (drawn one after another from the run's seed)
+  and share the batches, where the paper's k runs also differ in data order. The variant
+  ``ensemble_maps`` (not the paper's) gives every regression network its own map network, a
+  diversity the paper's ensemble lacks.
+* root (Sec. 3.1, 5: "we define thorax as root in all our experiments"): ``model.root=thorax``
+  (paper preset) regresses the joints relative to the thorax; the output is handed over
+  relative to the pelvis (the project's batch contract: the suite's ``mpjpe`` aligns the
+  pelvis) and ``mpjpe_thorax`` scores it after aligning the thoraxes, the paper's MPJPE.
+* schedule (Sec. 5.1): each phase starts at its own rate (the deconvolution networks at
+  ``deconv_lr`` 1e-5, the regression networks at ``optim.lr`` 1e-2) with the configured
+  schedule restarted (parameter groups with ``epochs``, :func:`lightning_modules.base.
+  build_optimizer`); the paper divides by 10 "after error plateau on the validation set", the
+  paper preset by 10 every 20 epochs of the phase (a plateau needs a per-phase monitor).
+* the paper preset: batch 12, the deconvolution networks' (the regression's 32 would need a
+  second batch size within one run); no data augmentation (no flip, no colour jitter, no crop
+  jitter; Sec. 5.1) and, on Human3.6M, every 64th frame of S9 and S11 tested (Sec. 5,
+  ``data.test_every=64`` in the preset's ``for_data.human36m`` block). The paper does not say
+  how its ResNet-50s are initialised (ImageNet or from scratch); ours start from scratch, and
+  the encoders carry torchvision's names, so ImageNet weights a user has load by name.
+* the 2D detector: the paper's stacked hourglass is "pre-trained", "no finetuning" (Sec. 3.4);
+  ours is the shared ``heatmap2d`` trained on the run's data at the run's crop size (224 px
+  in the paper preset, where the hourglass's depth-4 levels go 56 -> 28 -> 14 -> 7 -> 3).
 * Direct RGB is a variant of this experiment (``regression_input=image``, one hypothesis), so
   it has the regression network of the other variants; the shared ``baseline`` experiment is
   the project's other direct-regression network.
@@ -127,6 +149,7 @@ from lightning_modules.blocks.stacked import GroupedStack
 from lightning_modules.blocks.two_d_source import TwoDSource, TwoDSourceConfig, two_d_prerequisites
 from pose3d.camera import project
 from pose3d.config import ConfigError, at_least, choice, positive
+from pose3d.skeleton import JOINT_INDEX, ROOT
 from pose3d.units import MM_PER_METRE
 from pose3d.zoom import zoom_images
 
@@ -157,6 +180,8 @@ class DeepSkeletonConfig:
     two_d_overrides: list[str] = field(default_factory=list)  # key=value settings of the 2D prerequisite run
     two_d_train_size: Optional[int] = at_least(1, None, special=(None,))  # its data.train_size; None: ours
     channels_last: bool = True  # the hypotheses' networks in the channels-last memory format (same values)
+    shared_deconv: bool = False  # one skeleton-map network read by every regression network (Table 6's ensemble)
+    root: str = choice("pelvis", ("pelvis", "thorax"))  # the joint the regression target is relative to (Sec. 3.1)
 
 
 class DeepSkeleton(PoseModule):
@@ -187,8 +212,13 @@ class DeepSkeleton(PoseModule):
         encoder_widths = list(cfg.encoder_widths)
         joints = self.data_info.num_joints
         self.deconv = None
+        if cfg.shared_deconv and (cfg.regression_input != "predicted" or len(unique) > 1):
+            raise ConfigError("model.shared_deconv=true needs model.regression_input=predicted and one stick width and "
+                              f"crop scale for every hypothesis (got {len(unique)} configurations); expected e.g. "
+                              "stick_widths=[10, 10, 10]")
         if cfg.regression_input == "predicted":
-            nets = [DeconvNet(cfg.encoder, encoder_widths, cfg.decoder_channels) for _ in range(self.hypotheses)]
+            count = 1 if cfg.shared_deconv else self.hypotheses
+            nets = [DeconvNet(cfg.encoder, encoder_widths, cfg.decoder_channels) for _ in range(count)]
             self.deconv = GroupedStack(nets, nets[0].input_conv, cfg.channels_last)
         in_channels = 3 if cfg.regression_input == "image" else MAP_CHANNELS
         regression_size = size if cfg.regression_input == "image" else (cfg.regression_size or size)
@@ -240,6 +270,17 @@ class DeepSkeleton(PoseModule):
         zoomed = {c: zoom_images(image, c) for c in dict.fromkeys(self.crop_scales)}
         return torch.stack([zoomed[c] for c in self.crop_scales]), False
 
+    def deconv_targets(self, batch: dict[str, Tensor]) -> Tensor:
+        """(D, B, 6, s, s) the maps each skeleton-map network learns (D = 1 when shared)."""
+        maps = self.target_maps(batch)
+        return maps[:1] if self.cfg.shared_deconv else maps
+
+    def regression_maps(self, logits: list[Tensor]) -> Tensor:
+        """(H, B, 6, s, s) probabilities each regression network reads: its own network's output
+        maps, or the one shared network's for all of them."""
+        maps = torch.sigmoid(logits[-1])
+        return maps.expand(self.hypotheses, *maps.shape[1:]) if self.cfg.shared_deconv else maps
+
     def deconv_phase(self) -> bool:
         """Whether this epoch trains the deconvolution networks (else the regression networks only)."""
         return self.deconv is not None and (self.current_epoch < self.cfg.deconv_epochs or not self.cfg.freeze_deconv)
@@ -258,20 +299,26 @@ class DeepSkeleton(PoseModule):
         return self.regression(inputs, shared=shared) * MM_PER_METRE
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """``hypotheses`` (H, B, J, 3) mm and, with predicted maps, ``maps`` (H, B, 6, s, s)
-        probabilities and ``logits`` (the per-level logits)."""
+        """``hypotheses`` (H, B, J, 3) pelvis-relative mm (the contract's root; ``regressed``: as the
+        networks regress them, relative to ``model.root``) and, with predicted maps, ``maps``
+        (H, B, 6, s, s) probabilities and ``logits`` (the per-level logits)."""
+        out: dict[str, Tensor] = {}
         if self.cfg.regression_input == "image":
-            return {"hypotheses": self.regress(*self.hypothesis_inputs(batch["image"]))}
-        if self.cfg.regression_input == "ground_truth":
-            return {"hypotheses": self.regress(self.target_maps(batch), shared=False)}
-        logits = self.deconv_logits(batch["image"])
-        maps = torch.sigmoid(logits[-1])
-        return {"hypotheses": self.regress(maps.detach(), shared=False), "maps": maps, "logits": logits}
+            regressed = self.regress(*self.hypothesis_inputs(batch["image"]))
+        elif self.cfg.regression_input == "ground_truth":
+            regressed = self.regress(self.target_maps(batch), shared=False)
+        else:
+            logits = self.deconv_logits(batch["image"])
+            maps = self.regression_maps(logits)
+            regressed = self.regress(maps.detach(), shared=False)
+            out.update(maps=maps, logits=logits)
+        pelvis_relative = regressed if self.cfg.root == "pelvis" else regressed - regressed[..., ROOT:ROOT + 1, :]
+        return {"hypotheses": pelvis_relative, "regressed": regressed, **out}
 
     # -- losses ------------------------------------------------------------------------------
     def map_loss(self, logits: list[Tensor], batch: dict[str, Tensor]) -> Tensor:
         """(H,) sigmoid cross-entropy of every level against the rendered maps, background masked."""
-        target = self.target_maps(batch)  # (H, B, 6, s, s)
+        target = self.deconv_targets(batch)  # (D, B, 6, s, s)
         h, b = target.shape[:2]
         total = target.new_zeros(h)
         for level, level_logits in enumerate(logits):
@@ -282,9 +329,14 @@ class DeepSkeleton(PoseModule):
             total = total + weight * masked_map_bce(level_logits, t, batch["has_2d"], batch["has_3d"])
         return total
 
+    def regression_target(self, batch: dict[str, Tensor]) -> Tensor:
+        """(B, J, 3) mm: the labelled joints relative to ``model.root`` (the thorax in the paper)."""
+        joints = batch["joints_3d"]
+        return joints if self.cfg.root == "pelvis" else joints - joints[:, JOINT_INDEX[self.cfg.root]][:, None]
+
     def regression_loss(self, hypotheses: Tensor, batch: dict[str, Tensor]) -> Tensor:
         """(H,) Euclidean loss: per-joint mean squared error in metres, over samples with 3D."""
-        error = (hypotheses - batch["joints_3d"][None]) / MM_PER_METRE
+        error = (hypotheses - self.regression_target(batch)[None]) / MM_PER_METRE
         per_sample = error.pow(2).sum(-1).mean(-1)  # (H, B)
         return torch.stack([masked_mean(row, batch["has_3d"]) for row in per_sample])
 
@@ -298,17 +350,17 @@ class DeepSkeleton(PoseModule):
                 map_loss = self.map_loss(logits, batch)
                 loss = loss + map_loss.sum()
                 logs["map_loss"] = map_loss.mean().detach()
-                maps = torch.sigmoid(logits[-1]).detach()
+                maps = self.regression_maps(logits).detach()
             elif train_regression and self.cfg.regression_train_maps == "predicted":
                 with torch.no_grad():
-                    maps = torch.sigmoid(self.deconv_logits(batch["image"])[-1])
+                    maps = self.regression_maps(self.deconv_logits(batch["image"]))
             if train_regression:
                 inputs = self.target_maps(batch) if self.cfg.regression_train_maps == "ground_truth" else maps
                 reg = self.regression_loss(self.regress(inputs, shared=False), batch)
                 loss = loss + reg.sum()
                 logs["loss_3d"] = reg.mean().detach()
         else:
-            reg = self.regression_loss(self(batch)["hypotheses"], batch)
+            reg = self.regression_loss(self(batch)["regressed"], batch)
             loss = loss + reg.sum()
             logs["loss_3d"] = reg.mean().detach()
         return loss, logs
@@ -349,7 +401,7 @@ class DeepSkeleton(PoseModule):
     # -- metrics -----------------------------------------------------------------------------
     def method_metrics(self) -> dict[str, Metric]:
         return {"oracle_mpjpe": MeanMetric(), "reprojection_error": MeanMetric(), "oracle_hit": MeanMetric(),
-                "map_loss": MeanMetric()}
+                "map_loss": MeanMetric(), "mpjpe_thorax": MeanMetric()}
 
     def update_method_metrics(self, metrics: dict[str, Metric], batch: dict[str, Tensor],
                               prediction: dict[str, Any], stage: str) -> None:
@@ -359,13 +411,18 @@ class DeepSkeleton(PoseModule):
         if has_3d.any():
             per_hypothesis = hypothesis_errors(hypotheses, batch["joints_3d"], self.scored_joints)  # (H, B)
             best, oracle = per_hypothesis.min(dim=0)
+            thorax = JOINT_INDEX["thorax"]  # Sec. 5: MPJPE "after aligning 3D poses to root joint", the thorax
+            aligned = lambda joints: joints - joints[..., thorax:thorax + 1, :]  # noqa: E731
+            output = prediction["joints_3d"]
+            metrics["mpjpe_thorax"].update(
+                hypothesis_errors(aligned(output)[None], aligned(batch["joints_3d"]), self.scored_joints)[0], has_3d)
             metrics["oracle_mpjpe"].update(best, has_3d)
             metrics["oracle_hit"].update((oracle == chosen).float(), has_3d)
         if "reprojection" in aux:
             rows = torch.arange(chosen.numel(), device=chosen.device)
             metrics["reprojection_error"].update(aux["reprojection"][chosen, rows])
         if "logits" in aux:
-            loss = masked_map_bce(aux["logits"][-1], self.target_maps(batch), batch["has_2d"], batch["has_3d"])
+            loss = masked_map_bce(aux["logits"][-1], self.deconv_targets(batch), batch["has_2d"], batch["has_3d"])
             metrics["map_loss"].update(loss.mean())
         if stage == "test" and not self.analysis_batch:
             keep = slice(0, 4)
@@ -387,13 +444,24 @@ class DeepSkeleton(PoseModule):
 
     # -- optimisation ---------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict]:
-        """``model.deconv_lr`` for the deconvolution networks (Sec. 5.1: 1e-5 vs 1e-2)."""
-        if self.deconv is None or self.cfg.deconv_lr is None:
+        """``model.deconv_lr`` for the deconvolution networks (Sec. 5.1: 1e-5 vs 1e-2), and each
+        network its own training phase (``epochs``): with ``freeze_deconv`` the deconvolution
+        networks train for ``deconv_epochs`` and the regression networks after them, each phase
+        with the learning-rate schedule started afresh (Sec. 5.1 trains them one after another,
+        the regression from 1e-2), not one schedule across both."""
+        if self.deconv is None:
             return super().parameter_groups()
+        first = self.cfg.deconv_epochs
         deconv = [p for p in self.deconv.parameters() if p.requires_grad]
         ids = {id(p) for p in deconv}
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
-        return [{"params": rest}, {"params": deconv, "lr": self.cfg.deconv_lr}]
+        deconv_group: dict[str, Any] = {"params": deconv}
+        if self.cfg.deconv_lr is not None:
+            deconv_group["lr"] = self.cfg.deconv_lr
+        if first == 0:
+            return [{"params": rest}, deconv_group]
+        deconv_group["epochs"] = (0, first if self.cfg.freeze_deconv else None)
+        return [{"params": rest, "epochs": (first, None)}, deconv_group]
 
     @classmethod
     def summarise_ablation(cls, run_dirs: list[Path], out_dir: Path, reference: dict | None = None) -> str:

@@ -33,6 +33,18 @@ wild):
   data; stage 2 starts from it (``model.pretrain_2d``: a declared prerequisite resolved into
   ``init_from``; ``optim.pretrained_lr_scale`` = 0.01 is the paper's factor of 100).
 
+Paper facts the presets follow: the first 14 channels of F3D are the heatmaps of the 14-joint
+2D set (Sec. 3.1 and 3.3; ``model.heatmap_joints=subset_14`` in the paper presets, without
+pelvis, spine and neck/nose; ``all``: every joint, the quick preset's), whose 2D prediction
+places the three missing joints between their neighbours (:func:`joints_from_subset`); ResNet-50
+"on ImageNet features" (Sec. 4.2): ``model.pretrained`` loads a torchvision-named ResNet-50 state
+dict the user has (the ImageNet weights are not shipped); Adadelta with rho 0.9 in both stages
+(``optim.name=adadelta``). "Globally scaled" (Sec. 4.1, Tables 1, 2, 4, 5): one scale factor
+per pose before scoring, the paper does not say how it is found; the suite's ``*_scaled``
+metrics and ``n_mpjpe`` use the least-squares factor (N-MPJPE), and
+``pose3d.metrics.functional`` has the bone-length reading as ``bone_scaled`` (see its
+docstring); the MPI-INF-3DHP protocol itself does not scale.
+
 Choices where the paper is silent (each a config value):
 
 * units: ``p3D`` in metres (reported in mm), 2D in crop-normalised coordinates
@@ -106,7 +118,7 @@ from pose3d.body import MEAN_BONE_LENGTHS
 from pose3d.config import ConfigError, at_least, bounded, choice
 from pose3d.heatmaps import decode_argmax
 from pose3d.prerequisites import TrainedRun
-from pose3d.skeleton import BONE_CHILDREN, bone_lengths, bone_vectors
+from pose3d.skeleton import BONE_CHILDREN, JOINT_INDEX, SUBSET_14, bone_lengths, bone_vectors
 from pose3d.summaries import mean_std, read_finished_run
 from pose3d.units import MM_PER_METRE
 
@@ -125,6 +137,7 @@ class ExplicitProjectionConfig:
     mlp_batch_norm: bool = False
     dropout: float = bounded(0.0, 0, 1)
     heatmap_sigma: float = 1.0  # heatmap pixels
+    heatmap_joints: str = choice("all", ("all", "subset_14"))  # h2D's joints: all 17, or the paper's 14 (Sec. 3.1)
     intermediate: bool = True  # 2D supervision on the first J channels of res4d and res5a
     latent_2d: bool = True  # L2Dheatmap on h2D (Sec. 3.1)
     projection: bool = True  # f_c and L2Dpose (Sec. 3.2)
@@ -173,7 +186,11 @@ class ResNetExtractor(nn.Module):
         super().__init__()
         self.backbone = resnet50(up_to="res4f")
         if pretrained:
-            load_torchvision_weights(self.backbone, pretrained)
+            try:
+                load_torchvision_weights(self.backbone, pretrained)
+            except ValueError as error:
+                raise ConfigError(f"bad value for model.pretrained: {error}; expected a torchvision ResNet-50 "
+                                  "state dict (.pth)") from None
         self.res5a = Bottleneck(1024, 256, stride=1)  # 1024 -> 1024 channels, stride 16
         self.out_channels, self.stride = 1024, 16
 
@@ -219,6 +236,21 @@ def bone_loss_2d(pred: Tensor, lengths: Tensor) -> Tensor:
     return (bone_lengths(pred) - lengths).pow(2).sum(-1)
 
 
+def joints_from_subset(points: Tensor, index: list[int], num_joints: int) -> Tensor:
+    """(B, J, 2) from the (B, K, 2) points of joints ``index``: with the 14-joint subset, the three
+    joints it lacks are placed between their neighbours (pelvis: the hips' midpoint; spine: pelvis
+    and thorax; neck/nose: thorax and head), so the 2D metrics score every joint."""
+    if len(index) == num_joints:
+        return points
+    out = points.new_zeros(points.shape[0], num_joints, points.shape[-1])
+    out[:, index] = points
+    j = JOINT_INDEX
+    out[:, j["pelvis"]] = (out[:, j["r_hip"]] + out[:, j["l_hip"]]) / 2
+    out[:, j["spine"]] = (out[:, j["pelvis"]] + out[:, j["thorax"]]) / 2
+    out[:, j["neck"]] = (out[:, j["thorax"]] + out[:, j["head"]]) / 2
+    return out
+
+
 def drop_2d_only(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     """The batch without its samples that lack 3D labels (not even their images reach the network,
     so batch norm never sees them)."""
@@ -244,13 +276,16 @@ class ExplicitProjection(PoseModule):
     def __init__(self, model: dict, optim: dict, data_info: dict):
         super().__init__(model, optim, data_info)
         cfg, joints, size = self.cfg, self.data_info.num_joints, self.data_info.image_size
+        heatmap_joints = list(SUBSET_14) if cfg.heatmap_joints == "subset_14" else list(range(joints))
+        self.heatmap_joints = heatmap_joints  # the joint of each h2D channel
         if cfg.backbone == "resnet50":
             self.extractor = ResNetExtractor(cfg.pretrained)
         else:
             self.extractor = SmallExtractor(cfg.width, cfg.blocks)
-        if cfg.f3d_channels < joints or (cfg.intermediate and self.extractor.out_channels < joints):
+        channels = len(heatmap_joints)
+        if cfg.f3d_channels < channels or (cfg.intermediate and self.extractor.out_channels < channels):
             raise ConfigError(f"bad value for model.f3d_channels / model.width: F3D ({cfg.f3d_channels}) and the "
-                              f"intermediate features ({self.extractor.out_channels}) need at least {joints} channels")
+                              f"intermediate features ({self.extractor.out_channels}) need at least {channels} channels")
         if size % self.extractor.stride:
             raise ConfigError(f"bad value for data.image_size: {size}; expected a multiple of {self.extractor.stride}")
         self.map_size = size // self.extractor.stride
@@ -272,6 +307,7 @@ class ExplicitProjection(PoseModule):
             return []
         overrides = [f"model.backbone={m.backbone}", f"model.width={m.width}", f"model.blocks={m.blocks}",
                      f"model.f3d_channels={m.f3d_channels}", f"model.heatmap_sigma={m.heatmap_sigma}",
+                     f"model.heatmap_joints={m.heatmap_joints}",
                      f"model.intermediate={m.intermediate}", f"model.lambda_2d_heatmap={m.lambda_2d_heatmap}",
                      f"data.image_size={cfg.data.image_size}"]
         if m.pretrained:
@@ -289,10 +325,10 @@ class ExplicitProjection(PoseModule):
         """``f3d_map`` (B, C, s, s) with ``heatmaps`` = its first J channels, ``intermediate``
         heatmaps (list), and in the full network ``p3d`` (B, J, 3) metres, ``camera`` (B, 4) and
         ``p2d`` (B, J, 2) crop-normalised (Eq. 2)."""
-        joints = self.data_info.num_joints
+        joints, channels = self.data_info.num_joints, len(self.heatmap_joints)
         features, taps = self.extractor(image)
         f3d_map = self.to_f3d(features)
-        out = {"f3d_map": f3d_map, "heatmaps": f3d_map[:, :joints], "intermediate": [t[:, :joints] for t in taps]}
+        out = {"f3d_map": f3d_map, "heatmaps": f3d_map[:, :channels], "intermediate": [t[:, :channels] for t in taps]}
         if self.full_network:
             z = self.to_z(f3d_map)
             p3d = self.f3d(z).view(len(image), joints, 3)
@@ -326,9 +362,10 @@ class ExplicitProjection(PoseModule):
     # -- the objective ------------------------------------------------------------------------
     def heatmap_terms(self, out: dict[str, Tensor], batch: dict[str, Tensor]) -> Tensor:
         """Supp. Eq. 2 on F3D's h2D (+ the intermediate maps), mean over the 2D-labelled samples."""
-        mask = batch["has_2d"][:, None] & batch["visible"]
+        index = self.heatmap_joints
+        mask = (batch["has_2d"][:, None] & batch["visible"])[:, index]
         maps = [out["heatmaps"]] + (out["intermediate"] if self.cfg.intermediate else [])
-        per_sample = sum(heatmap_loss(m, batch["heatmaps"], mask) for m in maps)
+        per_sample = sum(heatmap_loss(m, batch["heatmaps"][:, index], mask) for m in maps)
         return masked_mean(per_sample, batch["has_2d"])
 
     def training_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -370,7 +407,8 @@ class ExplicitProjection(PoseModule):
         if self.full_network:
             prediction["joints_3d"] = out["p3d"] * MM_PER_METRE
         if self.cfg.latent_2d or not self.full_network:
-            prediction["joints_2d"] = decode_argmax(out["heatmaps"], (size, size))[0]
+            prediction["joints_2d"] = joints_from_subset(decode_argmax(out["heatmaps"], (size, size))[0],
+                                                         self.heatmap_joints, self.data_info.num_joints)
         elif "p2d" in out:
             prediction["joints_2d"] = (out["p2d"] + 0.5) * size
         return prediction

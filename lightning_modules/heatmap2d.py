@@ -5,7 +5,8 @@ Tekin et al. 2017 (Section 3.2) feed the confidence maps of a stacked hourglass 
 detections from the same kind of network. This module trains it on any DataModule with 2D
 labels: the loss is the mean squared error between every stack's heatmaps and Gaussians
 rendered at the ground-truth joints (intermediate supervision), summed over stacks; joints
-that are not visible get all-zero target maps. The prediction decodes the last stack's maps
+without a 2D label (``visible`` False: unlabelled, or outside the crop) get all-zero target
+maps, while occluded joints, which every dataset labels, get their Gaussian. The prediction decodes the last stack's maps
 with the quarter-pixel arg-max (:func:`pose3d.heatmaps.decode_argmax`) and is evaluated
 with the 2D pixel error and PCKh@0.5 (see :mod:`lightning_modules.base`); the best
 checkpoint is chosen on ``val/pixel_error``.

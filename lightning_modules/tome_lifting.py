@@ -44,12 +44,16 @@ layers carry CPM's names, so weights a user has load by name). The prior is fitt
 synthetic poses in the quick preset (``prior_source=synthetic``); the paper preset's
 ``prior_source=auto`` fits it on Human3.6M's training mocap whenever the data is Human3.6M (the
 paper gives no frame rate; we keep every 5th frame, ``prior_stride`` 5, the protocol's 10 fps).
+Training (Sec. 5.6): stochastic gradient descent with momentum; the paper gives neither the
+learning rate nor the momentum, the paper preset's 1e-4 and 0.9 are ours. The projected belief
+maps of Eq. 6 use sigma = 1 (supplementary Sec. 1.2, ``model.projected_sigma``), the
+ground-truth maps CPM's width (``model.sigma``, 0.875 map pixels at stride 8).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -73,7 +77,8 @@ class TomeLiftingConfig:
     channels: int = 32
     stage_layers: int = 3
     kernel: int = 5
-    sigma: float = 1.0  # belief-map Gaussian, heatmap pixels
+    sigma: float = 1.0  # ground-truth belief-map Gaussian, heatmap pixels (Sec. 5.6: CPM's)
+    projected_sigma: Optional[float] = None  # the projected maps' Gaussian (Eq. 6; supp. 1.2: 1); None: sigma
     fusion: bool = True  # Eq. 7 projected-belief fusion inside the stages
     fusion_weight_init: float = 0.5  # w_t at the start
     prior: str = ""  # a PosePrior .npz or the release's .mat; "" = fit one from prior_source
@@ -200,7 +205,8 @@ class LiftingFromTheDeep(PoseModule):
             lifted = self.lifter()(self.decode(maps.detach()).float(), camera_rotation=camera_rotation)
             projected = lifted.scale[:, None, None] * lifted.joints_3d[..., :2] + lifted.translation[:, None, :]
             size = (self.image_size, self.image_size)
-            maps_hat = render_heatmaps(projected.to(maps.dtype), size, (self.heatmap_size,) * 2, sigma=self.cfg.sigma)
+            sigma = self.cfg.sigma if self.cfg.projected_sigma is None else self.cfg.projected_sigma
+            maps_hat = render_heatmaps(projected.to(maps.dtype), size, (self.heatmap_size,) * 2, sigma=sigma)
         return lifted, maps_hat
 
     def forward(self, image: Tensor, camera_rotation: Tensor | None = None) -> list[dict[str, Tensor]]:

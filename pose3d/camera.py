@@ -125,3 +125,30 @@ def known_camera_rotation(batch) -> Tensor:
     known = batch["has_camera_rotation"][:, None, None]
     rotation = batch["camera_rotation"]
     return torch.where(known, rotation, torch.eye(3, dtype=rotation.dtype, device=rotation.device))
+
+
+def translation_filling_box(points: Tensor, intrinsics: Tensor, centre: Tensor, extent: Tensor,
+                            iterations: int = 30) -> Tensor:
+    """Where root-relative points (..., J, 3) stand when seen as a person-centred crop frames them:
+    the translation (..., 3) that centres the bounding box of their projection on ``centre``
+    (..., 2) pixels and makes its longer side ``extent`` (...) pixels.
+
+    Starts from the weak-perspective answer (depth = focal x size / extent), then alternates
+    scaling the translation (which keeps the root's pixel and resizes the projection) with a
+    shift across the optical axis that recentres it; points that do project so (the crop of a
+    synthetic sample without jitter) are placed to float precision.
+    """
+    fx, fy, cx, cy = intrinsics.unbind(-1)
+    focal, principal = torch.stack((fx, fy), -1), torch.stack((cx, cy), -1)
+    low, high = points[..., :2].amin(-2), points[..., :2].amax(-2)
+    depth = focal.mean(-1) * (high - low).amax(-1).clamp(min=1.0) / extent
+    across = (centre - principal) * depth[..., None] / focal - (low + high) / 2
+    translation = torch.cat((across, depth[..., None]), -1)
+    for _ in range(iterations):
+        pixels = project(points + translation[..., None, :], intrinsics)
+        low, high = pixels.amin(-2), pixels.amax(-2)
+        translation = translation * ((high - low).amax(-1) / extent)[..., None]
+        pixels = project(points + translation[..., None, :], intrinsics)
+        shift = (centre - (pixels.amin(-2) + pixels.amax(-2)) / 2) * translation[..., 2:] / focal
+        translation = translation + torch.cat((shift, torch.zeros_like(shift[..., :1])), -1)
+    return translation

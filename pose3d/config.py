@@ -7,7 +7,8 @@ A run's config is built in layers, each validated against the schema:
 2. the experiment file ``experiments/<experiment>.yaml`` (without its ``presets`` and
    ``variants`` blocks),
 3. the global preset (:data:`PRESETS`: ``smoke``, ``quick`` or ``paper``),
-4. the experiment's own ``presets.<preset>`` block,
+4. the experiment's own ``presets.<preset>`` block, then its ``for_data.<data.name>`` block if
+   any (settings that exist only for one DataModule, e.g. Human3.6M's test frame step),
 5. the experiment's ``variants.<variant>`` block: an ablation's named settings, so that a
    sweep grid over ``variant`` (and ``seed``) runs exactly the paper's configurations,
 6. the command-line dotlist (``key.sub=value``).
@@ -323,10 +324,12 @@ def build_config(overrides: list[str], model_schemas: Any, data_schemas: Any) ->
         raise ConfigError(f"bad value for variant: '{variant}'; experiments/{experiment_name}.yaml defines no variants "
                           "(none); drop variant=")
 
+    preset_layer = dict(experiment_presets.get(preset, {}) or {})
+    for_data = preset_layer.pop("for_data", None) or {}
     layers = [
         (experiment, f"experiments/{experiment_name}.yaml"),
         (PRESETS[preset], f"preset {preset}"),
-        (experiment_presets.get(preset, {}) or {}, f"experiments/{experiment_name}.yaml presets.{preset}"),
+        (preset_layer, f"experiments/{experiment_name}.yaml presets.{preset}"),
         (variants.get(variant, {}) or {}, f"experiments/{experiment_name}.yaml variants.{variant}"),
         (cli_dict, "command line"),
     ]
@@ -335,6 +338,13 @@ def build_config(overrides: list[str], model_schemas: Any, data_schemas: Any) ->
     for layer, _ in layers:
         model_name = _deep_get(layer, "model.name") or model_name
         data_name = _deep_get(layer, "data.name") or data_name
+    unknown = [name for name in for_data if name not in data_schemas]
+    if unknown:
+        raise ConfigError(f"experiments/{experiment_name}.yaml presets.{preset}.for_data names '{unknown[0]}'; "
+                          f"expected data names: {', '.join(sorted(data_schemas))}")
+    data_block = for_data.get(data_name or "synthetic")
+    if data_block:
+        layers.insert(3, (data_block, f"experiments/{experiment_name}.yaml presets.{preset}.for_data.{data_name or 'synthetic'}"))
     if model_name is None:
         raise ConfigError(f"experiments/{experiment_name}.yaml does not set model.name")
     model_schema = _schema_for("model", model_name, model_schemas)

@@ -8,14 +8,13 @@ Subjects are named as in the files (``"S1"``), actions too (``"Directions 1"``).
 arrays are reduced to the project's 17 joints with :data:`pose3d.skeleton.H36M_32_TO_17`.
 
 The dictionaries are stored as pickled object arrays, so the format does need unpickling, but
-``np.load(allow_pickle=True)`` would run whatever code a crafted file names. The pickle is read
-here by an unpickler that builds nothing but numpy arrays, dtypes and scalars. Every problem
-(missing file, not an npz, wrong key or shape) is a one-line :class:`PoseFileError` naming the file.
+numpy's loader with pickles allowed would run whatever code a crafted file names. The pickle is
+read by :func:`pose3d.safe_load.read_npz_object`, whose unpickler builds nothing but containers,
+numbers and numpy arrays. Every problem (missing file, not an npz, wrong key or shape, a pickle
+naming anything else) is a one-line :class:`PoseFileError` naming the file.
 """
 from __future__ import annotations
 
-import pickle
-import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from pose3d.config import ConfigError
+from pose3d.safe_load import NpzContentError, UnsafeFileError, read_npz_object
 from pose3d.skeleton import H36M_32_TO_17, NUM_JOINTS
 
 
@@ -106,48 +106,14 @@ def _read_pickled_dict(path: str | Path, key: str) -> dict:
     if not path.is_file():
         raise PoseFileError(f"{path}: no such file; expected VideoPose3D's npz with '{key}'")
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n[:-4] for n in archive.namelist() if n.endswith(".npy")]
-            if key not in names:
-                raise PoseFileError(f"{path} has no '{key}' (it holds {', '.join(names) or 'nothing'}); "
-                                    f"expected VideoPose3D's {key} dictionary")
-            with archive.open(f"{key}.npy") as fp:
-                version = np.lib.format.read_magic(fp)
-                if version not in ((1, 0), (2, 0)):
-                    raise ValueError(f"npy format version {version}")
-                header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                shape, _, dtype = header(fp)
-                if dtype != np.dtype(object) or shape != ():
-                    raise PoseFileError(f"{path}: '{key}' is a {dtype} array of shape {shape}; "
-                                        "expected VideoPose3D's pickled dictionary")
-                value = _ArrayUnpickler(fp).load().item()
-    except PoseFileError:
-        raise
+        value = read_npz_object(path, key)
+    except UnsafeFileError as error:
+        raise PoseFileError(str(error)) from None
+    except NpzContentError as error:
+        raise PoseFileError(f"{path}: {error}; expected VideoPose3D's pickled {key} dictionary") from None
     except Exception as error:  # noqa: BLE001 - zip, npy header or pickle: the file is not what we expect
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise PoseFileError(f"cannot read {path}: {reason}; expected VideoPose3D's npz with the '{key}' dictionary") from None
     if not isinstance(value, dict):
         raise PoseFileError(f"{path}: '{key}' holds a {type(value).__name__}; expected a dictionary")
     return value
-
-
-def _numpy_globals() -> dict[tuple[str, str], Any]:
-    """The only globals a pickled dict of numpy arrays refers to (numpy 1 and 2 module names)."""
-    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
-    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
-        allowed[(module, "scalar")] = multiarray.scalar
-    return allowed
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles containers of numpy arrays only; any other global stops with an error naming it."""
-
-    allowed = _numpy_globals()
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return self.allowed[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"the pickle refers to {module}.{name}, not only numpy arrays") from None

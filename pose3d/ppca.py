@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from pose3d.files import atomic_path, check_writable
 from pose3d.h36m_mocap import PROTOCOL_TRAIN_SUBJECTS, PoseFileError, read_positions_3d
 from pose3d.skeleton import FLIP_PERMUTATION, H36M_BONES, NUM_JOINTS, ROOT
 
@@ -362,8 +363,7 @@ class PosePrior:
     # ---------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as f:  # an open file keeps numpy from appending '.npz'
+        with atomic_path(path) as partial, open(partial, "wb") as f:  # an open file keeps numpy from appending '.npz'
             np.savez(f, means=self.means, basis=self.basis, variances=self.variances, noise=self.noise,
                      weights=self.weights, unit_mm=np.float64(self.unit_mm), log_likelihood=self.log_likelihood,
                      subjects=np.array(self.subjects, dtype=str))
@@ -675,6 +675,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SourceError(f"--holdout {args.holdout}: expected a fraction in (0, 1)")
         if args.basis >= DIMS:
             raise SourceError(f"--basis {args.basis}: expected at most {DIMS - 1}")
+        check_writable(Path(args.out).parent, "a writable folder for --out")
         subjects = tuple(s.strip() for s in args.subjects.split(",") if s.strip()) or None
         poses = load_source(args.source, args.stride, args.count, args.seed, subjects)
         rng = np.random.default_rng(args.seed)
@@ -683,10 +684,10 @@ def main(argv: list[str] | None = None) -> int:
         train, test = poses[order[held:]], poses[order[:held]]
         prior = fit(train, components=args.components, basis=args.basis, seed=args.seed)
         prior.subjects = source_subjects(args.source, subjects)
-    except (SourceError, ValueError) as exc:
+        path = prior.save(args.out)
+    except (SourceError, ValueError) as exc:  # ValueError: also an unwritable --out (pose3d.files)
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    path = prior.save(args.out)
     print(f"subjects: {', '.join(prior.subjects) if prior.subjects else 'none (no subject ids in this source)'}")
     test = test[:2000]
     recon = reconstruction_error(prior, test)

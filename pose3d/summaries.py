@@ -7,15 +7,18 @@ import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
+from pose3d.results import finished
+
 
 def read_finished_run(run_dir: Path, extra: Sequence[str] = ()) -> dict[str, Any] | None:
     """``{"variant", "seed", "config", "metrics", <stem of each extra JSON file>}`` of a run
-    with ``metrics.json`` and ``config.yaml``, or None while it has not finished. An
+    with ``metrics.json`` and ``config.yaml``, or None while it has not finished (or when its
+    metrics were computed under another config: :func:`pose3d.results.finished`). An
     ``extra`` file the run did not write reads as ``[]``."""
     import yaml
 
     metrics_file, config_file = run_dir / "metrics.json", run_dir / "config.yaml"
-    if not metrics_file.is_file() or not config_file.is_file():
+    if not config_file.is_file() or not finished(run_dir):
         return None
     config = yaml.safe_load(config_file.read_text()) or {}
     record = {"variant": str(config.get("variant")), "seed": config.get("seed"), "config": config,

@@ -5,7 +5,7 @@ Each renderer is registered with :func:`pose3d.contract.target_kind` and called 
 augmentation, with ``spec`` complete (its kind's defaults filled in):
 
 * ``heatmaps`` {size, sigma=1.0}: (B, J, size, size) Gaussians at ``joints_2d``, zero for
-  invisible joints (:func:`pose3d.heatmaps.render_heatmaps`);
+  unlabelled joints (``visible`` False; :mod:`datamodules.batch`) (:func:`pose3d.heatmaps.render_heatmaps`);
 * ``skeleton_maps`` {size, stick_width=4.0, crop_scale=1.0}: DeepSkeleton's foreground and background maps
   stacked as 6 channels (:func:`pose3d.skeleton_maps.render_skeleton_maps`), depth-ordered by
   the camera depth ``joints_3d`` z + ``root_depth``. One stick width gives (B, 6, size, size);

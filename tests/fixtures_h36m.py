@@ -191,3 +191,17 @@ def write_poses_layout(root: Path, num_frames: int = 70, subjects=SUBJECTS, sequ
         with open(root / "annotation_body3d" / "cameras.pkl", "wb") as f:
             pickle.dump(pkl, f)
     return fixture
+
+
+if __name__ == "__main__":  # python -m tests.fixtures_h36m DIR: the tiny copy make dry-run reads
+    import sys
+
+    if len(sys.argv) != 2:
+        print("usage: python -m tests.fixtures_h36m DIR", file=sys.stderr)
+        sys.exit(2)
+    target = Path(sys.argv[1])
+    if not (target / "annotation_body3d" / "fps50" / "h36m_test.npz").is_file():
+        write_images_layout(target, image_fps=(10, 50))  # every frame: Protocol #2's every 64th is read too
+    if not (target / "data_3d_h36m.npz").is_file():
+        write_poses_layout(target)  # the mocap file beside the images (Tome's pose prior reads it)
+    print(f"tiny Human3.6M images layout (and mocap file) in {target}")

@@ -55,3 +55,22 @@ def test_bad_config_from_the_command_line_process(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "unknown config key 'trainer.foo'" in result.stderr
+
+
+def test_a_preset_block_for_one_data_module(tmp_path, monkeypatch):
+    """``presets.<preset>.for_data.<data.name>``: settings only that DataModule has, applied after
+    the preset and before the variant and the command line (DeepSkeleton's paper test frames)."""
+    import pose3d.config as config
+    from harness.train import load_config
+
+    paper = ["experiment=deepskeleton", "preset=paper"]
+    synthetic = load_config(paper)
+    assert (synthetic.data.crop_scale_jitter, synthetic.data.flip, synthetic.data.batch_size) == (0.0, False, 12)
+    human36m = load_config([*paper, "data.name=human36m", "data.root=/data/h36m"])
+    assert (human36m.data.test_every, human36m.data.rotation_deg, human36m.data.scale_jitter) == (64, 0.0, 0.0)
+    assert load_config([*paper, "data.name=human36m", "data.test_every=5"]).data.test_every == 5
+    assert load_config(["experiment=deepskeleton", "preset=quick"]).data.crop_scale_jitter == 0.1
+    (tmp_path / "odd.yaml").write_text("model: {name: baseline}\npresets:\n  smoke:\n    for_data: {imagenet: {data: {}}}\n")
+    monkeypatch.setattr(config, "EXPERIMENTS_DIR", tmp_path)
+    with pytest.raises(ConfigError, match="for_data names 'imagenet'; expected data names: .*human36m"):
+        load_config(["experiment=odd", "preset=smoke"])

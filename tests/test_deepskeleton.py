@@ -302,6 +302,88 @@ def test_stages_train_deconvolution_then_regression_with_it_frozen():
         del type(model).current_epoch
 
 
+def test_each_training_phase_has_its_own_learning_rate_schedule():
+    """Sec. 5.1: the deconvolution networks train from 1e-5, then the regression networks from 1e-2;
+    the paper preset's step schedule (x0.1 every 20 epochs) restarts with each phase, so the
+    regression starts at 1e-2 after 25 deconvolution epochs."""
+    from omegaconf import OmegaConf
+
+    from harness.train import load_config
+    from lightning_modules.base import build_optimizer
+
+    cfg = load_config(["experiment=deepskeleton", "preset=paper"])
+    assert (cfg.model.deconv_epochs, cfg.model.deconv_lr, cfg.optim.lr) == (25, 1e-5, 0.01)
+    model = build(stick_widths=[6, 12], deconv_epochs=cfg.model.deconv_epochs, deconv_lr=cfg.model.deconv_lr)
+    configured = build_optimizer(model.parameter_groups(), cfg.optim, cfg.trainer.max_epochs)
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    regression, deconv = optimizer.param_groups
+    assert {id(p) for p in deconv["params"]} == {id(p) for p in model.deconv.parameters()}
+    rates = {}
+    for epoch in range(cfg.trainer.max_epochs):
+        rates[epoch] = (regression["lr"], deconv["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0][1] == pytest.approx(1e-5) and rates[19][1] == pytest.approx(1e-5)
+    assert rates[20][1] == pytest.approx(1e-6)  # the deconvolution phase's own drop
+    assert rates[25][0] == pytest.approx(1e-2) and rates[44][0] == pytest.approx(1e-2)  # regression from 1e-2
+    assert rates[45][0] == pytest.approx(1e-3)  # 20 regression epochs later
+    # cosine: each phase anneals over its own epochs
+    cosine = OmegaConf.merge(cfg.optim, {"scheduler": "cosine"})
+    configured = build_optimizer(model.parameter_groups(), cosine, 50)
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    for _ in range(25):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-2) and optimizer.param_groups[1]["lr"] == pytest.approx(0.0)
+    # without a separate deconvolution phase, one schedule
+    assert all("epochs" not in g for g in build(stick_widths=[6, 12], deconv_epochs=0).parameter_groups())
+
+
+def test_the_paper_ensemble_reads_one_skeleton_map_network():
+    """Table 6: k regression networks on the maps of ONE l = 10 deconvolution network
+    (``ensemble``); ``ensemble_maps`` keeps k (map, regression) pairs."""
+    from harness.train import load_config
+
+    for variant, shared in (("ensemble", True), ("ensemble_maps", False)):
+        cfg = load_config(["experiment=deepskeleton", "preset=smoke", f"variant={variant}"])
+        assert cfg.model.shared_deconv is shared and set(cfg.model.stick_widths) == {10.0}
+    model = build(stick_widths=[10, 10, 10], shared_deconv=True, deconv_epochs=0, freeze_deconv=False).train()
+    assert model.deconv.count == 1 and model.regression.count == 3
+    batch = with_targets(model, contract_batch(2))
+    out = model(batch)
+    assert out["maps"].shape[0] == 3 and torch.equal(out["maps"][0], out["maps"][2])  # the same maps for every one
+    assert out["logits"][-1].shape[0] == 1
+    hypotheses = out["hypotheses"]
+    assert not torch.allclose(hypotheses[0], hypotheses[1])  # independent regression networks
+    loss, logs = model.training_loss(batch)
+    loss.backward()
+    assert set(logs) == {"map_loss", "loss_3d"} and all(p.grad is not None for p in model.deconv.parameters())
+    with pytest.raises(ConfigError, match="shared_deconv"):
+        build(stick_widths=[5, 10], shared_deconv=True)
+
+
+def test_the_thorax_as_root():
+    """Sec. 3.1 / 5: the regression target is relative to the thorax; the output stays pelvis-relative
+    (the batch contract) and ``mpjpe_thorax`` scores it after aligning the thoraxes, as the paper does."""
+    from harness.train import load_config
+
+    assert load_config(["experiment=deepskeleton", "preset=paper"]).model.root == "thorax"
+    model = build(stick_widths=[10], regression_input="ground_truth", root="thorax").eval()
+    batch = with_targets(model, contract_batch(2))
+    target = model.regression_target(batch)
+    assert torch.allclose(target[:, 8], torch.zeros(2, 3))
+    assert torch.allclose(target - target[:, :1], batch["joints_3d"] - batch["joints_3d"][:, :1])
+    out = model(batch)
+    assert torch.allclose(out["hypotheses"][..., 0, :], torch.zeros(1, 2, 3))
+    assert torch.allclose(out["hypotheses"] - out["regressed"], -out["regressed"][..., :1, :].expand_as(out["regressed"]))
+    metrics = {name: metric.clone() for name, metric in model.method_metrics().items()}
+    prediction = model.predict(batch)
+    model.update_method_metrics(metrics, batch, prediction, "val")
+    thorax_aligned = lambda j: j - j[:, 8:9]  # noqa: E731
+    expected = (thorax_aligned(prediction["joints_3d"]) - thorax_aligned(batch["joints_3d"])).norm(dim=-1).mean()
+    assert metrics["mpjpe_thorax"].compute() == pytest.approx(expected.item(), rel=1e-5)
+
+
 # -- configuration ------------------------------------------------------------------------------
 def test_config_choices_and_errors():
     assert select_widths(range(5, 16), 5) == [5, 7, 10, 13, 15]

@@ -84,7 +84,7 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
     path = write(tmp_path / "data_3d_h36m.npz", positions_3d={"S1": {"Walking": Payload()}})
     with pytest.raises(PoseFileError) as error:
         read_positions_3d(path)
-    assert "the pickle refers to tests.test_h36m_mocap.mark, not only numpy arrays" in one_line(error)
+    assert "it would run tests.test_h36m_mocap.mark;" in one_line(error)
     assert RAN == []
     with zipfile.ZipFile(path) as archive:  # the payload is there: np.load(allow_pickle=True) would run it
         assert archive.namelist() == ["positions_3d.npy"]

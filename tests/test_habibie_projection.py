@@ -208,6 +208,74 @@ def test_paper_preset_layer_shapes():
     assert "layer3.5.conv3.weight" in model.extractor.backbone.state_dict()  # torchvision names (res4f)
 
 
+def test_stage1_paper_preset_resolves_to_adadelta_through_the_shared_optim_schema():
+    """Sec. 4.2: Adadelta ("momentum" 0.9), lr 0.05 decayed exponentially, in stage 1 as in stage 2."""
+    from omegaconf import OmegaConf
+
+    from harness.prerequisites import trained_run_config
+    from harness.train import load_config
+    from lightning_modules.base import build_optimizer
+
+    stage1 = load_config(["experiment=habibie_2d_pretrain", "preset=paper"])
+    assert (stage1.optim.name, stage1.optim.rho, stage1.optim.lr) == ("adadelta", 0.9, 0.05)
+    assert (stage1.optim.scheduler, stage1.optim.step_size, stage1.optim.gamma) == ("step", 1, 0.8)
+    configured = build_optimizer([torch.nn.Parameter(torch.zeros(1))], stage1.optim, stage1.trainer.max_epochs)
+    assert isinstance(configured["optimizer"], torch.optim.Adadelta)
+    assert configured["optimizer"].param_groups[0]["rho"] == 0.9 and configured["optimizer"].param_groups[0]["lr"] == 0.05
+    # the stage-1 run that the paper preset of stage 2 declares resolves to the same optimiser
+    stage2 = load_config(["experiment=habibie_projection", "preset=paper"])
+    [declaration] = ExplicitProjection.prerequisites(stage2)
+    prerequisite = trained_run_config(declaration, stage2)
+    assert prerequisite.optim.name == "adadelta" and prerequisite.model.heatmap_joints == "subset_14"
+    assert OmegaConf.select(prerequisite, "model.optimizer") is None
+
+
+def test_the_paper_presets_train_14_heatmap_channels():
+    """Sec. 3.1: the first 14 channels of F3D are h2D (the 14-joint subset: no pelvis, spine, neck/nose)."""
+    from harness.train import load_config
+    from pose3d.skeleton import SUBSET_14
+
+    for experiment in ("habibie_projection", "habibie_2d_pretrain"):
+        assert load_config([f"experiment={experiment}", "preset=paper"]).model.heatmap_joints == "subset_14"
+    model = make(heatmap_joints="subset_14")
+    batch = random_batch(2)
+    out = model(batch["image"])
+    assert out["heatmaps"].shape[1] == 14 and all(m.shape[1] == 14 for m in out["intermediate"])
+    assert model.heatmap_joints == list(SUBSET_14)
+    # the loss compares channel k with the target map of joint SUBSET_14[k]
+    expected = heatmap_loss(out["heatmaps"], batch["heatmaps"][:, list(SUBSET_14)], torch.ones(2, 14, dtype=torch.bool))
+    expected = expected + sum(heatmap_loss(m, batch["heatmaps"][:, list(SUBSET_14)], torch.ones(2, 14, dtype=torch.bool))
+                              for m in out["intermediate"])
+    assert torch.allclose(model.heatmap_terms(out, batch), expected.mean())
+    joints_2d = model.predict(batch)["joints_2d"]
+    assert joints_2d.shape == (2, 17, 2)
+    pelvis = (joints_2d[:, 1] + joints_2d[:, 4]) / 2  # between the hips
+    assert torch.allclose(joints_2d[:, 0], pelvis)
+
+
+def test_model_pretrained_loads_a_torchvision_named_resnet50(tmp_path):
+    """Sec. 3.3, ImageNet features: a ResNet-50 state dict under torchvision's names (here saved
+    from our own ResNet-50, with its classifier) initialises conv1..res4f."""
+    from lightning_modules.blocks.resnet import resnet50
+
+    torch.manual_seed(1)
+    source = resnet50(num_classes=1000)
+    torch.save(source.state_dict(), tmp_path / "resnet50.pth")
+    info = {"num_joints": 17, "image_size": 64}
+    torch.manual_seed(2)
+    loaded = ExplicitProjection({"backbone": "resnet50", "pretrained": str(tmp_path / "resnet50.pth")}, OPTIM, info)
+    torch.manual_seed(2)
+    fresh = ExplicitProjection({"backbone": "resnet50"}, OPTIM, info)
+    backbone = loaded.extractor.backbone.state_dict()
+    assert torch.equal(backbone["layer3.5.conv3.weight"], source.state_dict()["layer3.5.conv3.weight"])
+    assert all(torch.equal(v, source.state_dict()[k]) for k, v in backbone.items())
+    assert not torch.equal(backbone["conv1.weight"], fresh.extractor.backbone.state_dict()["conv1.weight"])
+    # res5a (from scratch in the paper) is not touched by the file's layer4
+    assert torch.equal(loaded.extractor.res5a.conv1.weight, fresh.extractor.res5a.conv1.weight)
+    with pytest.raises(ConfigError, match="model.pretrained: .*missing.pth"):
+        ExplicitProjection({"backbone": "resnet50", "pretrained": str(tmp_path / "missing.pth")}, OPTIM, info)
+
+
 def test_summary_table(tmp_path):
     import json
 

@@ -100,3 +100,14 @@ def test_channels_last_computes_the_same_maps_and_gradients():
     grad = {name: p.grad for name, p in plain.named_parameters()}
     for name, p in fast.named_parameters():
         assert (p.grad - grad[name]).norm() <= 1e-3 * grad[name].norm() + 1e-2, name  # rounding; a bug is O(1)
+
+
+def test_the_hourglass_reads_sizes_that_halve_to_an_odd_map():
+    """224 px (DeepSkeleton's paper crops) with depth 4: 56 -> 28 -> 14 -> 7 -> 3; each level comes
+    back to its skip's size, so the maps are a quarter of the input."""
+    import torch
+
+    from lightning_modules.blocks.hourglass import StackedHourglass
+
+    network = StackedHourglass(17, stacks=1, channels=8, depth=4)
+    assert network(torch.rand(1, 3, 224, 224))[-1].shape == (1, 17, 56, 56)

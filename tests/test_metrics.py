@@ -344,3 +344,26 @@ def test_aligned_per_action_breakdown():
     assert close(suite["auc3d_scaled"].compute(), 100.0 * 61 / 124)
     # unaligned for comparison: sample 1's errors are 141.4 and 282.8 mm -> PCK 50
     assert close(suite["pck3d"].compute_per_action()[1], 50.0)
+
+
+def test_bone_scaled_alignment_matches_the_skeleton_sizes():
+    """The second reading of "globally scaled": the prediction's summed bone length made the ground
+    truth's; the least-squares scale (``scaled``, N-MPJPE) is never worse."""
+    generator = torch.Generator().manual_seed(0)
+    target = torch.randn(2, 17, 3, generator=generator) * 200
+    halved = 0.5 * target
+    torch.testing.assert_close(F.align(halved, target, alignment="bone_scaled"), target)
+    # only the arm: bones 14->15, 15->16 (r_shoulder, r_elbow, r_wrist) valid
+    target = torch.zeros(1, 17, 3)
+    target[0, 14], target[0, 15], target[0, 16] = torch.tensor([0.0, 0, 0]), torch.tensor([300.0, 0, 0]), torch.tensor([300.0, 400, 0])
+    pred = torch.zeros(1, 17, 3)
+    pred[0, 15], pred[0, 16] = torch.tensor([100.0, 0, 0]), torch.tensor([100.0, 250, 0])  # 100 + 250 vs 300 + 400: s = 2
+    mask = torch.zeros(1, 17, dtype=torch.bool)
+    mask[0, 14:] = True
+    torch.testing.assert_close(F.scale_to_bone_lengths(pred, target, mask)[0, 16], torch.tensor([200.0, 500, 0]))
+    noisy = target + torch.randn(1, 17, 3, generator=generator) * 30
+    least_squares = F.aligned_errors(noisy, target, mask, "scaled")[mask].mean()
+    assert least_squares <= F.aligned_errors(noisy, target, mask, "bone_scaled")[mask].mean() + 1e-4
+    assert torch.equal(F.scale_to_bone_lengths(torch.zeros(1, 17, 3), target), torch.zeros(1, 17, 3))
+    with pytest.raises(ValueError, match="17 Human3.6M joints"):
+        F.scale_to_bone_lengths(torch.ones(1, 14, 3), torch.ones(1, 14, 3))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -14,18 +15,18 @@ import torch
 from datamodules.loaders import ResumableLoader, global_rng_state, set_global_rng_state
 from pose3d.config import REPO_ROOT
 
-# runs harness.train with a callback that kills the process (SIGKILL) at a given global step
+# runs harness.train with a callback that sends the process a signal (SIGKILL: no clean-up) at a given global step
 KILLER = """
 import os, signal, sys
 import lightning.pytorch as pl
 import harness.train as train
 
-kill_at = int(os.environ["KILL_AT_STEP"])
+kill_at, signum = int(os.environ["KILL_AT_STEP"]), int(os.environ["KILL_SIGNAL"])
 
 class Kill(pl.Callback):
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if trainer.global_step == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signum)
 
 build = train.build_trainer
 def with_kill(*args, **kwargs):
@@ -37,27 +38,29 @@ sys.exit(train.main(sys.argv[1:]))
 """
 
 
-def train(tmp_path, name, *extra, kill_at=None):
+def train(tmp_path, name, *extra, kill_at=None, workers=0, signum=signal.SIGKILL):
     args = ["experiment=baseline", "preset=smoke", "trainer.max_epochs=3", "data.train_size=96", "seed=5",
-            f"results_dir={tmp_path}", f"name={name}", "threads=1", *extra]
+            f"results_dir={tmp_path}", f"name={name}", "threads=1", f"data.num_workers={workers}", *extra]
     env = {**os.environ, "WANDB_MODE": "disabled"}
     if kill_at is None:
         command = [sys.executable, "-m", "pose3d.train", *args]
     else:
         command = [sys.executable, "-c", KILLER, *args]
-        env["KILL_AT_STEP"] = str(kill_at)
+        env["KILL_AT_STEP"], env["KILL_SIGNAL"] = str(kill_at), str(int(signum))
     return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
 
 
 @pytest.mark.slow
-def test_a_run_killed_mid_epoch_and_resumed_ends_where_the_uninterrupted_run_ends(tmp_path):
-    whole = train(tmp_path, "whole")
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_run_killed_mid_epoch_and_resumed_ends_where_the_uninterrupted_run_ends(tmp_path, workers):
+    """With loader workers too: each worker's random state in each epoch follows from the checkpoint."""
+    whole = train(tmp_path, "whole", workers=workers)
     assert whole.returncode == 0, whole.stderr[-2000:]
-    killed = train(tmp_path, "cut", kill_at=8)  # 6 steps an epoch: killed in the middle of the second
+    killed = train(tmp_path, "cut", kill_at=8, workers=workers)  # 6 steps an epoch: killed in the middle of the second
     assert killed.returncode == -9
     run_dir = tmp_path / "runs" / "cut"
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / "metrics.json").exists()
-    resumed = train(tmp_path, "cut", "ckpt_path=last")
+    resumed = train(tmp_path, "cut", "ckpt_path=last", workers=workers)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
     expected = json.loads((tmp_path / "runs" / "whole" / "metrics.json").read_text())

@@ -11,7 +11,7 @@ from datamodules.augment import flip_horizontal
 from datamodules.batch import check_batch
 from datamodules.synthetic import SyntheticDataModule
 from pose3d import camera as cam
-from pose3d.body import TEST_SUBJECTS, TRAIN_SUBJECTS, VAL_SUBJECTS
+from pose3d.body import TEST_SUBJECTS, TRAIN_SUBJECTS, VAL_SUBJECTS, train_subjects
 from pose3d.skeleton import JOINT_INDEX
 from tests.helpers import assert_rotations
 
@@ -37,12 +37,33 @@ def test_batches_follow_the_contract(split):
 
 
 def test_split_subjects_and_test_bodies_are_unseen():
-    dm = make_dm(train_size=64, val_size=64, test_size=64)
-    seen = {split: {dm.dataset(split).describe(i).subject for i in range(64)} for split in ("train", "val", "test")}
-    assert seen["train"] == set(TRAIN_SUBJECTS)
-    assert seen["val"] == set(VAL_SUBJECTS)
+    dm = make_dm(train_size=400, val_size=200, test_size=64, train_bodies=30)
+    seen = {split: {dm.dataset(split).describe(i).subject for i in range(len(dm.dataset(split)))}
+            for split in ("train", "val", "test")}
+    assert seen["train"] == set(train_subjects(30)) and set(TRAIN_SUBJECTS) < seen["train"]
+    assert seen["val"] == set(VAL_SUBJECTS) and len(VAL_SUBJECTS) == 20
     assert seen["test"] == set(TEST_SUBJECTS)
     assert not (seen["train"] & seen["val"]) and not (seen["train"] | seen["val"]) & seen["test"]
+
+
+def test_fresh_samples_are_new_every_epoch_and_the_same_in_every_run():
+    def epochs(seed: int) -> list[list[int]]:
+        torch.manual_seed(seed)  # the run seed, as seed_everything sets it
+        sampler = make_dm(train_size=32, batch_size=8).train_dataloader().batch_sampler
+        out = []
+        for epoch in range(2):
+            sampler.set_epoch(epoch)
+            out.append(sorted(i for batch in sampler for i in batch))
+        return out
+
+    first, second = epochs(0)
+    assert first == list(range(32)) and second == list(range(32, 64))  # every epoch its own samples
+    assert epochs(0) == [first, second]
+    dm = make_dm(train_size=32, batch_size=8)
+    assert dm.dataset("train").describe(40).subject in train_subjects(200)  # beyond train_size: a new sample
+    repeated = make_dm(train_size=32, batch_size=8, fresh_samples=False)
+    with pytest.raises(IndexError):
+        repeated.dataset("train").describe(40)
 
 
 def test_sample_is_a_pure_function_of_seed_split_index():
@@ -102,6 +123,21 @@ def test_targets_on_demand():
     assert batch["skeleton_maps"].shape[0] == 8 and batch["skeleton_maps"].shape[-2:] == (16, 16)
     with pytest.raises(ValueError, match="unknown target"):
         dm.request_targets({"depth_maps": {}})
+
+
+def test_occluded_joints_are_labelled_and_get_heatmap_targets():
+    """As MPII and Human3.6M label occluded joints, every joint inside the crop is labelled
+    (``visible``) and has its Gaussian; the depth test's verdict is the extra key ``occluded``."""
+    dm = make_dm(test_size=32, batch_size=32)
+    dm.request_targets({"heatmaps": {"size": 32, "sigma": 1.0}})
+    batch = first_batch(dm, "test")
+    occluded, labelled = batch["occluded"], batch["visible"]
+    assert occluded.any(), "side views hide some joints"
+    assert labelled[occluded].all()
+    inside = ((batch["joints_2d"] >= 0) & (batch["joints_2d"] <= 31)).all(-1)
+    assert torch.equal(labelled, inside)
+    peaks = batch["heatmaps"].flatten(2).amax(-1)
+    assert (peaks[occluded] > 0.5).all()
 
 
 def test_bvh_pose_source(shared_data):

@@ -127,6 +127,22 @@ def test_the_paper_preset_uses_the_vgg_trunk_and_fits_the_prior_on_mocap():
     assert (quick.model.trunk, quick.model.prior_source) == ("small", "synthetic")
 
 
+def test_the_paper_preset_trains_with_sgd_momentum_and_projects_with_sigma_1(prior_file):
+    """Sec. 5.6: SGD with momentum; supplementary Sec. 1.2: the projected belief maps use sigma = 1,
+    while the ground-truth maps keep CPM's width."""
+    from harness.train import load_config
+
+    paper = load_config(["experiment=tome_lifting", "preset=paper"])
+    assert (paper.optim.name, paper.optim.momentum) == ("sgd", 0.9)
+    assert (paper.model.projected_sigma, paper.model.sigma) == (1.0, 0.875)
+    model = network(prior_file, sigma=0.5, projected_sigma=1.5)
+    maps = render_heatmaps(torch.full((1, 17, 2), 16.0), (32, 32), (8, 8), sigma=1.0)
+    lifted, projected = model.project_lift(maps)
+    joints = lifted.scale[:, None, None] * lifted.joints_3d[..., :2] + lifted.translation[:, None, :]
+    torch.testing.assert_close(projected, render_heatmaps(joints, (32, 32), (8, 8), sigma=1.5))
+    assert model.required_targets()["heatmaps"]["sigma"] == 0.5
+
+
 # -- the prior of the paper preset: Human3.6M training mocap (Sec. 4, 6) ---------------------
 @pytest.fixture(scope="module")
 def h36m_poses(tmp_path_factory):

@@ -52,6 +52,22 @@ def test_bfloat16_on_a_cpu_without_it_warns_and_names_float32(checkpoint, monkey
         source(checkpoint, "bfloat16")
 
 
+@pytest.mark.parametrize("native, accelerator, cuda, expected", [
+    (True, "cpu", False, "bfloat16"), (False, "cpu", False, "float32"), (False, "auto", False, "float32"),
+    (False, "auto", True, "bfloat16"), (False, "gpu", False, "bfloat16"),
+])
+def test_auto_precision_is_resolved_into_the_run_config(monkeypatch, native, accelerator, cuda, expected):
+    monkeypatch.setattr(two_d_source, "cpu_has_native_bfloat16", lambda: native)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    cfg = load_config(["experiment=tekin_fusion", "preset=quick", f"trainer.accelerator={accelerator}"])
+    assert cfg.model.two_d.precision == "auto"  # the quick preset's default
+    two_d_source.resolve_auto_precision(cfg)
+    assert cfg.model.two_d.precision == expected
+    fixed = load_config(["experiment=tekin_fusion", "preset=quick", "model.two_d.precision=float32"])
+    two_d_source.resolve_auto_precision(fixed)
+    assert fixed.model.two_d.precision == "float32"  # an explicit choice stays
+
+
 def test_an_unknown_precision_is_a_config_error():
     with pytest.raises(ConfigError, match="model.two_d.precision"):
         load_config(["experiment=tekin_fusion", "model.two_d.precision=float16"])

@@ -18,6 +18,7 @@ the returned heatmaps are contiguous either way.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -47,7 +48,10 @@ class Hourglass(nn.Module):
         self.up = nn.Sequential(Residual(channels, channels), nn.Upsample(scale_factor=2, mode="nearest"))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.skip(x) + self.up(self.inner(self.down(x)))
+        up = self.up(self.inner(self.down(x)))
+        if up.shape[-2:] != x.shape[-2:]:  # an odd size on the way down (224 px, depth 4: 7 -> 3): back to the skip's
+            up = F.interpolate(up, size=x.shape[-2:], mode="nearest")
+        return self.skip(x) + up
 
 
 class StackedHourglass(nn.Module):

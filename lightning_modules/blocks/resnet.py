@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from pose3d.safe_load import UnsafeFileError, load_checkpoint
+
 LAYER_NAMES = ("layer1", "layer2", "layer3", "layer4")
 CAFFE_STAGES = {"res2": "layer1", "res3": "layer2", "res4": "layer3", "res5": "layer4"}
 
@@ -192,10 +194,13 @@ def load_torchvision_weights(module: nn.Module, path: str | Path) -> tuple[list[
     tensors the file lacks (left as they are). Tensors of the file the module does not have
     (``fc.*`` for a net without classifier, ``layer4.*`` for a truncated one) are ignored.
     A file that is not a name -> tensor mapping, or a tensor of the wrong shape, raises
-    ``ValueError`` with a one-line message.
+    ``ValueError`` with a one-line message; the file is read as data
+    (:func:`pose3d.safe_load.load_checkpoint`: one that would run code is refused).
     """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_checkpoint(path)
+    except UnsafeFileError:
+        raise
     except Exception as error:  # unpickling, zip or I/O errors: say which file, in one line
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"{path}: not a readable torch state dict ({first_line})") from None

@@ -14,20 +14,21 @@ The map stride is the 2D network's own (``map_stride`` of its method class), nev
 ``decode`` turns maps into joints (``subpixel``: the quarter-pixel shift of
 :func:`pose3d.heatmaps.decode_argmax`; ``argmax``: the arg-max pixel).
 
-``precision`` is the frozen network's arithmetic: ``float32``, or ``bfloat16`` autocast
-(convolutions in bfloat16, the maps returned as float32). On a CPU with native bfloat16
-(AVX512-BF16 or AMX, as on this project's 2-core machines) the quick hourglass's forward is
-1.8x faster at one thread and 2.0x at two (not measured on a GPU); the maps differ by bfloat16
-rounding (8-bit mantissa). ``python -m pose3d.bench two_d_precision`` measures both on a
-trained network (README, Tekin section). On a CPU without native bfloat16 it is emulated and
-slower: the source warns, keep ``float32`` there.
+``precision`` is the frozen network's arithmetic: ``float32``, ``bfloat16`` autocast
+(convolutions in bfloat16, the maps returned as float32), or ``auto``: bfloat16 where the
+hardware multiplies it natively (a CUDA device, or a CPU with AVX512-BF16 or AMX), float32
+elsewhere. ``auto`` is resolved before the run starts (:func:`resolve_auto_precision`), so the
+run's ``config.yaml`` records the precision that was used. On a CPU with native bfloat16 the
+quick hourglass's forward is 1.8x faster at one thread and 2.0x at two (not measured on a
+GPU); the maps differ by bfloat16 rounding (8-bit mantissa). On a CPU without it, bfloat16 is
+emulated and about 7x slower than float32 (386.7 against 53.7 images/s on a 2-core AMD EPYC
+with AVX2): a run asked for bfloat16 there warns. ``python -m pose3d.bench two_d_precision``
+measures both on a trained network.
 """
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Optional
 
 import torch
@@ -35,7 +36,9 @@ from torch import Tensor, nn
 
 from pose3d.config import ConfigError, choice, read_experiment
 from pose3d.heatmaps import decode_argmax
+from pose3d.machine import native_bfloat16 as native_bfloat16_cpu
 from pose3d.prerequisites import TrainedRun
+from pose3d.safe_load import UnsafeFileError, load_checkpoint
 
 # a frozen 2D network is in eval mode on purpose
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
@@ -48,18 +51,28 @@ class TwoDSourceConfig:
     checkpoint: Optional[str] = None  # a checkpoint of it; None: the harness trains or reuses one
     sigma: float = 1.0  # ground-truth maps: Gaussian width, map pixels
     decode: str = choice("subpixel", ("subpixel", "argmax"))
-    precision: str = choice("float32", ("float32", "bfloat16"))  # the frozen network's forward
+    precision: str = choice("float32", ("float32", "bfloat16", "auto"))  # the frozen network's forward
 
 
-@lru_cache(maxsize=None)
 def cpu_has_native_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); False where it
-    cannot be told (no /proc/cpuinfo)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX) and oneDNN may use
+    it (:func:`pose3d.machine.native_bfloat16`); False where it cannot be told."""
+    return native_bfloat16_cpu()
+
+
+def native_bfloat16(accelerator: str = "auto") -> bool:
+    """Whether the device a run trains on multiplies bfloat16 in hardware: a CUDA device (when
+    ``trainer.accelerator`` picks one), else the CPU's flags (:func:`cpu_has_native_bfloat16`)."""
+    on_gpu = str(accelerator) in ("gpu", "cuda") or (str(accelerator) == "auto" and torch.cuda.is_available())
+    return on_gpu or cpu_has_native_bfloat16()
+
+
+def resolve_auto_precision(cfg) -> None:
+    """Replace ``model.two_d.precision: auto`` of a run config by what this machine does natively
+    (``bfloat16`` or ``float32``), so the run's ``config.yaml`` says which was used."""
+    two_d = cfg.model.get("two_d") if "model" in cfg else None
+    if two_d is not None and two_d.get("precision") == "auto":
+        two_d.precision = "bfloat16" if native_bfloat16(cfg.trainer.accelerator) else "float32"
 
 
 def two_d_only_data(data_name: str) -> dict | None:
@@ -101,18 +114,21 @@ def method_class(experiment: str) -> type:
 
 
 def load_frozen_maps(checkpoint: str, image_size: int, key: str = "model.two_d.checkpoint") -> tuple[nn.Module, int]:
-    """The map network (image -> maps) of a trained 2D method's checkpoint, frozen, and its stride."""
+    """The map network (image -> maps) of a trained 2D method's checkpoint (read as data:
+    :func:`pose3d.safe_load.load_checkpoint`), frozen, and its stride."""
     from lightning_modules import MODELS
 
     try:
-        hparams = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]
-        cls = MODELS.load(hparams["model"]["name"])
+        state = load_checkpoint(checkpoint)
+        cls = MODELS.load(state["hyper_parameters"]["model"]["name"])
+    except UnsafeFileError:
+        raise
     except FileNotFoundError:
         raise ConfigError(f"{key}={checkpoint} does not exist; expected a checkpoint of a trained 2D network") from None
     except Exception as error:  # not a Lightning checkpoint of one of our methods
         raise ConfigError(f"{key}={checkpoint} is not a pose3d checkpoint ({type(error).__name__}); "
                           "expected a .ckpt written by python -m pose3d.train") from None
-    trained = cls.load_from_checkpoint(checkpoint, map_location="cpu")
+    trained = cls.from_checkpoint(state)
     if not hasattr(trained, "map_network"):
         raise ConfigError(f"{key}={checkpoint} is a {cls.__name__} checkpoint, which predicts no 2D maps")
     if trained.data_info.image_size != image_size:
@@ -137,7 +153,8 @@ class TwoDSource(nn.Module):
         else:
             self.network, self.stride = None, int(method_class(cfg.experiment).map_stride)
         self.map_size = self.image_size // self.stride
-        self.bfloat16 = self.predicted and cfg.precision == "bfloat16"
+        precision = cfg.precision if cfg.precision != "auto" else ("bfloat16" if native_bfloat16() else "float32")
+        self.bfloat16 = self.predicted and precision == "bfloat16"
         if self.bfloat16 and not torch.cuda.is_available() and not cpu_has_native_bfloat16():
             warnings.warn("model.two_d.precision=bfloat16 on a CPU without native bfloat16 (avx512_bf16 or amx_bf16) "
                           "is emulated and slower than float32; expected model.two_d.precision=float32 on this machine")

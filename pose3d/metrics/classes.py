@@ -72,7 +72,7 @@ class Pose3DMetric(SumCountMetric):
     """A 3D metric: a statistic of the joint errors under one alignment protocol.
 
     Updated with ``(pred, target, mask=None, action=None)``; ``alignment`` is one of
-    :data:`functional.ALIGNMENTS` (``none``, ``scaled``, ``pa``). ``update`` also takes
+    :data:`functional.ALIGNMENTS` (``none``, ``scaled``, ``pa``, ``bone_scaled``). ``update`` also takes
     ``errors``, the batch's :func:`functional.aligned_errors` under this metric's
     alignment, already computed: :class:`Pose3DMetrics` aligns each batch once per
     protocol and hands the errors to every metric of that protocol.
