@@ -80,7 +80,7 @@ dry-run: install
 bench: install
 	$(PY) -m pose3d.bench render
 
-# the SLURM launcher on a SLURM cluster (tests/test_slurm.py, about 8 minutes on 2 cores); on this
+# the SLURM launcher on a SLURM cluster (tests/test_slurm.py, 15 minutes on a busy 2-core machine); on this
 # machine: `slurm/local_cluster.sh up` first (a one-node cluster; CI does so), `down` after
 slurm-check: install
 	POSE3D_SLURM_REQUIRED=1 WANDB_MODE=disabled $(PY) -m pytest -q -p no:xdist -m slurm tests/test_slurm.py
