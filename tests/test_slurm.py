@@ -86,18 +86,30 @@ def sweep_file(tmp_path: Path, seeds: list[int]) -> Path:
     return path
 
 
-def submit(tmp_path: Path, seeds: list[int], overrides: list[str], slurm_options: str = "",
-           wandb: str = "disabled") -> str:
-    """``python -m pose3d.ablation run ... --launcher slurm``; returns the job's id (``<array>_<task>``
-    of each grid point; submitit submits a single point as a plain job, ``<job>``)."""
+def start_submission(tmp_path: Path, seeds: list[int], overrides: list[str], slurm_options: str = "",
+                     wandb: str = "disabled") -> subprocess.Popen:
+    """``python -m pose3d.ablation run ... --launcher slurm``, started (its tasks may start before it returns)."""
     command = [sys.executable, "-m", "pose3d.ablation", "run", str(sweep_file(tmp_path, seeds)), "--launcher", "slurm",
                *(["--slurm", slurm_options] if slurm_options else []), "--", f"results_dir={tmp_path}", *overrides]
-    done = subprocess.run(command, cwd=REPO_ROOT, env=env(tmp_path, wandb), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return subprocess.Popen(command, cwd=REPO_ROOT, env=env(tmp_path, wandb), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def submitted(tmp_path: Path, submission: subprocess.Popen, seeds: list[int]) -> str:
+    """The job's id once the submission has ended (``<array>_<task>`` of each grid point; submitit
+    submits a single point as a plain job, ``<job>``)."""
+    output, _ = submission.communicate(timeout=300)
+    assert submission.returncode == 0, output[-3000:]
     record = json.loads((tmp_path / "ablation-base" / "submitted.json").read_text())
     assert [t["task"] for t in record["tasks"]] == ([f"{record['job_array']}_{i}" for i in range(len(seeds))]
                                                     if len(seeds) > 1 else [record["job_array"]])
     return record["job_array"]
+
+
+def submit(tmp_path: Path, seeds: list[int], overrides: list[str], slurm_options: str = "",
+           wandb: str = "disabled") -> str:
+    """Submit the grid; returns the job's id (:func:`submitted`)."""
+    return submitted(tmp_path, start_submission(tmp_path, seeds, overrides, slurm_options, wandb), seeds)
 
 
 def reference_run(tmp_path: Path, overrides: list[str]) -> Path:
@@ -144,10 +156,11 @@ def test_the_ppca_ablation_as_a_job_array_ends_at_the_local_runners_metrics(tmp_
 
 def test_a_task_requeued_by_scontrol_resumes_from_last_ckpt_with_its_wandb_run(tmp_path):
     expected = read_test_metrics(reference_run(tmp_path, LONG))
-    job = submit(tmp_path, [0], LONG, wandb="offline")
+    submission = start_submission(tmp_path, [0], LONG, wandb="offline")
     run_dir = tmp_path / "runs" / "baseline-default-smoke-s0"
     log = tmp_path / "ablation-base" / "logs" / "baseline-default-smoke-s0.log"
     wait_for(lambda: (run_dir / "checkpoints" / "last.ckpt").is_file(), 300, "the first last.ckpt")
+    job = submitted(tmp_path, submission, [0])
     assert not (run_dir / "metrics.json").exists()  # still training
     stored = (run_dir / "wandb_id").read_text().strip()
     slurm("scontrol", "requeue", job)  # SIGTERM to the task's processes; back to the queue
