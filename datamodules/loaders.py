@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, SequentialSampler
 
 
 def global_rng_state() -> dict[str, Any]:
@@ -67,6 +67,36 @@ class ResumableLoader(DataLoader):
                     sampler.set_epoch(self.first_epoch)
             self.first_epoch = 0
         return super().__iter__()
+
+
+class EpochSampler(SequentialSampler):
+    """The inner sampler of a batch sampler that draws its own batches: Lightning tells the epoch
+    to a batch sampler's ``sampler`` (``set_epoch``), never to the batch sampler itself."""
+
+    epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+
+class EpochBatchSampler(BatchSampler):
+    """Base of the batch samplers that draw each epoch's batches themselves (fresh synthetic
+    samples, mixed sources): the epoch and the DDP replica are read from the inner sampler, an
+    :class:`EpochSampler`, or the ``DistributedSampler`` Lightning puts in its place under DDP
+    (its indices are not used)."""
+
+    @property
+    def epoch(self) -> int:
+        return int(getattr(self.sampler, "epoch", 0))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def replica(self) -> tuple[int, int]:
+        """(rank, number of replicas)."""
+        if isinstance(self.sampler, DistributedSampler):
+            return int(self.sampler.rank), int(self.sampler.num_replicas)
+        return 0, 1
 
 
 def start_worker(worker_id: int) -> None:

@@ -46,10 +46,11 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 
 from datamodules.base import PoseDataModule
 from datamodules.batch import BATCH_KEYS
+from datamodules.loaders import EpochBatchSampler, EpochSampler
 from datamodules.targets import TargetMaker
 from pose3d.config import ConfigError, choice, validated
 from pose3d.contract import DataInfo
@@ -207,14 +208,13 @@ class MixedDataset(Dataset):
         return self.__getitems__([index])[0]
 
 
-class MixedBatchSampler(BatchSampler):
+class MixedBatchSampler(EpochBatchSampler):
     """Batches of ``count_3d = round(ratio_3d * batch_size)`` indices below ``sizes[0]`` (the 3D
     source, first) and the rest from ``[sizes[0], sizes[0] + sizes[1])`` (the 2D source).
 
     Each source is walked through in a fresh random order per pass (cycled when exhausted); the
-    order depends on ``seed``, the epoch (:meth:`set_epoch`) and the DDP rank, read from
-    ``sampler`` when Lightning has replaced it with a ``DistributedSampler`` (its indices are
-    not used). ``num_batches`` is the total over all ranks.
+    order depends on ``seed``, the epoch and the DDP rank (:class:`datamodules.loaders.EpochBatchSampler`).
+    ``num_batches`` is the total over all ranks.
     """
 
     def __init__(self, sampler, batch_size: int, drop_last: bool = True, *, sizes: tuple[int, int] = (0, 0),
@@ -228,18 +228,9 @@ class MixedBatchSampler(BatchSampler):
                 raise ConfigError(f"the {which} source of data.sources has no training samples, but batches need {count}")
         self.num_batches = max(1, int(num_batches))
         self.seed = int(seed)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def _replica(self) -> tuple[int, int]:
-        if isinstance(self.sampler, DistributedSampler):
-            return int(self.sampler.rank), int(self.sampler.num_replicas)
-        return 0, 1
 
     def __len__(self) -> int:
-        return math.ceil(self.num_batches / self._replica()[1])
+        return math.ceil(self.num_batches / self.replica()[1])
 
     @staticmethod
     def _stream(rng: np.random.Generator, size: int) -> Iterator[int]:
@@ -247,7 +238,7 @@ class MixedBatchSampler(BatchSampler):
             yield from rng.permutation(size).tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
-        rank, _ = self._replica()
+        rank, _ = self.replica()
         rng = np.random.default_rng((self.seed, self.epoch, rank))
         stream_3d = self._stream(rng, self.sizes[0]) if self.count_3d else iter(())
         stream_2d = self._stream(rng, self.sizes[1]) if self.count_2d else iter(())
@@ -352,7 +343,7 @@ class MixedDataModule(PoseDataModule):
         sizes = (len(dataset.parts[0]), len(dataset.parts[1]))
         total = self.cfg.train_size or sum(sizes)
         return MixedBatchSampler(
-            SequentialSampler(dataset), self.cfg.batch_size, True, sizes=sizes, ratio_3d=self.cfg.ratio_3d,
+            EpochSampler(dataset), self.cfg.batch_size, True, sizes=sizes, ratio_3d=self.cfg.ratio_3d,
             num_batches=max(1, total // self.cfg.batch_size), seed=self.seed,
         )
 

@@ -41,10 +41,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 
 from datamodules.augment import Photometric, flip_horizontal
 from datamodules.base import PoseDataModule, action_ids
+from datamodules.loaders import EpochBatchSampler, EpochSampler
 from datamodules.targets import TargetMaker
 from pose3d import camera as cam
 from pose3d.body import PART_COLOUR_SLOT, TEST_SUBJECTS, VAL_SUBJECTS, accessory_capsules, make_subject, train_subjects
@@ -376,30 +377,21 @@ class SyntheticPoseDataset(Dataset):
         return batch
 
 
-class FreshBatchSampler(BatchSampler):
+class FreshBatchSampler(EpochBatchSampler):
     """Training batches of new samples every epoch: epoch ``e`` walks the indices
     ``[e * size, (e + 1) * size)`` in a random order fixed by ``seed`` and ``e`` (so a resumed
-    run sees what it would have), split across DDP ranks as :class:`DistributedSampler` splits
-    (its rank is read from ``sampler`` when Lightning has put one there; its indices are unused)."""
+    run sees what it would have), split across DDP ranks as :class:`DistributedSampler` splits."""
 
     def __init__(self, sampler, batch_size: int, drop_last: bool, *, size: int, seed: int):
         super().__init__(sampler, batch_size, drop_last)
-        self.size, self.seed, self.epoch = int(size), int(seed), 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def _replica(self) -> tuple[int, int]:
-        if isinstance(self.sampler, DistributedSampler):
-            return int(self.sampler.rank), int(self.sampler.num_replicas)
-        return 0, 1
+        self.size, self.seed = int(size), int(seed)
 
     def __len__(self) -> int:
-        per_rank = self.size // self._replica()[1]
+        per_rank = self.size // self.replica()[1]
         return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        rank, replicas = self._replica()
+        rank, replicas = self.replica()
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
         mine = (order[rank::replicas][: self.size // replicas] + self.epoch * self.size).tolist()
         for start in range(0, len(self) * self.batch_size, self.batch_size):
@@ -469,7 +461,7 @@ class SyntheticDataModule(PoseDataModule):
         if not self.cfg.fresh_samples:
             return super().build_train_loader(first_epoch)
         dataset = self.dataset("train")
-        batches = FreshBatchSampler(SequentialSampler(dataset), self.cfg.batch_size,
+        batches = FreshBatchSampler(EpochSampler(dataset), self.cfg.batch_size,
                                     len(dataset) >= 2 * self.cfg.batch_size, size=len(dataset), seed=self.order_seed)
         return self.batched_train_loader(batches, first_epoch)
 

@@ -101,12 +101,19 @@ def require_same_config(run_dir: Path, cfg: DictConfig, action: str, allow: tupl
         raise ConfigError(f"{run_dir} was run with other settings ({shown}); {action} would mix them: {remedy}")
 
 
+MAY_DIFFER_WHEN_TESTING = ("trainer", "data")  # where and on what a trained checkpoint is tested
+
+
 def check_checkpoint_source(path: Path, cfg: DictConfig) -> None:
     """``ckpt_path=<file>`` in a run folder (``<run>/checkpoints/*.ckpt``): that run's settings
-    must be ``cfg``'s, as for a resume (``trainer.max_epochs`` / ``max_steps`` may grow)."""
+    must be ``cfg``'s, as for a resume (``trainer.max_epochs`` / ``max_steps`` may grow); a test of
+    it (``test_only=true``) may run on other devices and test data (:data:`MAY_DIFFER_WHEN_TESTING`),
+    since those do not change what was trained."""
     run_dir = path.resolve().parent.parent
     if path.resolve().parent.name == "checkpoints":
-        require_same_config(run_dir, cfg, f"continuing from its checkpoint {path.name}", allow=MAY_GROW_ON_RESUME,
+        testing = bool(cfg.test_only)
+        require_same_config(run_dir, cfg, f"{'testing' if testing else 'continuing from'} its checkpoint {path.name}",
+                            allow=MAY_GROW_ON_RESUME + (MAY_DIFFER_WHEN_TESTING if testing else ()),
                             remedy="init_from=<run folder> starts new settings from its weights, or drop the "
                                    "changed keys")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import lightning.pytorch  # noqa: F401  (imported before any test captures stderr: its log handler keeps the real one)
 import pytest
 import torch
 

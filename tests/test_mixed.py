@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from lightning.fabric.utilities.data import _set_sampler_epoch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from datamodules.loaders import EpochSampler
 
 from datamodules.batch import BATCH_KEYS, check_batch
 from datamodules.mixed import MixedBatchSampler, MixedConfig, MixedDataModule, MixedDataset
@@ -113,15 +116,16 @@ def test_round_and_extreme_ratios():
 
 
 def test_sources_are_cycled_and_reshuffled_per_epoch_and_rank():
-    sampler = MixedBatchSampler(range(13), 4, True, sizes=(3, 10), ratio_3d=0.5, num_batches=6, seed=1)
+    sampler = MixedBatchSampler(EpochSampler(range(13)), 4, True, sizes=(3, 10), ratio_3d=0.5, num_batches=6, seed=1)
     batches = list(sampler)
     assert len(batches) == 6 and all(len(b) == 4 for b in batches)
     three_d = [i for b in batches for i in b[:2]]
     assert sorted(three_d[:3]) == [0, 1, 2] and sorted(three_d[3:6]) == [0, 1, 2]  # one pass, then again
     two_d = [i for b in batches for i in b[2:]]
     assert sorted(two_d[:10]) == list(range(3, 13))
-    sampler.set_epoch(1)
-    assert list(sampler) != batches
+    loader = DataLoader(range(13), batch_sampler=sampler)
+    _set_sampler_epoch(loader, 1)  # how Lightning tells a loader the epoch: to its batch sampler's sampler
+    assert sampler.epoch == 1 and list(sampler) != batches
     ranks = [MixedBatchSampler(DistributedSampler(range(13), num_replicas=2, rank=r), 4, True, sizes=(3, 10),
                                ratio_3d=0.5, num_batches=6, seed=1) for r in (0, 1)]
     assert [len(s) for s in ranks] == [3, 3]

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from lightning.fabric.utilities.data import _set_sampler_epoch
+
 from datamodules.augment import flip_horizontal
 from datamodules.batch import check_batch
 from datamodules.synthetic import SyntheticDataModule
@@ -49,11 +51,11 @@ def test_split_subjects_and_test_bodies_are_unseen():
 def test_fresh_samples_are_new_every_epoch_and_the_same_in_every_run():
     def epochs(seed: int) -> list[list[int]]:
         torch.manual_seed(seed)  # the run seed, as seed_everything sets it
-        sampler = make_dm(train_size=32, batch_size=8).train_dataloader().batch_sampler
+        loader = make_dm(train_size=32, batch_size=8).train_dataloader()
         out = []
         for epoch in range(2):
-            sampler.set_epoch(epoch)
-            out.append(sorted(i for batch in sampler for i in batch))
+            _set_sampler_epoch(loader, epoch)  # as Lightning's fit loop tells the loader each epoch
+            out.append(sorted(i for batch in loader.batch_sampler for i in batch))
         return out
 
     first, second = epochs(0)
