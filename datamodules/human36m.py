@@ -84,7 +84,7 @@ from datamodules.records import (
     RecordDataConfig,
     RecordDataModule,
 )
-from pose3d.config import choice
+from pose3d.config import at_least, bounded, choice, positive
 from pose3d.h36m_mocap import PoseFileError, read_positions_2d, read_positions_3d
 from pose3d.readers import FileFormatError, first_line, read_json, read_npz, require_finite
 from pose3d.safe_load import read_pickle_file
@@ -204,15 +204,15 @@ class Human36MConfig(RecordDataConfig):
     name: str = "human36m"
     layout: str = choice("images", ("images", "poses"))
     protocol: int = choice(1, (1, 2, 3))
-    train_every: int = 0  # keep frames whose 50 fps index is a multiple; 0 = 5 (10 fps)
-    test_every: int = 0  # 0 = the protocol's (#1: 5, #2: 64, #3: 1)
+    train_every: int = at_least(0, 0)  # keep frames whose 50 fps index is a multiple; 0 = 5 (10 fps)
+    test_every: int = at_least(0, 0)  # 0 = the protocol's (#1: 5, #2: 64, #3: 1)
     cameras: list[str] = field(default_factory=list)  # test cameras; empty = the protocol's
-    trial: int = -1  # test trial (1 or 2; 0 = all); -1 = the protocol's
+    trial: int = bounded(-1, -1, 2)  # test trial (1 or 2; 0 = all); -1 = the protocol's
     val_subjects: list[int] = field(default_factory=list)  # empty: hold out the end of every training sequence
-    val_fraction: float = 0.1
+    val_fraction: float = bounded(0.1, 0, 1)
     source_2d: str = "gt"  # poses layout: data_2d_h36m_<source_2d>.npz
     cameras_file: str = ""  # poses layout: extrinsics file; empty = look for the two known names
-    crop_margin: float = 1.1  # 'scale' already pads the keypoint box by 1.2: crops span 1.32 x the body
+    crop_margin: float = positive(1.1)  # 'scale' already pads the keypoint box by 1.2: crops span 1.32 x the body
 
 
 @dataclass

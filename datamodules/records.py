@@ -37,7 +37,7 @@ from datamodules.base import PoseDataModule, action_ids
 from datamodules.crop import DEFAULT_MARGIN, CropAugment, crop_record
 from datamodules.targets import TargetMaker
 from pose3d import readers
-from pose3d.config import ConfigError, at_least
+from pose3d.config import ConfigError, at_least, bounded, positive
 from pose3d.floors import PoseLabels
 from pose3d.skeleton import NUM_JOINTS
 
@@ -248,17 +248,17 @@ class RecordDataConfig:
     """Fields every real-data Config shares; a subclass adds ``name`` and dataset specifics."""
 
     root: str = ""
-    image_size: int = 256
+    image_size: int = at_least(1, 256)
     batch_size: int = at_least(1, 64)
     num_workers: int = at_least(0, 0)
     train_size: Optional[int] = at_least(0, None, special=(None,))  # caps: evenly spaced subsets; None/0 = all
     val_size: Optional[int] = at_least(0, None, special=(None,))
     test_size: Optional[int] = at_least(0, None, special=(None,))
-    scale_jitter: float = 0.25
-    rotation_deg: float = 30.0
+    scale_jitter: float = bounded(0.25, 0, 1)
+    rotation_deg: float = bounded(30.0, 0, 180)
     flip: bool = True
     photometric: bool = True
-    crop_margin: float = DEFAULT_MARGIN  # crop side = 200 * scale * crop_margin full-image pixels
+    crop_margin: float = positive(DEFAULT_MARGIN)  # crop side = 200 * scale * crop_margin full-image pixels
     actions: list[str] = field(default_factory=list)  # keep only records of these action names, every split; [] = all
 
 

@@ -13,7 +13,6 @@ visible joints as lifting weights) for ``E`` from the batch (``camera_rotation``
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -21,7 +20,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from pose3d.arguments import OneLineParser, int_at_least
 from pose3d.camera import known_camera_rotation
+from pose3d.config import ConfigError
+from pose3d.files import check_writable, write_atomic
 from pose3d.metrics.functional import mpjpe
 from pose3d.procrustes import procrustes_align
 
@@ -53,29 +55,30 @@ def synthetic_test_batches(test_size: int, batch_size: int = 256) -> list[dict[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pose3d.lift_eval", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m pose3d.lift_eval", description=__doc__.splitlines()[0])
     parser.add_argument("--prior", action="append", required=True, help="a PosePrior .npz (repeatable)")
-    parser.add_argument("--test-size", type=int, default=1024)
-    parser.add_argument("--rotations", type=int, default=80)
+    parser.add_argument("--test-size", type=int_at_least(1), default=1024)
+    parser.add_argument("--rotations", type=int_at_least(1), default=80)
     parser.add_argument("--out", default="", help="write the figures as JSON here")
     args = parser.parse_args(argv)
     from pose3d.ppca import PosePrior
 
-    missing = [p for p in args.prior if not Path(p).is_file()]
-    if missing:
-        print(f"error: --prior {missing[0]} does not exist; expected a PosePrior .npz "
-              "(python -m pose3d.ppca fit ...)", file=sys.stderr)
+    try:  # every prior read (and refused) and --out checked before any lifting
+        priors = {path: PosePrior.load(path) for path in args.prior}
+        if args.out:
+            check_writable(Path(args.out).parent, "a writable folder for --out")
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     batches = synthetic_test_batches(args.test_size)
     results = {}
-    for path in args.prior:
-        results[path] = lift_ground_truth(PosePrior.load(path), batches, args.rotations)
+    for path, prior in priors.items():
+        results[path] = lift_ground_truth(prior, batches, args.rotations)
         for mode, errors in results[path].items():
             print(f"{path}  {mode:<18}  MPJPE {errors['mpjpe']:6.1f}  PA-MPJPE {errors['pa_mpjpe']:6.1f}  mm")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"test_size": args.test_size, "rotations": args.rotations,
-                                              "priors": results}, indent=2) + "\n")
+        write_atomic(args.out, json.dumps({"test_size": args.test_size, "rotations": args.rotations,
+                                           "priors": results}, indent=2) + "\n")
         print(f"wrote {args.out}")
     return 0
 

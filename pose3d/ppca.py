@@ -28,7 +28,6 @@ SOURCE is a folder of BVH files, a VideoPose3D ``data_3d_h36m.npz`` or ``synthet
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from pose3d.arguments import OneLineParser, bounded_int, int_at_least, open_fraction
+from pose3d.config import SEED_RANGE
 from pose3d.files import atomic_path, check_writable
 from pose3d.h36m_mocap import PROTOCOL_TRAIN_SUBJECTS, PoseFileError, read_positions_3d
 from pose3d.readers import FileFormatError, read_mat, read_npz
@@ -679,45 +680,30 @@ def _lifting_error(prior: PosePrior, poses: np.ndarray, rng: np.random.Generator
     return float((aligned - target).norm(dim=-1).mean())
 
 
-def _positive(kind):
-    def parse(text: str):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be a positive {kind.__name__}, got {text}")
-        return value
-    return parse
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with the project's one-line error (exit status 2)."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message} (see python -m pose3d.ppca fit --help)\n")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m pose3d.ppca", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m pose3d.ppca", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("fit", help="fit a (mixture of) PPCA pose prior(s) and save it as .npz")
     p.add_argument("--source", required=True, help="BVH folder, VideoPose3D data_3d_h36m.npz, or 'synthetic'")
-    p.add_argument("--components", type=_positive(int), default=1)
-    p.add_argument("--basis", type=_positive(int), default=10)
+    p.add_argument("--components", type=int_at_least(1), default=1)
+    p.add_argument("--basis", type=int_at_least(1), default=10)
     p.add_argument("--out", required=True)
-    p.add_argument("--stride", type=_positive(int), default=1, help="keep every k-th frame")
-    p.add_argument("--max-poses", type=_positive(int), default=200000, help="random subsample cap")
-    p.add_argument("--holdout", type=float, default=0.1, help="fraction of poses held out")
-    p.add_argument("--count", type=_positive(int), default=20000, help="poses drawn for 'synthetic'")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stride", type=int_at_least(1), default=1, help="keep every k-th frame")
+    p.add_argument("--max-poses", type=int_at_least(1), default=200000, help="random subsample cap")
+    p.add_argument("--holdout", type=open_fraction, default=0.1, help="fraction of poses held out")
+    p.add_argument("--count", type=int_at_least(1), default=20000, help="poses drawn for 'synthetic'")
+    p.add_argument("--seed", type=bounded_int(*SEED_RANGE), default=0)
     p.add_argument("--subjects", default="", help="Human3.6M subjects to fit on, e.g. S1,S5,S6,S7,S8,S9 "
                    "(default: Protocol #1's training subjects S1,S5,S6,S7,S8)")
     args = parser.parse_args(argv)
     try:
-        if not 0.0 < args.holdout < 1.0:
-            raise SourceError(f"--holdout {args.holdout}: expected a fraction in (0, 1)")
         if args.basis >= DIMS:
             raise SourceError(f"--basis {args.basis}: expected at most {DIMS - 1}")
-        check_writable(Path(args.out).parent, "a writable folder for --out")
         subjects = tuple(s.strip() for s in args.subjects.split(",") if s.strip()) or None
+        if subjects and Path(args.source).suffix != ".npz":
+            raise SourceError(f"--subjects {args.subjects}: --source {args.source} has no subject ids; expected "
+                              "--subjects only with a Human3.6M data_3d_h36m.npz")
+        check_writable(Path(args.out).parent, "a writable folder for --out")
         poses = load_source(args.source, args.stride, args.count, args.seed, subjects)
         rng = np.random.default_rng(args.seed)
         order = rng.permutation(len(poses))[:args.max_poses]

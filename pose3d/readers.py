@@ -58,7 +58,7 @@ def require_file(path: str | Path, expected: str) -> Path:
     """``path`` as a :class:`~pathlib.Path` of an existing, non-empty file, else one line saying what it is."""
     path = Path(path)
     if not path.exists():
-        raise FileFormatError(path, "no such file", expected)
+        raise FileFormatError(path, "does not exist", expected)
     if not path.is_file():
         raise FileFormatError(path, "a folder, not a file", expected)
     if path.stat().st_size == 0:
