@@ -85,7 +85,7 @@ from datamodules.records import (
     RecordDataModule,
 )
 from pose3d.config import at_least, bounded, choice, positive
-from pose3d.h36m_mocap import PoseFileError, read_positions_2d, read_positions_3d
+from pose3d.h36m_mocap import read_positions_2d, read_positions_3d
 from pose3d.readers import FileFormatError, first_line, read_json, read_npz, require_finite
 from pose3d.safe_load import read_pickle_file
 from pose3d.skeleton import NUM_JOINTS, SUBSET_14
@@ -425,12 +425,10 @@ class Human36MDataModule(RecordDataModule):
 
     @cached_property
     def _poses(self) -> tuple[dict, dict]:
-        """(positions_3d, positions_2d) of the VideoPose3D files, 17 joints (:mod:`pose3d.h36m_mocap`)."""
-        try:
-            positions_3d = read_positions_3d(self.require("data_3d_h36m.npz"))
-            positions_2d = read_positions_2d(self.require(f"data_2d_h36m_{self.cfg.source_2d}.npz"))
-        except PoseFileError as error:
-            raise self.layout_error(str(error)) from None
+        """(positions_3d, positions_2d) of the VideoPose3D files, 17 joints (:mod:`pose3d.h36m_mocap`); a file
+        that is there but not readable is a one-line :class:`~pose3d.h36m_mocap.PoseFileError`."""
+        positions_3d = read_positions_3d(self.require("data_3d_h36m.npz"))
+        positions_2d = read_positions_2d(self.require(f"data_2d_h36m_{self.cfg.source_2d}.npz"))
         return positions_3d, positions_2d
 
     def _pose_sequences(self) -> list[tuple[int, str, np.ndarray, list[np.ndarray]]]:

@@ -31,6 +31,8 @@ cluster (the tests use it).
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shlex
@@ -232,7 +234,8 @@ def submit(tasks: list[GridTask], indices: list[int], cluster: str, folder: Path
 
     executor = _executor(cluster, folder, options, job_name)
     try:
-        jobs = executor.submit_array(tasks)
+        with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes a failed sbatch's output: the error below says it
+            jobs = executor.submit_array(tasks)
     except FileNotFoundError as error:
         raise ConfigError(NO_SLURM.format(tool=error.filename or "sbatch")) from None
     except subprocess.CalledProcessError as error:

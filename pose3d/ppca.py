@@ -621,11 +621,11 @@ def load_bvh_folder(folder: str | Path, stride: int = 1) -> np.ndarray:
             chunks.append(poses[::stride])
         else:
             skipped.append(file.name)
+    if not chunks:
+        raise SourceError(f"{folder}: none of {len(files)} BVH files provides all 17 H36M joints (first: {skipped[0]}); "
+                          "expected files of a rig with a head end site (e.g. CMU original)")
     if skipped:
         print(f"skipped {len(skipped)} of {len(files)} BVH files without all 17 joints", file=sys.stderr)
-    if not chunks:
-        raise SourceError(f"{folder}: none of {len(files)} BVH files provides all 17 H36M joints; "
-                          "expected files of a rig with a head end site (e.g. CMU original)")
     return np.concatenate(chunks).astype(np.float64)
 
 
