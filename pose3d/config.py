@@ -73,7 +73,7 @@ class Range:
             parts.append(f"{'>' if self.open_low else '>='} {_number(self.low)}")
         if self.high is not None:
             parts.append(f"<= {_number(self.high)}")
-        text = "a finite number " + " and ".join(parts) if parts else "a finite number"
+        text = "a number " + " and ".join(parts) if parts else "a number"
         specials = [("null" if v is None else str(v)) for v in self.special]
         return text + (f" (or {', '.join(specials)})" if specials else "")
 

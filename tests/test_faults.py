@@ -41,7 +41,8 @@ import yaml
 
 from pose3d.config import REPO_ROOT
 
-DEADLINE_S = 60  # any case taking longer is a hang
+DEADLINE_S = 120  # any case taking longer is a hang (the probe's hang: no output for 300 s)
+PROCESS_DEADLINE_S = 240  # a real process also imports torch and Lightning, on a machine that may be busy
 RNG = np.random.default_rng(30)
 
 
@@ -598,8 +599,8 @@ TRAIN_CASES: list[tuple[list[str], tuple[str, ...]]] = [
     (["data.image_size=7"], ("data.image_size", "multiple of 16")),
     (["seed=-1"], ("seed",)),
     (["seed=99999999999"], ("seed", "4294967295")),
-    (["optim.lr=.nan"], ("optim.lr", "finite")),
-    (["optim.lr=.inf"], ("optim.lr", "finite")),
+    (["optim.lr=.nan"], ("optim.lr", "nan", "> 0")),
+    (["optim.lr=.inf"], ("optim.lr", "inf", "> 0")),
     (["trainer.strategy=nonsense"], ("trainer.strategy", "ddp")),
     (["trainer.accelerator=gpu"], ("trainer.accelerator", "cpu")),
     (["data.wild_fraction=2"], ("data.wild_fraction",)),
@@ -650,7 +651,7 @@ PROCESS_CASES = [
 def test_real_processes_exit_2_without_a_traceback(argv, tmp_path):
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run([sys.executable, "-m", *argv], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=DEADLINE_S)
+                            timeout=PROCESS_DEADLINE_S)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
