@@ -76,7 +76,6 @@ The module's ``eval_joints`` reach ``DataInfo.eval_joints`` through ``info``, an
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -92,11 +91,11 @@ from datamodules.records import (
     contract_rotation,
     RecordDataConfig,
     RecordDataModule,
-    evenly_spaced,
 )
-from pose3d.config import choice
-from pose3d.h36m_mocap import PoseFileError, read_positions_2d, read_positions_3d
-from pose3d.safe_load import UnsafeFileError, read_pickle
+from pose3d.config import at_least, bounded, choice, positive
+from pose3d.h36m_mocap import read_positions_2d, read_positions_3d
+from pose3d.readers import FileFormatError, first_line, read_json, read_npz, require_finite
+from pose3d.safe_load import read_pickle_file
 from pose3d.skeleton import NUM_JOINTS, SUBSET_14
 
 ACTIONS: tuple[str, ...] = (
@@ -176,6 +175,12 @@ POSES_LAYOUT_TREE = """\
     or annotation_body3d/cameras.pkl (the OpenMMLab converter's camera file)
 made by VideoPose3D's data/prepare_data_h36m.py; no images (for lifting methods)"""
 
+ANNOTATION_FILE = "an npz of mmpose's preprocess_h36m.py: imgname (N,), center (N, 2), scale (N,), part (N, 17, 3), S (N, 17, 4)"
+ANNOTATION_SHAPES = {"imgname": ("N",), "center": ("N", 2), "scale": ("N",), "part": ("N", NUM_JOINTS, 3),
+                     "S": ("N", NUM_JOINTS, 4)}
+CAMERAS_PKL = "the cameras.pkl of preprocess_h36m.py: {('S1', '54138969'): {R (3, 3), T (3, 1), f (2, 1), c (2, 1)}}"
+EXTRINSICS_JSON = '{"S1": [{"orientation": [w, x, y, z], "translation": [x, y, z] mm} x 4], ...}'
+
 _IMGNAME = re.compile(r"^S(\d+)_(.+)\.(\d+)_(\d+)\.\w+$")  # the file name of imgname
 _SEQUENCE = re.compile(r"^([A-Za-z]+)(?:[ _](\d+))?$")
 
@@ -214,17 +219,17 @@ class Human36MConfig(RecordDataConfig):
     name: str = "human36m"
     layout: str = choice("images", ("images", "poses"))
     protocol: int = choice(1, (1, 2, 3))
-    train_every: int = 0  # keep frames whose 50 fps index is a multiple; 0 = 5 (10 fps)
-    test_every: int = 0  # 0 = the protocol's (#1: 5, #2: 64, #3: 1)
+    train_every: int = at_least(0, 0)  # keep frames whose 50 fps index is a multiple; 0 = 5 (10 fps)
+    test_every: int = at_least(0, 0)  # 0 = the protocol's (#1: 5, #2: 64, #3: 1)
     cameras: list[str] = field(default_factory=list)  # test cameras; empty = the protocol's
-    trial: int = -1  # test trial (1 or 2; 0 = all); -1 = the protocol's
+    trial: int = bounded(-1, -1, 2)  # test trial (1 or 2; 0 = all); -1 = the protocol's
     val_subjects: list[int] = field(default_factory=list)  # empty: hold out the end of every training sequence
-    val_fraction: float = 0.1
+    val_fraction: float = bounded(0.1, 0, 1)
     source_2d: str = "gt"  # poses layout: data_2d_h36m_<source_2d>.npz (gt, cpn_ft_h36m_dbb, detectron_ft_h36m, ...)
     fps: int = choice(0, (0, 1, 2, 5, 10, 25, 50))  # poses layout: the files' frame rate; 0 = read from their frame counts
     test_subjects: list[int] = field(default_factory=list)  # empty: the protocol's
     cameras_file: str = ""  # poses layout: extrinsics file; empty = look for the two known names
-    crop_margin: float = 1.1  # 'scale' already pads the keypoint box by 1.2: crops span 1.32 x the body
+    crop_margin: float = positive(1.1)  # 'scale' already pads the keypoint box by 1.2: crops span 1.32 x the body
 
 
 @dataclass
@@ -402,17 +407,12 @@ class Human36MDataModule(RecordDataModule):
         cache = self.__dict__.setdefault("_annotations", {})
         if key not in cache:
             path = self._annotation_path(fps, stem)
-            try:
-                with np.load(path) as data:
-                    missing = [k for k in ("imgname", "center", "scale", "part", "S") if k not in data.files]
-                    if missing:
-                        raise self.layout_error(f"{path} lacks {missing}; expected imgname, center, scale, part, S")
-                    cache[key] = {k: data[k] for k in ("imgname", "center", "scale", "part", "S")}
-            except (OSError, ValueError) as error:
-                raise self.layout_error(f"cannot read {path}: {str(error).splitlines()[0]}") from None
-            if cache[key]["part"].shape[1:] != (NUM_JOINTS, 3) or cache[key]["S"].shape[1:] != (NUM_JOINTS, 4):
-                raise self.layout_error(f"{path}: part/S have shapes {cache[key]['part'].shape}, {cache[key]['S'].shape}; "
-                                        "expected (N, 17, 3) and (N, 17, 4)")
+            data = read_npz(path, ANNOTATION_FILE, shapes=ANNOTATION_SHAPES, finite=("center", "scale", "part", "S"))
+            if not (data["scale"] > 0).all():
+                row = int(np.flatnonzero(~(data["scale"] > 0))[0])
+                raise FileFormatError(path, f"'scale' holds {data['scale'][row]:g} at row {row}",
+                                      f"person scales > 0 in {ANNOTATION_FILE}")
+            cache[key] = data
         return cache[key]
 
     def _image_table(self, fps: int, stem: str, block: int) -> _Table:
@@ -463,12 +463,10 @@ class Human36MDataModule(RecordDataModule):
 
     @cached_property
     def _poses(self) -> tuple[dict, dict]:
-        """(positions_3d, positions_2d) of the VideoPose3D files, 17 joints (:mod:`pose3d.h36m_mocap`)."""
-        try:
-            positions_3d = read_positions_3d(self.require("data_3d_h36m.npz"))
-            positions_2d = read_positions_2d(self._source_2d_path())
-        except PoseFileError as error:
-            raise self.layout_error(str(error)) from None
+        """(positions_3d, positions_2d) of the VideoPose3D files, 17 joints (:mod:`pose3d.h36m_mocap`); a file
+        that is there but not readable is a one-line :class:`~pose3d.h36m_mocap.PoseFileError`."""
+        positions_3d = read_positions_3d(self.require("data_3d_h36m.npz"))
+        positions_2d = read_positions_2d(self._source_2d_path())
         return positions_3d, positions_2d
 
     def _pose_sequences(self) -> list[tuple[int, str, np.ndarray, list[np.ndarray]]]:
@@ -671,12 +669,7 @@ class Human36MDataModule(RecordDataModule):
             lines.append(f"  {split}: {len(records):,} frames (subjects {' '.join(f'S{s}' for s in subjects)}, "
                          f"every {_ordinal(every)} frame){self._val_note() if split == 'val' else ''}")
             if self.cfg.layout == "images" and len(records):
-                sample = [records[int(i)] for i in evenly_spaced(len(records), 20)]
-                missing = [r.image_path for r in sample if not (self.root / r.image_path).is_file()]
-                if missing:
-                    raise self.layout_error(f"missing image {self.root / missing[0]} "
-                                            f"({len(missing)} of {len(sample)} sampled {split} frames absent)")
-                lines.append(f"    images: {len(sample)} of {len(sample)} sampled frames present")
+                lines.append(f"    {self.images_line(split)}")
         if self.cfg.layout == "poses":
             lines.append("  images: none in this layout (black images; for lifting methods)")
         return "\n".join(lines)
@@ -728,12 +721,9 @@ def _held_out(table: _Table, fraction: float, step: int = 1) -> np.ndarray:
 
 def _read_cameras_pkl(path: Path) -> dict[tuple[int, str], dict[str, np.ndarray]]:
     """The OpenMMLab converter's cameras.pkl, read as data (:func:`pose3d.safe_load.read_pickle`)."""
-    try:
-        raw = read_pickle(path)
-    except UnsafeFileError:
-        raise
-    except Exception as error:  # noqa: BLE001 - any other unpickling failure is a layout problem
-        raise DatasetLayoutError(f"cannot read {path}: {error}; expected the cameras.pkl of preprocess_h36m.py") from None
+    raw = read_pickle_file(path, CAMERAS_PKL)
+    if not isinstance(raw, dict):
+        raise FileFormatError(path, f"a pickled {type(raw).__name__}", CAMERAS_PKL)
     cameras = {}
     for key, value in raw.items():
         try:
@@ -743,30 +733,37 @@ def _read_cameras_pkl(path: Path) -> dict[tuple[int, str], dict[str, np.ndarray]
             f = np.asarray(value["f"], dtype=np.float64).reshape(2)
             c = np.asarray(value["c"], dtype=np.float64).reshape(2)
         except (KeyError, TypeError, ValueError, IndexError):
-            raise DatasetLayoutError(f"{path}: entry {key!r} is not {{R (3,3), T (3,1), f (2,1), c (2,1), ...}} keyed by "
-                                     "('S1', '54138969')") from None
+            raise FileFormatError(path, f"entry {key!r} is not {{R (3,3), T (3,1), f (2,1), c (2,1), ...}}", CAMERAS_PKL) from None
+        for name, array in (("R", R), ("T", T), ("f", f), ("c", c)):
+            require_finite(path, f"{key!r}['{name}']", array, f"finite camera parameters in {CAMERAS_PKL}")
         cameras[(subject, camera_id)] = {"intrinsics": np.concatenate([f, c]), "R_w2c": R.T, "centre_mm": T * 1000.0}
     return cameras
 
 
 def _read_extrinsics_json(path: Path) -> dict[tuple[int, str], dict[str, np.ndarray]]:
     """VideoPose3D's h36m_cameras_extrinsic_params as JSON: orientation (w, x, y, z) camera-to-world, translation mm."""
+    raw = read_json(path, EXTRINSICS_JSON)
     try:
-        raw = json.loads(path.read_text())
         cameras = {}
         for subject_key, entries in raw.items():
             subject = int(str(subject_key).lstrip("S"))
             for camera_id, entry in zip(CAMERA_IDS, entries):
                 if not entry:
                     continue  # S2-S4 have no public extrinsics
-                q = np.asarray(entry["orientation"], dtype=np.float64)
-                cameras[(subject, camera_id)] = {
-                    "R_w2c": _quaternion_matrix(q).T,
-                    "centre_mm": np.asarray(entry["translation"], dtype=np.float64).reshape(3),
-                }
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise DatasetLayoutError(f"cannot read {path}: {error}; expected {{\"S1\": [{{\"orientation\": [w, x, y, z], "
-                                 "\"translation\": [x, y, z] mm}} x 4], ...}}") from None
+                where = f"{subject_key}[{CAMERA_IDS.index(camera_id)}]"
+                q = require_finite(path, f"{where}.orientation", np.asarray(entry["orientation"], dtype=np.float64),
+                                   f"finite camera parameters in {EXTRINSICS_JSON}")
+                centre = require_finite(path, f"{where}.translation", np.asarray(entry["translation"], dtype=np.float64),
+                                        f"finite camera parameters in {EXTRINSICS_JSON}")
+                if q.shape != (4,) or not np.linalg.norm(q) > 0:
+                    raise FileFormatError(path, f"{where}.orientation is {q.tolist()}", f"a unit quaternion in {EXTRINSICS_JSON}")
+                cameras[(subject, camera_id)] = {"R_w2c": _quaternion_matrix(q).T, "centre_mm": centre.reshape(3)}
+    except FileFormatError:
+        raise
+    except KeyError as error:
+        raise FileFormatError(path, f"a camera entry without {error}", EXTRINSICS_JSON) from None
+    except (ValueError, TypeError, AttributeError) as error:
+        raise FileFormatError(path, f"{type(error).__name__}: {first_line(error)}", EXTRINSICS_JSON) from None
     return cameras
 
 

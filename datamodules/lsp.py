@@ -44,8 +44,9 @@ import torch
 from torch import Tensor
 
 from datamodules.mpi_inf_3dhp import JOINT_BOX_TO_PERSON, person_box
-from datamodules.records import DatasetLayoutError, PoseRecord, RecordDataConfig, RecordDataModule, read_mat
+from datamodules.records import DatasetLayoutError, PoseRecord, RecordDataConfig, RecordDataModule
 from pose3d.metrics import functional as PF
+from pose3d.readers import read_mat
 from pose3d.skeleton import JOINT_INDEX, PART_PAIRS, SUBSET_14, map_to_h36m
 
 STANDARD_SPLIT = 1000
@@ -110,9 +111,7 @@ def read_lsp_joints(path: Path) -> tuple[np.ndarray, str]:
     path = Path(path)
     if not path.is_file():
         raise DatasetLayoutError(f"missing {path}; expected layout: {LAYOUT_LINE}", LAYOUT_TREE)
-    content = read_mat(path, "LSP's joints.mat (3x14xN or 14x3xN 'joints')")
-    if "joints" not in content:
-        raise DatasetLayoutError(f"{path} has no 'joints' variable; expected layout: {LAYOUT_LINE}")
+    content = read_mat(path, "LSP's joints.mat (3x14xN or 14x3xN 'joints')", ("joints",), finite=("joints",))
     joints = np.asarray(content["joints"], dtype=np.float64)
     if joints.ndim == 2:
         joints = joints[..., None]
@@ -185,11 +184,7 @@ class LSPDataModule(RecordDataModule):
         joints, variant = read_lsp_joints(self.root / "joints.mat")
         lines = [f"LSP at {self.root}: {len(joints)} images ({variant})"]
         for split in ("train", "test"):
-            records = self.all_records(split)
-            if records:
-                self.require(records[0].image_path)
-                self.require(records[-1].image_path)
-            lines.append(f"  {split}: {len(records)} images")
+            lines.append(f"  {split}: {len(self.all_records(split))} images; {self.images_line(split)}")
         return "\n".join(lines)
 
     def load_records(self, split: str) -> Sequence[LSPRecord]:

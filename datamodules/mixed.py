@@ -52,7 +52,7 @@ from datamodules.base import PoseDataModule
 from datamodules.batch import BATCH_KEYS
 from datamodules.loaders import EpochBatchSampler, EpochSampler
 from datamodules.targets import TargetMaker
-from pose3d.config import ConfigError, choice, validated
+from pose3d.config import ConfigError, at_least, choice, probability, validated
 from pose3d.contract import DataInfo
 from pose3d.floors import PoseLabels
 from pose3d.registry import Registry
@@ -118,14 +118,14 @@ def _validate_source(spec: Any, key: str, shared: dict[str, Any]) -> tuple[type,
 class MixedConfig:
     name: str = "mixed"
     sources: Any = None  # {three_d: {name: ..., ...}, two_d: {name: ..., ...}}
-    ratio_3d: float = 0.5
+    ratio_3d: float = probability(0.5)
     eval_source: str = choice("three_d", (*SOURCE_KEYS, EVAL_KEY))
-    image_size: int = 256
-    batch_size: int = 64
-    num_workers: int = 0
-    train_size: Optional[int] = None  # training samples per epoch; None/0 = both sources' sizes added
-    val_size: Optional[int] = None  # caps of the evaluation source
-    test_size: Optional[int] = None
+    image_size: int = at_least(1, 256)
+    batch_size: int = at_least(1, 64)
+    num_workers: int = at_least(0, 0)
+    train_size: Optional[int] = at_least(0, None, special=(None,))  # training samples per epoch; None/0 = both sources' sizes added
+    val_size: Optional[int] = at_least(0, None, special=(None,))  # caps of the evaluation source
+    test_size: Optional[int] = at_least(0, None, special=(None,))
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.ratio_3d) <= 1.0:

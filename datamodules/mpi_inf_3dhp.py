@@ -14,7 +14,7 @@ Test set (``annot_data.mat``, MATLAB v7.3 = HDF5 in the release, read with h5py;
 read with scipy.io.loadmat). In MATLAB the arrays are ``annot2`` 2x17x1xT, ``annot3`` and
 ``univ_annot3`` 3x17x1xT (the release README), ``valid_frame`` and ``activity_annotation`` 1xT.
 h5py shows an HDF5 array with its dimensions reversed (``annot2`` is (T, 1, 17, 2) there);
-:func:`read_mat` transposes it back to MATLAB order, so both readers give MATLAB order and
+:func:`pose3d.readers.read_mat` transposes it back to MATLAB order, so both readers give MATLAB order and
 :func:`joints_over_time` turns it into (T, 17, C). A 17xCx1xT variant is accepted too. The 17
 joints are the evaluation's "relevant" set (:data:`pose3d.skeleton.MPI_INF_3DHP_17`), mapped to
 the H36M order with :func:`pose3d.skeleton.map_to_h36m`. ``annot3`` is in the camera frame (mm)
@@ -72,9 +72,10 @@ import torch
 from torch import Tensor
 
 from datamodules.records import (DatasetLayoutError, LazyRecords, PoseRecord, RecordDataConfig, RecordDataModule,
-                                 contract_rotation, is_rotation)
+                                 contract_rotation, is_rotation, read_image)
 from pose3d.config import ConfigError, choice
 from pose3d.metrics import functional as PF
+from pose3d.readers import FileFormatError, read_mat, read_mat_cells, read_text, require_finite
 from pose3d.skeleton import NUM_JOINTS, SUBSET_14, map_to_h36m
 
 TEST_DIR = "mpi_inf_3dhp_test_set"
@@ -107,6 +108,10 @@ TRAIN_FRAME_DIRS = ("imageFrames", "imageSequence")
 EVAL_JOINTS: tuple[int, ...] = SUBSET_14
 JOINT_BOX_TO_PERSON = 1.1  # person box side / side of the joints' bounding box (feet, hair)
 
+TEST_ANNOTATION = "a TS<k>/annot_data.mat of the test set: annot2, annot3, univ_annot3, valid_frame, activity_annotation"
+TRAIN_ANNOTATION = "an S<s>/Seq<q>/annot.mat of the training set: cell arrays annot2 (T x 56) and annot3 (T x 84) per camera"
+CALIBRATION_FILE = "a Skeletool camera.calibration: 'name <camera>' then 'intrinsic' and 'extrinsic' rows of 16 numbers"
+
 LAYOUT_LINE = (f"{TEST_DIR}/TS<k>/annot_data.mat and TS<k>/imageSequence/img_000001.jpg; "
                "training set S<s>/Seq<q>/annot.mat, camera.calibration, imageFrames/video_<cam>/frame_000001.jpg")
 LAYOUT_TREE = """\
@@ -119,61 +124,6 @@ LAYOUT_TREE = """\
 
 
 # --------------------------------------------------------------------------- reading MATLAB files
-
-def read_mat(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
-    """Numeric MATLAB variables ``keys`` of a v7.3 (HDF5) or v5 .mat file, in MATLAB's dimension
-    order (h5py's reversed order is transposed back). A missing file or key raises
-    :class:`DatasetLayoutError` naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetLayoutError(f"missing {path}; expected layout: {LAYOUT_LINE}", LAYOUT_TREE)
-    import h5py
-
-    if h5py.is_hdf5(str(path)):
-        with h5py.File(path, "r") as f:
-            _require_keys(path, keys, list(f.keys()))
-            return {k: np.asarray(f[k][()]).transpose() for k in keys}
-    from scipy.io import loadmat
-
-    try:
-        content = loadmat(str(path), variable_names=list(keys))
-    except (ValueError, OSError, NotImplementedError) as error:
-        raise DatasetLayoutError(f"cannot read {path} as a MATLAB file ({str(error).splitlines()[0]})") from None
-    _require_keys(path, keys, list(content))
-    return {k: content[k] for k in keys}
-
-
-def read_mat_cells(path: Path, keys: Sequence[str]) -> dict[str, list[np.ndarray]]:
-    """The matrices (MATLAB order) of the MATLAB cell arrays ``keys``, from a v5 or v7.3 file
-    (in HDF5 a cell is an array of object references; each referenced array is transposed back)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetLayoutError(f"missing {path}; expected layout: {LAYOUT_LINE}", LAYOUT_TREE)
-    import h5py
-
-    if h5py.is_hdf5(str(path)):
-        with h5py.File(path, "r") as f:
-            _require_keys(path, keys, list(f.keys()))
-            out = {}
-            for key in keys:
-                refs = np.asarray(f[key][()]).transpose().reshape(-1, order="F")
-                out[key] = [np.asarray(f[ref][()]).transpose() for ref in refs]
-            return out
-    from scipy.io import loadmat
-
-    try:
-        content = loadmat(str(path), variable_names=list(keys))
-    except (ValueError, OSError, NotImplementedError) as error:
-        raise DatasetLayoutError(f"cannot read {path} as a MATLAB file ({str(error).splitlines()[0]})") from None
-    _require_keys(path, keys, list(content))
-    return {key: [np.asarray(cell) for cell in content[key].reshape(-1, order="F")] for key in keys}
-
-
-def _require_keys(path: Path, keys: Sequence[str], present: Sequence[str]) -> None:
-    missing = [k for k in keys if k not in present]
-    if missing:
-        raise DatasetLayoutError(f"{path} lacks the variable(s) {', '.join(missing)}; expected {', '.join(keys)}")
-
 
 def joints_over_time(array: np.ndarray, coords: int, what: str = "annotation") -> np.ndarray:
     """A MATLAB-order joint array -> (T, 17, coords).
@@ -207,19 +157,26 @@ def read_cameras(path: Path) -> tuple[dict[int, np.ndarray], dict[int, np.ndarra
     cameras: dict[int, np.ndarray] = {}
     rotations: dict[int, np.ndarray] = {}
     current = None
-    for line in path.read_text(errors="replace").splitlines():
+    for number, line in enumerate(read_text(path, CALIBRATION_FILE).splitlines(), 1):
         tokens = line.split()
         if not tokens:
             continue
-        if tokens[0] == "name" and len(tokens) > 1:
-            current = int(float(tokens[1]))
-        elif tokens[0] == "intrinsic" and current is not None:
-            m = np.array([float(t) for t in tokens[1:17]]).reshape(4, 4)
-            cameras[current] = np.array([m[0, 0], m[1, 1], m[0, 2], m[1, 2]])
-        elif tokens[0] == "extrinsic" and current is not None and len(tokens) >= 17:
-            block = np.array([float(t) for t in tokens[1:17]]).reshape(4, 4)[:3, :3]
-            if is_rotation(block):
-                rotations[current] = block
+        try:
+            if tokens[0] == "name" and len(tokens) > 1:
+                current = int(float(tokens[1]))
+            elif tokens[0] == "intrinsic" and current is not None:
+                m = np.array([float(t) for t in tokens[1:17]]).reshape(4, 4)
+                cameras[current] = require_finite(path, f"intrinsic of camera {current}",
+                                                  np.array([m[0, 0], m[1, 1], m[0, 2], m[1, 2]]),
+                                                  f"finite numbers in {CALIBRATION_FILE}")
+            elif tokens[0] == "extrinsic" and current is not None and len(tokens) >= 17:
+                block = np.array([float(t) for t in tokens[1:17]]).reshape(4, 4)[:3, :3]
+                if is_rotation(block):
+                    rotations[current] = block
+        except FileFormatError:
+            raise
+        except (ValueError, OverflowError):
+            raise FileFormatError(path, f"line {number} ({tokens[0]}) does not hold 16 numbers", CALIBRATION_FILE) from None
     if not cameras:
         raise DatasetLayoutError(f"{path} holds no 'name'/'intrinsic' entries; expected a Skeletool camera.calibration")
     return cameras, rotations
@@ -329,7 +286,7 @@ class TestSequence:
 def read_test_sequence(path: Path, number: int) -> TestSequence:
     """``TS<number>/annot_data.mat`` in H36M order (see the module docstring for the shapes)."""
     keys = ("annot2", "annot3", "univ_annot3", "valid_frame", "activity_annotation")
-    raw = read_mat(path, keys)
+    raw = read_mat(path, TEST_ANNOTATION, keys, finite=keys)
     try:
         annot2 = joints_over_time(raw["annot2"], 2, f"{path}: annot2")
         annot3 = joints_over_time(raw["annot3"], 3, f"{path}: annot3")
@@ -363,7 +320,7 @@ class TrainSequence:
 def read_train_sequence(folder: Path, subject: int, sequence: int, cameras: Sequence[int]) -> TrainSequence:
     """``S<s>/Seq<q>/annot.mat`` and ``camera.calibration`` for ``cameras`` (see the module docstring)."""
     annot_path = folder / "annot.mat"
-    cells = read_mat_cells(annot_path, ("annot2", "annot3"))
+    cells = read_mat_cells(annot_path, ("annot2", "annot3"), TRAIN_ANNOTATION)
     cells2, cells3 = cells["annot2"], cells["annot3"]
     calibration, extrinsics = read_cameras(folder / "camera.calibration")
     relevant = list(RELEVANT_17_OF_28)
@@ -380,6 +337,8 @@ def read_train_sequence(folder: Path, subject: int, sequence: int, cameras: Sequ
             raise DatasetLayoutError(
                 f"{annot_path}: camera {cam} annot2/annot3 are {a2.shape}/{a3.shape}; expected T x 56 and T x 84"
             )
+        for key, array in (("annot2", a2), ("annot3", a3)):
+            require_finite(annot_path, f"{key}{{{cam + 1}}}", array, f"finite joint coordinates in {TRAIN_ANNOTATION}")
         annot2[cam] = _to_h36m(a2.reshape(-1, 28, 2)[:, relevant])
         annot3[cam] = _to_h36m(a3.reshape(-1, 28, 3)[:, relevant])
         intrinsics[cam] = calibration[cam]
@@ -503,7 +462,7 @@ class MPIInf3DHPDataModule(RecordDataModule):
         for number in self.cfg.test_sequences:
             seq = self.test_sequence(number)
             first = int(np.flatnonzero(seq.valid)[0]) if seq.valid.any() else 0
-            self.require(self.test_frame(number, first))
+            read_image(self.require(self.test_frame(number, first)))
             fx, fy, cx, cy = self.test_intrinsics(seq)
             lines.append(
                 f"  TS{number} ({SCENE_NAMES[SCENE_OF_SEQUENCE[number]]}): {len(seq.valid)} frames, "
@@ -514,10 +473,11 @@ class MPIInf3DHPDataModule(RecordDataModule):
             for sequence in self.cfg.sequences:
                 train = read_train_sequence(self.train_folder(subject, sequence), subject, sequence, self.cfg.cameras)
                 cam = self.cfg.cameras[0]
-                self.require(self.train_frame(subject, sequence, cam, 0))
+                read_image(self.require(self.train_frame(subject, sequence, cam, 0)))
                 lines.append(f"  S{subject}/Seq{sequence}: {len(train.annot2[cam])} frames x {len(self.cfg.cameras)} cameras")
         if not self._all_train_subjects():
             lines.append("  training set: not used (data.subjects=[])")
+        lines.append(f"  {self.images_line('test')}")
         return "\n".join(lines)
 
     # -- records -----------------------------------------------------------------------

@@ -41,7 +41,6 @@ PCKh@0.5 with the official joint groups (the mean over 14 joints leaves out pelv
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,15 +54,16 @@ from datamodules.records import (
     PoseRecord,
     RecordDataConfig,
     RecordDataModule,
-    read_mat,
 )
 from pose3d.config import ConfigError, choice
 from pose3d.metrics import functional as PF
+from pose3d.readers import FileFormatError, read_json, read_mat, require_finite
 from pose3d.skeleton import JOINT_INDEX, PART_PAIRS, map_to_h36m
 
 HEAD_BOX_FACTOR = 0.6  # SC_BIAS of the official evaluation
 CENTER_SHIFT = 15.0  # px per unit of scale: the person centre moves down by 15 * scale
 RELEASE_NAME = "mpii_human_pose_v1_u12_1.mat"
+JSON_FILE = "a list of MPII people {image, center, scale, joints (16 x 2), joints_vis (16)} (annot/train.json, valid.json)"
 RELEASE_PLACES = (f"annot/{RELEASE_NAME}", RELEASE_NAME, f"mpii_human_pose_v1_u12_2/{RELEASE_NAME}")
 
 # the official PCKh table: joint groups in the H36M order
@@ -147,10 +147,9 @@ def _mpii_to_record(image: str, center, scale: float, joints16: np.ndarray, labe
 
 def read_json_annotations(path: Path, head_boxes: np.ndarray | None = None) -> list[MPIIRecord]:
     """``annot/train.json`` / ``valid.json`` entries -> records; ``head_boxes`` (N, 4) optional."""
-    try:
-        entries = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
-        raise DatasetLayoutError(f"cannot read {path} as JSON ({str(error).splitlines()[0]}); expected layout: {LAYOUT_LINE}") from None
+    entries = read_json(path, JSON_FILE)
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise FileFormatError(path, f"a JSON {type(entries).__name__} that is not a list of objects", JSON_FILE)
     if head_boxes is not None and len(head_boxes) != len(entries):
         raise DatasetLayoutError(f"{path} has {len(entries)} people but gt_valid.mat {len(head_boxes)} head boxes; expected the same")
     records = []
@@ -158,22 +157,29 @@ def read_json_annotations(path: Path, head_boxes: np.ndarray | None = None) -> l
         missing = [k for k in ("image", "center", "scale", "joints", "joints_vis") if k not in entry]
         if missing:
             raise DatasetLayoutError(f"{path}: entry {n} lacks {', '.join(missing)}; expected image, center, scale, joints, joints_vis")
-        joints = np.asarray(entry["joints"], dtype=np.float64)
-        labelled = np.asarray(entry["joints_vis"], dtype=np.float64)
-        if joints.shape != (16, 2) or labelled.size != 16:
-            raise DatasetLayoutError(f"{path}: entry {n} has joints of shape {joints.shape} and {labelled.size} joints_vis; "
-                                     "expected MPII's 16 joints (16x2 and 16)")
-        labelled = labelled.reshape(16)
-        records.append(_mpii_to_record(entry["image"], entry["center"], float(entry["scale"]), joints, labelled,
+        try:
+            joints = np.asarray(entry["joints"], dtype=np.float64)
+            labelled = np.asarray(entry["joints_vis"], dtype=np.float64)
+            center, scale = np.asarray(entry["center"], dtype=np.float64), np.asarray(entry["scale"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise FileFormatError(path, f"entry {n} holds values that are not numbers", JSON_FILE) from None
+        if joints.shape != (16, 2) or labelled.size != 16 or center.shape != (2,) or scale.shape != ():
+            raise DatasetLayoutError(f"{path}: entry {n} has joints of shape {joints.shape} and {labelled.size} joints_vis, "
+                                     f"center {center.shape}, scale {scale.shape}; expected MPII's 16 joints (16x2 and 16), "
+                                     "center (2,) and one scale")
+        for key, values in (("joints", joints), ("center", center), ("scale", scale)):
+            require_finite(path, f"[{n}].{key}", values, f"finite coordinates and scales in {JSON_FILE}")
+        if not scale > 0:
+            raise FileFormatError(path, f"entry {n} has scale {float(scale):g}", f"a person scale > 0 in {JSON_FILE}")
+        records.append(_mpii_to_record(entry["image"], center, float(scale), joints, labelled.reshape(16),
                                        None if head_boxes is None else head_boxes[n]))
     return records
 
 
 def read_gt_valid(path: Path) -> np.ndarray:
     """Head boxes (N, 4) as (x1, y1, x2, y2) from ``gt_valid.mat`` (``headboxes_src`` 2x2xN)."""
-    content = read_mat(path, "the gt_valid.mat of the converted MPII annotations (headboxes_src)")
-    if "headboxes_src" not in content:
-        raise DatasetLayoutError(f"{path} lacks headboxes_src; expected the gt_valid.mat of the converted MPII annotations")
+    content = read_mat(path, "the gt_valid.mat of the converted MPII annotations: headboxes_src (2, 2, N)",
+                       shapes={"headboxes_src": (2, 2, None)}, finite=("headboxes_src",))
     boxes = np.asarray(content["headboxes_src"], dtype=np.float64)  # [corner, xy, person]
     return np.concatenate([boxes[0], boxes[1]], 0).T
 
@@ -191,7 +197,7 @@ def read_release(path: Path, single_person_only: bool = False) -> list[tuple[int
     try:
         release = read_mat(path, f"the official {RELEASE_NAME}", struct_as_record=False, squeeze_me=True)["RELEASE"]
     except KeyError:
-        raise DatasetLayoutError(f"{path} has no RELEASE struct; expected the official {RELEASE_NAME}") from None
+        raise FileFormatError(path, "no RELEASE struct", f"the official {RELEASE_NAME}") from None
     annolist = np.atleast_1d(release.annolist)
     img_train = np.atleast_1d(release.img_train).astype(np.int64)
     single = np.atleast_1d(_field(release, "single_person", np.array([], dtype=object)))
@@ -288,9 +294,8 @@ class MPIIDataModule(RecordDataModule):
         for split in ("train", "val"):
             records = self.all_records(split)
             sources = {r.head_size_source for r in records}
-            if records:
-                self.require(records[0].image_path)
-            lines.append(f"  {split}: {len(records)} people; head size from {', '.join(sorted(sources)) or '-'}")
+            lines.append(f"  {split}: {len(records)} people; head size from {', '.join(sorted(sources)) or '-'}; "
+                         f"{self.images_line(split)}")
         return "\n".join(lines)
 
     def load_records(self, split: str) -> Sequence[MPIIRecord]:

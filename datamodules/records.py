@@ -36,7 +36,8 @@ from torch.utils.data import Dataset
 from datamodules.base import PoseDataModule, action_ids
 from datamodules.crop import DEFAULT_MARGIN, CropAugment, crop_record
 from datamodules.targets import TargetMaker
-from pose3d.config import ConfigError, at_least
+from pose3d import readers
+from pose3d.config import ConfigError, at_least, bounded, positive
 from pose3d.floors import PoseLabels
 from pose3d.skeleton import NUM_JOINTS
 
@@ -150,28 +151,15 @@ def records_of_actions(records: Sequence[PoseRecord], ids: Sequence[int] | None)
     return RecordSubset(records, np.flatnonzero(np.isin(actions, list(ids))))
 
 
-def read_mat(path: Path, expected: str, **options) -> dict:
-    """A MATLAB v5 file's variables (``scipy.io.loadmat``); a file that is not one (random bytes,
-    truncated) is a one-line :class:`DatasetLayoutError` naming it and what was ``expected``."""
-    from scipy.io import loadmat
-
-    try:
-        return loadmat(str(path), **options)
-    except (ValueError, OSError, NotImplementedError, TypeError, EOFError) as error:
-        raise DatasetLayoutError(f"cannot read {path} as a MATLAB file ({str(error).splitlines()[0]}); "
-                                 f"expected {expected}") from None
+FRAME = "the frame the annotation names under data.root (a JPEG or PNG image)"
 
 
 def read_image(path: Path) -> np.ndarray:
-    """An RGB uint8 image (H, W, 3); a missing or unreadable file raises :class:`DatasetLayoutError` naming it."""
-    import cv2
-
+    """An RGB uint8 frame (H, W, 3); a missing, empty, truncated or undecodable file is a one-line
+    :class:`~pose3d.readers.FileFormatError` naming it (:func:`pose3d.readers.read_image`)."""
     if not path.is_file():
-        raise DatasetLayoutError(f"image file not found: {path}; expected the frame the annotation names under data.root")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetLayoutError(f"cannot read image file {path}; expected a JPEG/PNG image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        raise DatasetLayoutError(f"image file not found: {path}; expected {FRAME}")
+    return readers.read_image(path, FRAME)
 
 
 class RecordDataset(Dataset):
@@ -260,17 +248,17 @@ class RecordDataConfig:
     """Fields every real-data Config shares; a subclass adds ``name`` and dataset specifics."""
 
     root: str = ""
-    image_size: int = 256
+    image_size: int = at_least(1, 256)
     batch_size: int = at_least(1, 64)
     num_workers: int = at_least(0, 0)
     train_size: Optional[int] = at_least(0, None, special=(None,))  # caps: evenly spaced subsets; None/0 = all
     val_size: Optional[int] = at_least(0, None, special=(None,))
     test_size: Optional[int] = at_least(0, None, special=(None,))
-    scale_jitter: float = 0.25
-    rotation_deg: float = 30.0
+    scale_jitter: float = bounded(0.25, 0, 1)
+    rotation_deg: float = bounded(30.0, 0, 180)
     flip: bool = True
     photometric: bool = True
-    crop_margin: float = DEFAULT_MARGIN  # crop side = 200 * scale * crop_margin full-image pixels
+    crop_margin: float = positive(DEFAULT_MARGIN)  # crop side = 200 * scale * crop_margin full-image pixels
     actions: list[str] = field(default_factory=list)  # keep only records of these action names, every split; [] = all
 
 
@@ -349,15 +337,26 @@ class RecordDataModule(PoseDataModule):
         for split in splits:
             self.probe_images(split)
 
-    def probe_images(self, split: str, count: int = 8) -> None:
-        """Raise a layout error naming the first of ``count`` evenly spaced frames of ``split`` that is missing."""
-        records = self.records(split)
+    def probe_images(self, split: str, count: int = 8, records: Sequence[PoseRecord] | None = None) -> int:
+        """Read ``count`` evenly spaced frames of ``split`` (its records after the caps, or ``records``)
+        as training will: a missing frame is a layout error naming it, an empty, truncated or
+        undecodable one a :class:`~pose3d.readers.FileFormatError`. Returns how many were read."""
+        records = self.records(split) if records is None else records
+        read = 0
         for i in evenly_spaced(len(records), count):
             relative = records[int(i)].image_path
             if relative:
                 path = Path(relative) if Path(relative).is_absolute() else self.root / relative
                 if not path.is_file():
                     raise self.layout_error(f"missing image {path} (one of {count} sampled {split} frames)")
+                read_image(path)
+                read += 1
+        return read
+
+    def images_line(self, split: str, count: int = 20) -> str:
+        """``images: N sampled frames decode`` for a ``check`` report, after reading them (:meth:`probe_images`)."""
+        read = self.probe_images(split, count, self.all_records(split))
+        return f"images: {read} sampled {split} frames decode" if read else "images: none in this split"
 
     def pose_labels(self, split: str) -> PoseLabels:
         """The split's root-relative 3D labels from its records (no frame is read); 2D-only records

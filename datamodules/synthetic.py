@@ -37,6 +37,7 @@ import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ from datamodules.loaders import EpochBatchSampler, EpochSampler
 from datamodules.targets import TargetMaker
 from pose3d import camera as cam
 from pose3d.body import PART_COLOUR_SLOT, TEST_SUBJECTS, VAL_SUBJECTS, accessory_capsules, make_subject, train_subjects
-from pose3d.config import ConfigError, at_least, choice
+from pose3d.config import ConfigError, at_least, bounded, choice, positive, probability, seed_field
 from pose3d.floors import PoseLabels
 from pose3d.pose_sampler import ACTIVITIES, retarget, sample_pose
 from pose3d.render import RenderOutput
@@ -63,9 +64,10 @@ TYPICAL_FOCAL = 1145.0  # its focal length, pixels, before a +/-3% jitter (H36M'
 
 @dataclass
 class SyntheticConfig:
+    ordered: ClassVar = (("distance_min_mm", "distance_max_mm"), ("elevation_min_deg", "elevation_max_deg"))
     name: str = "synthetic"
-    seed: int = 0
-    image_size: int = 64
+    seed: int = seed_field()
+    image_size: int = at_least(1, 64)
     train_size: int = at_least(1, 6000)  # training samples per epoch
     fresh_samples: bool = True  # every epoch new training samples (module docstring)
     train_bodies: int = at_least(1, 200)  # training subjects: H36M's five, then further bodies (pose3d.body)
@@ -74,19 +76,19 @@ class SyntheticConfig:
     batch_size: int = at_least(1, 64)
     num_workers: int = at_least(0, 0)
     train_domain: str = choice("studio", ("studio", "wild", "mixed"))
-    wild_fraction: float = 0.5
+    wild_fraction: float = probability(0.5)
     eval_domain: str = choice("studio", ("studio", "wild", "both"))  # both: even val/test samples studio, odd wild
     pose_source: str = "sampler"
     actions: list[str] = field(default_factory=list)  # keep only these actions in every split; [] = all
-    distance_min_mm: float = 3500.0
-    distance_max_mm: float = 6000.0
-    elevation_min_deg: float = -5.0
-    elevation_max_deg: float = 25.0
-    crop_margin: float = 1.3
-    crop_centre_jitter: float = 0.05
-    crop_scale_jitter: float = 0.1
+    distance_min_mm: float = positive(3500.0)
+    distance_max_mm: float = positive(6000.0)
+    elevation_min_deg: float = bounded(-5.0, -89, 89)
+    elevation_max_deg: float = bounded(25.0, -89, 89)
+    crop_margin: float = positive(1.3)
+    crop_centre_jitter: float = at_least(0, 0.05)
+    crop_scale_jitter: float = bounded(0.1, 0, 1)
     photometric: bool = True
-    hue_jitter: float = 0.5  # chosen on val subjects 2, 3: 153 vs 167 mm MPJPE without
+    hue_jitter: float = bounded(0.5, 0, 0.5)  # chosen on val subjects 2, 3: 153 vs 167 mm MPJPE without
     flip: bool = True
     cache_mb: int = at_least(0, 0)  # keep rendered samples in memory up to this many MB (0: off); same values, later epochs skip the renderer (with fresh_samples=false)
     render_device: str = "cpu"  # cpu | cuda | cuda:N: rasterise on the GPU (in the main process: num_workers 0)

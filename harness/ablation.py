@@ -57,8 +57,10 @@ from harness.floors import data_floors, floor_rows, versus_floor
 from harness.launch import QUIET, child_env, resume_args, result_line
 from harness.run_folder import held_elsewhere
 from harness.stopping import RunGroup, Stopped
+from pose3d.arguments import OneLineParser, int_at_least, preset_option
 from pose3d.config import REPO_ROOT, ConfigError
 from pose3d.files import check_writable, write_atomic
+from pose3d.readers import read_yaml
 from pose3d.results import finished, results_mismatch
 
 REFERENCES = REPO_ROOT / "ablations" / "references.yaml"
@@ -81,10 +83,7 @@ class Sweep:
         if not path.is_file():
             available = ", ".join(sorted(p.name for p in (REPO_ROOT / "ablations").glob("*.yaml") if p != REFERENCES))
             raise ConfigError(f"sweep file {path} does not exist; expected one of ablations/: {available}")
-        try:
-            config = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        config = read_yaml(path, "a W&B sweep file (method, command, parameters)")
         if not isinstance(config, dict) or not isinstance(config.get("parameters"), dict):
             raise ConfigError(f"{path} has no 'parameters' mapping; expected a W&B sweep file (method, command, parameters)")
         for name, spec in config["parameters"].items():
@@ -93,6 +92,7 @@ class Sweep:
         sweep_engine.require_valid(config, str(path))
         if config.get("method") != "grid":
             raise ConfigError(f"{path}: method is {config.get('method')!r}; the local runner expands only 'grid' sweeps")
+        sweep_engine.require_train_command(config, str(path))
         return cls(path.stem, config, path)
 
     def planned(self, preset: str | None = None, seeds: int | None = None) -> dict:
@@ -192,6 +192,12 @@ def plan_runs(points: list[dict[str, Any]], extra: list[str], source: str = "the
     return runs
 
 
+def add_grid_options(parser: argparse.ArgumentParser) -> None:
+    """``--preset`` and ``--seeds``: what replaces the sweep file's preset and seed list."""
+    preset_option(parser, None, "replaces the sweep file's preset")
+    parser.add_argument("--seeds", type=int_at_least(1), default=None, help="run seeds 0..N-1 instead of the file's list")
+
+
 def add_local_options(parser: argparse.ArgumentParser) -> None:
     """``--devices`` and ``--jobs``: where the local launcher runs (:func:`local_slots`)."""
     parser.add_argument("--devices", default="", help="local launcher: comma-separated GPU ids, one run per device in parallel")
@@ -200,8 +206,11 @@ def add_local_options(parser: argparse.ArgumentParser) -> None:
 
 
 def device_ids(devices: str) -> list[str]:
-    """``--devices 0,1`` -> ["0", "1"]."""
-    return [d.strip() for d in devices.split(",") if d.strip()]
+    """``--devices 0,1`` -> ["0", "1"]; anything but GPU numbers is a one-line error."""
+    ids = [d.strip() for d in devices.split(",") if d.strip()]
+    if not all(d.isdigit() for d in ids):
+        raise ConfigError(f"--devices {devices}: expected comma-separated GPU numbers such as 0,1")
+    return ids
 
 
 def local_slots(devices: list[str], jobs: str, overrides: list[str]) -> tuple[list[str | None], list[str]]:
@@ -469,11 +478,10 @@ def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pose3d.ablation", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m pose3d.ablation", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("run", "plan", "summary", "sweep"))
     parser.add_argument("sweep_file")
-    parser.add_argument("--preset", default=None, help="replaces the sweep file's preset (smoke|quick|paper)")
-    parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1 instead of the file's list")
+    add_grid_options(parser)
     add_local_options(parser)
     parser.add_argument("--launcher", default="local", choices=LAUNCHERS,
                         help="local: this machine (default); slurm: one SLURM job array through submitit; "
@@ -487,8 +495,6 @@ def main(argv: list[str] | None = None) -> int:
         sweep = Sweep.read(args.sweep_file)
         if args.action == "sweep":
             return create_sweep(sweep, args.project)
-        if args.seeds is not None and args.seeds < 1:
-            raise ConfigError(f"--seeds {args.seeds}: expected a positive number of seeds")
         if args.action == "plan":  # every key checked as the run will check it; nothing runs
             runs = plan_runs(sweep.grid(args.preset, args.seeds), args.overrides, str(sweep.path), sweep.config,
                              check_identity=False)

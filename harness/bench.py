@@ -42,7 +42,6 @@ from them are from the float32 ones, beside each one's 2D error against the labe
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -57,6 +56,9 @@ import torch
 from omegaconf import OmegaConf
 
 from harness.train import load_config
+from pose3d.arguments import OneLineParser, experiment_list, int_at_least, preset_option, require_cuda
+from pose3d.config import ConfigError
+from pose3d.files import check_writable, write_atomic
 from pose3d.machine import describe_cpu
 from pose3d.threads import intra_op_threads
 
@@ -455,35 +457,43 @@ def bench_steps(preset: str, batches: int, threads: int, experiments: list[str])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pose3d.bench", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m pose3d.bench", description=__doc__.splitlines()[0])
     parser.add_argument("name", choices=["render", "lifting", "deepskeleton", "two_d_precision", "steps"])
-    parser.add_argument("--preset", default="quick", help="steps, two_d_precision: the experiments' preset")
-    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
+    preset_option(parser, "quick", "steps, two_d_precision: the experiments' preset")
+    parser.add_argument("--threads", type=int_at_least(1), default=max(1, (os.cpu_count() or 2) // 2),
                         help="steps: intra-op threads (default: what the ablation runner gives a run, half the cores)")
-    parser.add_argument("--experiments", default="", help="steps: comma-separated experiments (default: all)")
-    parser.add_argument("--batches", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=16384, help="lifting: poses per call")
+    parser.add_argument("--experiments", type=experiment_list, default=[],
+                        help="steps: comma-separated experiments (default: all)")
+    parser.add_argument("--batches", type=int_at_least(1), default=10)
+    parser.add_argument("--rounds", type=int_at_least(1), default=3)
+    parser.add_argument("--batch-size", type=int_at_least(1), default=16384, help="lifting: poses per call")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--out", default="results/bench")
     args = parser.parse_args(argv)
+    require_cuda(parser, args.device)
+    try:
+        check_writable(args.out, "a writable folder for --out")
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.name == "lifting":
-        result = bench_lifting(args.batch_size, max(args.rounds, 1), args.device)
+        result = bench_lifting(args.batch_size, args.rounds, args.device)
     elif args.name == "deepskeleton":
-        result = bench_deepskeleton(max(args.batches, 1), max(args.rounds, 1), args.device)
+        result = bench_deepskeleton(args.batches, args.rounds, args.device)
     elif args.name == "steps":
         from pose3d.config import available_experiments
 
-        names = [e for e in args.experiments.split(",") if e] or available_experiments()
-        result = bench_steps(args.preset, max(args.batches, 1), max(args.threads, 1), names)
+        result = bench_steps(args.preset, args.batches, args.threads, args.experiments or available_experiments())
     elif args.name == "two_d_precision":
-        result = bench_two_d_precision(args.preset, max(args.batches, 1), max(args.rounds, 1), args.device)
+        result = bench_two_d_precision(args.preset, args.batches, args.rounds, args.device)
     else:
         result = bench_render(args.batches, args.rounds, args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{args.name}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = Path(args.out) / f"{args.name}.json"
+    try:
+        write_atomic(path, json.dumps(result, indent=2) + "\n")
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(json.dumps(result, indent=2))
     print(f"wrote {path}")
     return 0

@@ -25,7 +25,6 @@ once and shared, live in ``results/compare/runs``), then summarised here into
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import statistics
@@ -36,10 +35,12 @@ from typing import Any
 
 import yaml
 
-from harness.ablation import (EXIT_BAD_INPUT, REPO_ROOT, PlannedRun, Sweep, add_local_options, device_ids, execute,
-                              local_slots, missing_reason, parse_with_overrides, plan_runs, references, write_table)
+from harness.ablation import (EXIT_BAD_INPUT, REPO_ROOT, PlannedRun, Sweep, add_grid_options, add_local_options,
+                              device_ids, execute, local_slots, missing_reason, parse_with_overrides, plan_runs,
+                              references, write_table)
 from harness.floors import data_floors, floor_rows, versus_floor
 from harness.stopping import Stopped
+from pose3d.arguments import OneLineParser
 from pose3d.config import ConfigError
 from pose3d.files import check_writable, write_atomic
 from pose3d.summaries import mean_std
@@ -260,17 +261,14 @@ def own_results_dir(overrides: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.compare", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m harness.compare", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("run", "summary"), nargs="?", default="run")
     parser.add_argument("--sweep-file", default=str(COMPARE_FILE))
-    parser.add_argument("--preset", default=None, help="replaces the sweep file's preset (smoke|quick|paper)")
-    parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1 instead of the file's list")
+    add_grid_options(parser)
     add_local_options(parser)
     parser.add_argument("--no-cost", action="store_true", help="skip loading checkpoints (parameters, ms / image, figure)")
     args = parse_with_overrides(parser, argv)
     try:
-        if args.seeds is not None and args.seeds < 1:
-            raise ConfigError(f"--seeds {args.seeds}: expected a positive number of seeds")
         sweep = Sweep.read(args.sweep_file)
         overrides = own_results_dir(list(args.overrides))
         runs = plan_runs(sweep.grid(args.preset, args.seeds), overrides, str(sweep.path), sweep.config)

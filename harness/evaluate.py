@@ -40,7 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.train import EXIT_BAD_CONFIG
 from harness.trained_run import find_prerequisites, locate, read_checkpoint
-from pose3d.files import write_atomic
+from pose3d.files import check_writable, write_atomic
 from lightning_modules.base import PoseModule
 from pose3d.camera import known_camera_rotation
 from pose3d.config import ConfigError, at_least, choice, parse_overrides, validated
@@ -246,6 +246,8 @@ def print_results(title: str, evaluations: dict[str, dict]) -> None:
 def run(source_text: str, args: list[str]) -> dict:
     overrides = OmegaConf.to_container(parse_overrides(args), resolve=True) if args else {}
     cfg = validated(EvaluateConfig, {k: v for k, v in overrides.items() if k != "data"}, "command line")
+    if cfg.out:
+        check_writable(Path(cfg.out).parent)  # before any work: an unwritable out= is one line, at once
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     source = resolve_source(source_text)

@@ -23,7 +23,6 @@ main process, no workers): ``pipeline_gpu_render`` and ``limited_by_with_gpu_ren
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -34,7 +33,9 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from harness.stand_ins import build
-from pose3d.config import EXPERIMENTS_DIR, REPO_ROOT
+from pose3d.arguments import OneLineParser, experiment_list, int_at_least, preset_option
+from pose3d.config import EXPERIMENTS_DIR, REPO_ROOT, ConfigError
+from pose3d.files import check_writable, write_atomic
 
 MODES = ("fp32", "bf16_channels_last")
 BUDGET_S = 420  # stop starting new experiments after this (the check must stay under 8 minutes)
@@ -177,33 +178,38 @@ def measure_device_rendering(cfg, model, device: str, batches: int) -> dict | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.gpu_check", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m harness.gpu_check", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
                         help="cuda (default); cpu runs the same measurements on the CPU (for testing)")
-    parser.add_argument("--preset", default="paper")
-    parser.add_argument("--experiments", default="", help="comma-separated (default: every experiments/*.yaml)")
+    preset_option(parser, "paper", "the experiments' preset")
+    parser.add_argument("--experiments", type=experiment_list, default=[],
+                        help="comma-separated (default: every experiments/*.yaml)")
     parser.add_argument("--modes", default=",".join(MODES), help=f"of {', '.join(MODES)}")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 16), help="DataLoader workers")
-    parser.add_argument("--loader-batches", type=int, default=20)
+    parser.add_argument("--steps", type=int_at_least(1), default=20)
+    parser.add_argument("--warmup", type=int_at_least(0), default=5)
+    parser.add_argument("--workers", type=int_at_least(0), default=min(os.cpu_count() or 1, 16), help="DataLoader workers")
+    parser.add_argument("--loader-batches", type=int_at_least(1), default=20)
     parser.add_argument("--out", default=str(REPO_ROOT / "results" / "bench" / "gpu.json"))
     args = parser.parse_args(argv)
+    modes = tuple(m for m in args.modes.split(",") if m)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        parser.error(f"argument --modes: unknown mode {unknown[0] if unknown else ''!r}; expected some of {', '.join(MODES)}")
     if args.device == "cuda":
         message = no_cuda_message()
         if message:
             print(message, flush=True)
             return 0
+    try:
+        check_writable(Path(args.out).parent, "a writable folder for --out")
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     import torch
 
     if args.device == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
-    modes = tuple(m for m in args.modes.split(",") if m)
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        print(f"error: unknown mode {unknown[0]!r}; expected some of {', '.join(MODES)}", file=sys.stderr)
-        return 2
-    names = [n for n in args.experiments.split(",") if n] or experiments()
+    names = args.experiments or experiments()
     report: dict = {
         "device": torch.cuda.get_device_name(0) if args.device == "cuda" else platform.processor() or platform.machine(),
         "torch": torch.__version__, "cuda": torch.version.cuda, "preset": args.preset, "cpu_count": os.cpu_count(),
@@ -232,8 +238,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gpu-check: {name}: {summary_line(result)}", flush=True)
     report["seconds"] = round(time.perf_counter() - started, 1)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    try:
+        write_atomic(out, json.dumps(report, indent=2) + "\n")
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"gpu-check: written {out} ({report['seconds']} s)", flush=True)
     if failed:
         print(f"error: gpu-check failed for {', '.join(failed)}; see {out}", file=sys.stderr)

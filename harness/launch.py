@@ -35,6 +35,8 @@ cluster (the tests use it).
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shlex
@@ -275,14 +277,22 @@ class Submitted:
 def submit(tasks: list[GridTask], indices: list[int], cluster: str, folder: Path, options: dict[str, Any],
            job_name: str) -> Submitted:
     """Submit ``tasks`` as one job array (SLURM)."""
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
     executor = _executor(cluster, folder, options, job_name)
     try:
-        jobs = executor.submit_array(tasks)
+        with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes a failed sbatch's output: the error below says it
+            jobs = executor.submit_array(tasks)
     except FileNotFoundError as error:
         raise ConfigError(NO_SLURM.format(tool=error.filename or "sbatch")) from None
     except subprocess.CalledProcessError as error:
         output = (error.output or b"").decode(errors="replace").strip().splitlines()
         raise ConfigError(f"sbatch refused the job array: {output[-1] if output else error}") from None
+    except (FailedJobError, FailedSubmissionError) as error:  # sbatch failed (no controller), or said no job id
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        raise ConfigError(f"sbatch could not submit the job array ({lines[-1] if lines else 'no output'}); expected "
+                          "a SLURM cluster that sbatch can reach (LAUNCHER=submitit-local tries the same submission "
+                          "path on this machine)") from None
     return Submitted(jobs, tasks, indices)
 
 

@@ -50,8 +50,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pose3d import readers
 from pose3d.config import ConfigError
-from pose3d.video import DEFAULT_FPS, VideoReader, VideoWriter, error_reason
+from pose3d.video import DEFAULT_FPS, VideoReader, VideoWriter
 
 EXIT_BAD_INPUT = 2
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -108,13 +109,8 @@ def input_kind(path: Path) -> str:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB; an unreadable or corrupt file is a one-line ConfigError."""
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ConfigError(f"cannot read image {path}; expected a readable {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """(H, W, 3) uint8 RGB; an empty, truncated or corrupt file is a one-line ConfigError (:func:`pose3d.readers.read_image`)."""
+    return readers.read_image(path, f"a readable {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} image")
 
 
 # -- where the person is -------------------------------------------------------------------
@@ -133,11 +129,7 @@ class Boxes:
         path = Path(boxes)
         if not path.is_file():
             raise ConfigError(f"--boxes {path} does not exist; expected a JSON file of boxes")
-        try:
-            content = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ConfigError(f"--boxes {path} is not JSON ({error_reason(error)}); expected "
-                              '{"<file>": [x, y, w, h]} or a COCO file') from None
+        content = readers.read_json(path, '--boxes as {"<file>": [x, y, w, h]} or a COCO file')
         return cls(table=coco_boxes(content, path) if "annotations" in content else named_boxes(content, path))
 
     def lookup(self, path: Path, frame: int) -> np.ndarray | None:

@@ -22,11 +22,12 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from pose3d.config import ConfigError
+from pose3d.config import ConfigError, run_name
 from pose3d.results import NOT_IDENTITY, exempt, flatten
 from pose3d.safe_load import UnsafeFileError, load_checkpoint
 
 MAY_GROW_ON_RESUME = ("trainer.max_epochs", "trainer.max_steps")
+MAX_NAME_LENGTH = 160  # leaves room for the dated '.<label>-YYYYmmdd-HHMMSS' copies of a run folder
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
 
 
@@ -122,6 +123,10 @@ def check_name(cfg: DictConfig) -> None:
     if cfg.name is not None and (not PLAIN_NAME.fullmatch(str(cfg.name)) or str(cfg.name) in (".", "..")):
         raise ConfigError(f"bad value for name: {cfg.name!r}; expected a plain run name (letters, digits, '.', '_', "
                           "'-'), not a path: runs live in <results_dir>/runs/<name>")
+    name = run_name(cfg)
+    if len(name) > MAX_NAME_LENGTH:
+        raise ConfigError(f"the run name {name[:40]}... has {len(name)} characters; expected at most {MAX_NAME_LENGTH} "
+                          "(set a shorter name=...; a folder name must fit the file system's 255 bytes with its dated copies)")
 
 
 def check_checkpoint(path: Path, cfg: DictConfig, what: str) -> None:

@@ -22,6 +22,7 @@ random and Bayes search and the schema check run on numpy 2, see the Makefile).
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 from typing import Any
 
@@ -78,6 +79,35 @@ def require_valid(config: Any, source: str) -> None:
     found = violations(config)
     if found:
         raise ConfigError(f"{source} is not a valid W&B sweep: " + "; ".join(found))
+
+
+TRAIN_MODULE = ("-m", "pose3d.train")  # what every sweep file's command runs
+TRAIN_SCRIPT = "pose3d/train.py"  # the same entry as a program path (W&B's default command runs ${program})
+
+
+def _runs_train(command: list[str]) -> bool:
+    """``command`` is ``[/usr/bin/env] python[3[.x]] (-m pose3d.train | pose3d/train.py) key=value ...``."""
+    rest = command[1:] if command[:1] == [AGENT_ENV] else command
+    if not rest or not re.fullmatch(r"python(3(\.\d+)?)?", rest[0].rsplit("/", 1)[-1]):
+        return False
+    if tuple(rest[1:3]) == TRAIN_MODULE:
+        arguments = rest[3:]
+    elif rest[1:2] and rest[1].lstrip("./") == TRAIN_SCRIPT:
+        arguments = rest[2:]
+    else:
+        return False
+    return all("=" in argument for argument in arguments)
+
+
+def require_train_command(config: dict, source: str) -> None:
+    """The sweep file's command (as ``wandb agent`` expands it for a grid point) runs this project's
+    ``pose3d.train`` with ``key=value`` arguments only: the local runner runs nothing else."""
+    sample = {name: spec.get("value", (spec.get("values") or [None])[0]) if isinstance(spec, dict) else spec
+              for name, spec in config["parameters"].items()}
+    command = agent_command(config, sample)
+    if not _runs_train(command):
+        raise ConfigError(f"{source}: its command runs {' '.join(command)[:120]!r}; expected python -m pose3d.train "
+                          "${args_no_hyphens} (the local runner runs only this project's training command)")
 
 
 def planned_config(config: dict, preset: str | None = None, seeds: int | None = None) -> dict:

@@ -38,6 +38,7 @@ from harness.run_identity import (MAY_GROW_ON_RESUME, check_checkpoint, check_ch
 from harness.wandb_id import run_id as wandb_run_id
 from pose3d.config import ConfigError, build_config, run_name
 from pose3d.files import check_writable
+from pose3d.machine import check_accelerator
 
 EXIT_BAD_CONFIG = 2
 EXIT_SIGINT, EXIT_SIGTERM = 128 + 2, 128 + 15  # what a shell reports for a process these signals end
@@ -212,6 +213,7 @@ def run(cfg: DictConfig) -> dict:
     from lightning.pytorch.utilities import rank_zero_only
 
     is_main = rank_zero_only.rank == 0
+    check_accelerator(cfg.trainer.accelerator)
     run_dir = run_folder(cfg)
     if is_main:
         check_writable(run_dir.parent)

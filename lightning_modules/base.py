@@ -95,6 +95,12 @@ class PoseModule(pl.LightningModule):
 
     # -- optional extension points ------------------------------------------------
     @classmethod
+    def image_size_multiple(cls, model_cfg) -> int:
+        """What ``data.image_size`` must be a multiple of for this method's network with the model
+        config ``model_cfg`` (its input stride); checked when the run's config is built."""
+        return 1
+
+    @classmethod
     def prerequisites(cls, cfg) -> list:
         """What must exist before this run's model is built, given its resolved config:
         :class:`pose3d.prerequisites.TrainedRun` / ``FittedArtifact`` declarations whose

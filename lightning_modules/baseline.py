@@ -35,6 +35,11 @@ class DirectRegressionConfig:
 class DirectRegression(PoseModule):
     Config = DirectRegressionConfig
 
+    @classmethod
+    def image_size_multiple(cls, model_cfg) -> int:
+        """The backbone's stride: 16 (small, four halving stages) or 32 (ResNets)."""
+        return 16 if model_cfg.backbone == "small" else 32
+
     def __init__(self, model: dict, optim: dict, data_info: dict):
         super().__init__(model, optim, data_info)
         self.backbone = build_backbone(self.cfg.backbone, self.cfg.width)

@@ -187,6 +187,10 @@ class DeepSkeletonConfig:
 class DeepSkeleton(PoseModule):
     Config = DeepSkeletonConfig
 
+    @classmethod
+    def image_size_multiple(cls, model_cfg) -> int:
+        return int(model_cfg.map_stride)
+
     def __init__(self, model: dict, optim: dict, data_info: dict):
         super().__init__(model, optim, data_info)
         cfg, size = self.cfg, self.data_info.image_size

@@ -289,6 +289,11 @@ def projection_loss(p2d: Tensor, target: Tensor, mask: Tensor) -> Tensor:
 
 class ExplicitProjection(PoseModule):
     Config = ExplicitProjectionConfig
+
+    @classmethod
+    def image_size_multiple(cls, model_cfg) -> int:
+        """The feature extractor's stride: ResNet-50 to res4f 16, the small one 4."""
+        return 16 if model_cfg.backbone == "resnet50" else 4
     full_network = True  # False: stage 1, f_RGB and F3D only
 
     def __init__(self, model: dict, optim: dict, data_info: dict):

@@ -60,6 +60,10 @@ class HeatmapNetwork(PoseModule):
     monitor = ("val/pixel_error", "min")
     map_stride = StackedHourglass.stride  # input pixels per heatmap pixel
 
+    @classmethod
+    def image_size_multiple(cls, model_cfg) -> int:
+        return cls.map_stride
+
     def __init__(self, model: dict, optim: dict, data_info: dict):
         super().__init__(model, optim, data_info)
         self.network = StackedHourglass(self.data_info.num_joints, self.cfg.stacks, self.cfg.channels, self.cfg.depth,

@@ -99,6 +99,11 @@ class TomeLiftingConfig:
 class LiftingFromTheDeep(PoseModule):
     Config = TomeLiftingConfig
 
+    @classmethod
+    def image_size_multiple(cls, model_cfg) -> int:
+        """The trunk's stride: CPM's VGG-19 layers 8, the small trunk 4."""
+        return CPMFeatures.stride if model_cfg.trunk == "vgg" else ImageFeatures.stride
+
     def __init__(self, model: dict, optim: dict, data_info: dict):
         super().__init__(model, optim, data_info)
         cfg, joints = self.cfg, self.data_info.num_joints

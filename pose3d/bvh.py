@@ -18,6 +18,7 @@ listed (angles in degrees, right-handed); world = parent_world @ local.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from pose3d.config import ConfigError
-
+from pose3d.readers import read_text, require_finite
 from pose3d.skeleton import BVH_RIGS, JOINT_INDEX, NUM_JOINTS, ROOT, BvhRig, detect_bvh_rig
 
 END_SUFFIX = "_end"
+_MAX_CHANNELS = 6  # three positions and three rotations per joint
+_CHANNEL = re.compile(r"[XYZ](position|rotation)", re.IGNORECASE)
 
 # file frame (Y up, character facing +Z, its left at +X) -> project camera
 # frame (x right, y down, z forward): a 180 degree turn about x.  It is a
@@ -115,7 +118,11 @@ def _parse_hierarchy(tokens: list[str], where: str) -> _Hierarchy:
                 i += 4
             elif tok == "CHANNELS":
                 n = int(tokens[i + 1])
-                h.channels[stack[-1]] = tuple(tokens[i + 2:i + 2 + n])
+                names = tuple(tokens[i + 2:i + 2 + n]) if 0 <= n <= _MAX_CHANNELS else ()
+                if len(names) != n or not all(_CHANNEL.fullmatch(name) for name in names):
+                    raise ValueError(f"CHANNELS {n} {' '.join(names)}: expected 0 to {_MAX_CHANNELS} names such as "
+                                     "Xposition, Zrotation")
+                h.channels[stack[-1]] = names
                 i += 2 + n
             else:
                 raise ValueError(f"unexpected token {tok!r}")
@@ -226,10 +233,7 @@ def load_bvh(path: str | Path) -> BvhMotion:
     Positions are in file units and the file's axes.
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise BvhError(f"{path}: not a BVH file (binary content); expected a text file with HIERARCHY and MOTION") from None
+    text = read_text(path, "a BVH text file with HIERARCHY and MOTION")
     try:
         tokens, num_frames, frame_time, numbers = _split_file(text, str(path))
         h = _parse_hierarchy(tokens, str(path))
@@ -243,6 +247,7 @@ def load_bvh(path: str | Path) -> BvhMotion:
         raise BvhError(f"{path}: the MOTION section holds {bad!r}; expected numbers only") from None
     if num_channels == 0 or values.size % num_channels:
         raise BvhError(f"{path}: {values.size} motion values do not fill rows of {num_channels} channels")
+    require_finite(path, "MOTION", values, "finite channel values in a BVH file")
     values = values.reshape(-1, num_channels)
     if values.shape[0] != num_frames:
         warnings.warn(f"{path}: header says {num_frames} frames, file has {values.shape[0]}", stacklevel=2)

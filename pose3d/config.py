@@ -16,12 +16,18 @@ A run's config is built in layers, each validated against the schema:
 Any unknown key or bad value raises :class:`ConfigError` whose message is one line naming the
 key and the valid keys or choices; the train entry prints it and exits with status 2.
 A field declares its valid values with :func:`choice` (one of a tuple) or :func:`bounded`
-(a numeric range, plus optional special values such as ``-1`` = no limit); both are checked
-for every layer before anything starts.
+(a finite number in a range, plus optional special values such as ``-1`` = no limit; helpers
+:func:`positive`, :func:`at_least`, :func:`probability`, :func:`seed_field`); a schema's
+``ordered`` class attribute names (low, high) field pairs that must be ordered (distances);
+all are checked for every layer before anything starts, as are ``trainer.devices``,
+``trainer.strategy`` (Lightning's names) and ``data.image_size`` (a multiple of the method's
+``image_size_multiple``). ``trainer.accelerator`` is checked against the machine when a run
+starts (:func:`pose3d.machine.check_accelerator`).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -55,7 +61,7 @@ class Range:
     def allows(self, value: Any) -> bool:
         if value in self.special:
             return True
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             return False
         if self.low is not None and (value <= self.low if self.open_low else value < self.low):
             return False
@@ -64,12 +70,17 @@ class Range:
     def describe(self) -> str:
         parts = []
         if self.low is not None:
-            parts.append(f"{'>' if self.open_low else '>='} {self.low:g}")
+            parts.append(f"{'>' if self.open_low else '>='} {_number(self.low)}")
         if self.high is not None:
-            parts.append(f"<= {self.high:g}")
+            parts.append(f"<= {_number(self.high)}")
         text = "a number " + " and ".join(parts) if parts else "a number"
         specials = [("null" if v is None else str(v)) for v in self.special]
         return text + (f" (or {', '.join(specials)})" if specials else "")
+
+
+def _number(value: float) -> str:
+    """A bound as written: integers in full (a seed's 4294967295), others as ``%g``."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"
 
 
 def bounded(default: Any, low: Optional[float] = None, high: Optional[float] = None, *,
@@ -86,6 +97,30 @@ def positive(default: Any, special: tuple = ()) -> Any:
 def at_least(minimum: float, default: Any, special: tuple = ()) -> Any:
     """A number >= ``minimum``."""
     return bounded(default, minimum, special=special)
+
+
+SEED_RANGE = (0, 2**32 - 1)  # what numpy's and Lightning's seeding accept
+
+
+def seed_field(default: int = 0) -> Any:
+    """A random seed: an integer numpy and ``lightning.seed_everything`` accept."""
+    return bounded(default, *SEED_RANGE)
+
+
+def probability(default: float) -> Any:
+    """A share or probability in [0, 1]."""
+    return bounded(default, 0, 1)
+
+
+def _check_strategy(value: Any) -> None:
+    """``trainer.strategy``: 'auto' or a name of Lightning's strategy registry (checked before Lightning sees it)."""
+    if value == "auto":
+        return
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    names = StrategyRegistry.available_strategies()
+    if value not in names:
+        raise ConfigError(f"bad value for trainer.strategy: {value!r}; choose one of: auto, {', '.join(names)}")
 
 
 def _check_devices(value: Any) -> None:
@@ -110,7 +145,7 @@ class TrainerConfig:
     accelerator: str = choice("auto", ("auto", "cpu", "gpu", "cuda", "mps"))
     devices: Any = 1
     num_nodes: int = at_least(1, 1)
-    strategy: str = "auto"
+    strategy: str = "auto"  # 'auto' or a Lightning strategy name (:func:`_check_strategy`)
     precision: str = choice("32-true", ("32-true", "16-mixed", "bf16-mixed", "64-true"))
     gradient_clip_val: Optional[float] = positive(None, special=(None,))
     check_val_every_n_epoch: int = at_least(1, 1)
@@ -143,7 +178,7 @@ class LoggerConfig:
 class RunConfig:
     experiment: str = "baseline"
     preset: str = choice("quick", ("smoke", "quick", "paper", "h36m_poses"))
-    seed: int = 0
+    seed: int = seed_field()
     variant: str = "default"
     name: Optional[str] = None
     results_dir: str = "results"
@@ -194,9 +229,10 @@ def available_experiments() -> list[str]:
 
 
 def read_experiment(name: str) -> dict:
-    """The experiment file as a plain dict, or a one-line error naming the known experiments."""
+    """The experiment file as a plain dict, or a one-line error naming the known experiments (a
+    name, never a path: ``experiment=../experiments/baseline`` is refused)."""
     path = EXPERIMENTS_DIR / f"{name}.yaml"
-    if not path.is_file():
+    if name not in available_experiments():
         raise ConfigError(f"unknown experiment '{name}'; choose one of: {', '.join(available_experiments())}")
     try:
         content = yaml.safe_load(path.read_text()) or {}
@@ -280,6 +316,10 @@ def _check_choices(schema: type, cfg: DictConfig, prefix: str = "") -> None:
             raise ConfigError(f"bad value for {key}: {value!r}; expected {valid.describe()}")
         if f.default_factory is not dataclasses.MISSING and isinstance(value, DictConfig):
             _check_choices(type(f.default_factory()), value, key + ".")
+    for low, high in getattr(schema, "ordered", ()):
+        if not cfg.get(low) <= cfg.get(high):
+            raise ConfigError(f"bad values for {prefix}{low}={cfg.get(low)} and {prefix}{high}={cfg.get(high)}; "
+                              f"expected {low} <= {high}")
 
 
 def validated(schema: type, values: Any, source: str, prefix: str = "") -> DictConfig:
@@ -367,7 +407,21 @@ def build_config(overrides: list[str], model_schemas: Any, data_schemas: Any) ->
     _check_choices(model_schema, cfg.model, "model.")
     _check_choices(data_schema, cfg.data, "data.")
     _check_devices(cfg.trainer.devices)
+    _check_strategy(cfg.trainer.strategy)
+    _check_image_size(cfg, model_schemas)
     return cfg
+
+
+def _check_image_size(cfg: DictConfig, model_schemas: Any) -> None:
+    """``data.image_size`` is a multiple of what the method's network needs (its
+    ``image_size_multiple`` classmethod, asked of a registry's class)."""
+    size = cfg.data.get("image_size")
+    if size is None or not hasattr(model_schemas, "load"):
+        return
+    multiple = model_schemas.load(cfg.model.name).image_size_multiple(cfg.model)
+    if size % multiple:
+        raise ConfigError(f"bad value for data.image_size: {size}; model.name={cfg.model.name} with these settings has "
+                          f"an input stride of {multiple}, so expected a multiple of {multiple} (e.g. {max(1, round(size / multiple)) * multiple})")
 
 
 def run_name(cfg: DictConfig) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from pose3d.config import ConfigError
+from pose3d.readers import require_finite
 from pose3d.safe_load import NpzContentError, UnsafeFileError, read_npz_object
 from pose3d.skeleton import H36M_32_TO_17, NUM_JOINTS
 
@@ -98,6 +99,7 @@ def _joints_17(path, where: str, seq: Any, dims: int) -> np.ndarray:
     array = np.asarray(seq)
     if array.ndim != 3 or array.shape[1] not in (NUM_JOINTS, 32) or array.shape[2] != dims or array.dtype.kind not in "fiu":
         raise PoseFileError(f"{path}: {where} is {array.dtype} {array.shape}; expected (T, 17 or 32, {dims}) numbers")
+    require_finite(path, where, array, "finite joint coordinates in VideoPose3D's npz")
     return array[:, list(H36M_32_TO_17)] if array.shape[1] == 32 else array
 
 

@@ -186,15 +186,23 @@ def _normal(p: Tensor, q: Tensor, s: Tensor, q1: Tensor, s1: Tensor, theta: Tens
     return _combine(p[:, None], (q[:, None], s[:, None], q1[:, None], s1[:, None]), theta[:, None, None])
 
 
+_RIDGE_TRIES = 8  # ridges 1e-10 .. 1e4 times the mean diagonal
+
+
 def _cholesky(n: Tensor) -> Tensor:
-    """Cholesky factors, with a tiny ridge where a system is (numerically) singular."""
+    """Cholesky factors, with a tiny ridge where a system is (numerically) singular; a system that
+    no ridge up to 1e4 times its diagonal makes positive definite (a prior holding NaN, or negative
+    variances) is a ``ValueError``, never an endless search."""
+    if not bool(torch.isfinite(n).all()):
+        raise ValueError("the lifting's normal equations hold NaN or infinity; expected a pose prior of finite values")
     ridge = 1e-10 * n.diagonal(dim1=-2, dim2=-1).mean(-1).clamp(min=1e-30)
     eye = torch.eye(n.shape[-1], dtype=n.dtype)
-    factor, info = torch.linalg.cholesky_ex(n + ridge[..., None, None] * eye)
-    while bool((info > 0).any()):
-        ridge = ridge * 100
+    for _ in range(_RIDGE_TRIES):
         factor, info = torch.linalg.cholesky_ex(n + ridge[..., None, None] * eye)
-    return factor
+        if not bool((info > 0).any()):
+            return factor
+        ridge = ridge * 100
+    raise ValueError("the lifting's normal equations are not positive definite; expected a pose prior of positive variances")
 
 
 def _quadratic_form_weights(mx: Tensor, my: Tensor, bias: Tensor) -> list[Tensor]:

@@ -13,6 +13,8 @@ import functools
 import os
 from pathlib import Path
 
+from pose3d.config import ConfigError
+
 SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
 BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX",
              "AVX10_1_512_AMX_FP16", "ALL")  # oneDNN ISA limits that still allow bfloat16 arithmetic
@@ -52,6 +54,27 @@ def cpu_facts() -> dict:
     model, flags = _cpuinfo()
     return {"model": model, "cores": os.cpu_count(), "flags": [f for f in SPEED_FLAGS if f in flags],
             "isa_limit": isa_limit(), "native_bfloat16": native_bfloat16()}
+
+
+def accelerators() -> list[str]:
+    """The ``trainer.accelerator`` names this machine can run: cpu, plus cuda/gpu where torch sees a
+    CUDA device and mps on Apple silicon."""
+    import torch
+
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += ["cuda", "gpu"]
+    if torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
+def check_accelerator(name: str) -> None:
+    """``trainer.accelerator`` is 'auto' or one this machine has (before Lightning, or a CUDA query, sees it)."""
+    found = accelerators()
+    if name != "auto" and name not in found:
+        raise ConfigError(f"bad value for trainer.accelerator: '{name}'; this machine has {', '.join(found)}; "
+                          "expected one of them or auto")
 
 
 def describe_cpu() -> str:

@@ -28,7 +28,6 @@ SOURCE is a folder of BVH files, a VideoPose3D ``data_3d_h36m.npz`` or ``synthet
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +35,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from pose3d.arguments import OneLineParser, bounded_int, int_at_least, open_fraction
+from pose3d.config import SEED_RANGE
 from pose3d.files import atomic_path, check_writable
 from pose3d.h36m_mocap import PROTOCOL_TRAIN_SUBJECTS, PoseFileError, read_positions_3d
+from pose3d.readers import FileFormatError, read_mat, read_npz
 from pose3d.skeleton import FLIP_PERMUTATION, H36M_BONES, NUM_JOINTS, ROOT
 
 NON_ROOT = np.array([j for j in range(NUM_JOINTS) if j != ROOT])
@@ -347,6 +349,14 @@ class LiftOutput(NamedTuple):
     cost: object  # (N,) score of the chosen component (lower is better)
 
 
+class PriorError(ValueError):
+    """Values a :class:`PosePrior` cannot hold: what was ``found`` and what was ``expected``."""
+
+    def __init__(self, found: str, expected: str):
+        self.found, self.expected = found, expected
+        super().__init__(f"PosePrior: {found}; expected {expected}")
+
+
 @dataclass
 class PosePrior:
     """A mixture of PPCA models of 3D pose in mm (the model of Sec. 4).
@@ -374,11 +384,28 @@ class PosePrior:
         self.variances = np.asarray(self.variances, dtype=np.float64)
         self.noise = np.asarray(self.noise, dtype=np.float64).reshape(-1)
         self.weights = np.asarray(self.weights, dtype=np.float64).reshape(-1)
+        if self.variances.ndim != 2:
+            raise PriorError(f"'variances' has shape {self.variances.shape}", "(K, J)")
         k, j = self.variances.shape
         expected = {"means": (k, NUM_JOINTS, 3), "basis": (k, j, NUM_JOINTS, 3), "noise": (k,), "weights": (k,)}
         for name, shape in expected.items():
             if getattr(self, name).shape != shape:
-                raise ValueError(f"PosePrior.{name} has shape {getattr(self, name).shape}, expected {shape}")
+                raise PriorError(f"'{name}' has shape {getattr(self, name).shape}", str(shape))
+        self._check_values()
+
+    def _check_values(self) -> None:
+        """Finite numbers, positive variances, noise and size, weights >= 0 of positive sum: what
+        the lifting's normal equations need (a NaN there would make every factorisation fail)."""
+        for name in ("means", "basis", "variances", "noise", "weights"):
+            if not np.isfinite(getattr(self, name)).all():
+                raise PriorError(f"'{name}' holds NaN or infinity", "finite numbers")
+        for name in ("variances", "noise"):
+            if (getattr(self, name) <= 0).any():
+                raise PriorError(f"'{name}' holds {getattr(self, name).min():g}", f"{name} > 0")
+        if (self.weights < 0).any() or not self.weights.sum() > 0:
+            raise PriorError(f"'weights' are {self.weights.tolist()}", "weights >= 0 of positive sum")
+        if not (np.isfinite(self.unit_mm) and self.unit_mm > 0):
+            raise PriorError(f"'unit_mm' is {self.unit_mm}", "a size in mm > 0")
 
     @property
     def components(self) -> int:
@@ -404,11 +431,12 @@ class PosePrior:
 
     @classmethod
     def load(cls, path: str | Path) -> "PosePrior":
-        with np.load(path) as data:
-            return cls(means=data["means"], basis=data["basis"], variances=data["variances"], noise=data["noise"],
-                       weights=data["weights"], unit_mm=float(data["unit_mm"]),
-                       log_likelihood=data["log_likelihood"],
-                       subjects=tuple(str(s) for s in data["subjects"]) if "subjects" in data else ())
+        """The prior :meth:`save` wrote; any other file is a one-line :class:`~pose3d.readers.FileFormatError`."""
+        data = read_npz(path, PRIOR_FILE, shapes=PRIOR_SHAPES, finite=PRIOR_SHAPES, optional=("subjects",))
+        return _prior_of(path, PRIOR_FILE, means=data["means"], basis=data["basis"], variances=data["variances"],
+                         noise=data["noise"], weights=data["weights"], unit_mm=float(data["unit_mm"]),
+                         log_likelihood=data["log_likelihood"],
+                         subjects=tuple(str(s) for s in data["subjects"]) if "subjects" in data else ())
 
     def check_unseen(self, test_subjects, what: str = "the pose prior") -> None:
         """Raise a one-line ``ValueError`` when the prior was fitted on any of ``test_subjects``."""
@@ -477,6 +505,20 @@ class PosePrior:
         return LiftOutput(*out)
 
 
+PRIOR_FILE = "a PosePrior .npz (python -m pose3d.ppca fit)"
+PRIOR_SHAPES = {"means": ("K", NUM_JOINTS, 3), "basis": ("K", "J", NUM_JOINTS, 3), "variances": ("K", "J"),
+                "noise": ("K",), "weights": ("K",), "unit_mm": (), "log_likelihood": (None,)}
+RELEASE_FILE = "the prob_model_params.mat of Tome et al. 2017: mu (K, 51), e (K, J, 51), sigma (K, J+1) > 0"
+
+
+def _prior_of(path: str | Path, expected: str, **fields) -> PosePrior:
+    """A :class:`PosePrior` of values read from ``path``; a value it refuses names the file."""
+    try:
+        return PosePrior(**fields)
+    except PriorError as error:
+        raise FileFormatError(path, error.found, f"{error.expected} in {expected}") from None
+
+
 def prior_from_mixture(fit: MixtureFit, unit_mm: float) -> PosePrior:
     """A :class:`PosePrior` in mm from a mixture fitted on size-normalised flattened poses."""
     k, j = len(fit.models), fit.models[0].basis.shape[0]
@@ -532,20 +574,20 @@ def load_tome_release(path: str | Path) -> PosePrior:
     built from ``-log sigma``), inverse standard deviations: of the J coefficients, and
     last of the residual noise; so variances = sigma^-2.
     """
-    from scipy.io import loadmat
-
-    data = loadmat(str(path))
-    for key in ("mu", "e", "sigma"):
-        if key not in data:
-            raise ValueError(f"{path}: no variable {key!r}; expected mu (K,51), e (K,J,51), sigma (K,J+1)")
+    data = read_mat(path, RELEASE_FILE, shapes={"mu": ("K", 3 * NUM_JOINTS), "e": ("K", "J", 3 * NUM_JOINTS),
+                                                "sigma": ("K", None)}, finite=("mu", "e", "sigma"))
     mu, e, sigma = (np.asarray(data[k], dtype=np.float64) for k in ("mu", "e", "sigma"))
     k, j = e.shape[:2]
+    if sigma.shape[1] != j + 1:
+        raise FileFormatError(path, f"'sigma' has shape {sigma.shape} for J={j} basis vectors", RELEASE_FILE)
     means = mu.reshape(k, 3, NUM_JOINTS).transpose(0, 2, 1) @ WORLD_Z_UP_TO_CAMERA.T
     basis = e.reshape(k, j, 3, NUM_JOINTS).transpose(0, 1, 3, 2) @ WORLD_Z_UP_TO_CAMERA.T
     means = means - means[:, ROOT:ROOT + 1]
     variances = sigma[:, :j] ** -2.0
     noise = sigma[:, j] ** -2.0
-    return PosePrior(means, basis, variances, noise, np.full(k, 1.0 / k), float(np.median(limb_scale(means))))
+    with np.errstate(divide="ignore"):
+        return _prior_of(path, RELEASE_FILE, means=means, basis=basis, variances=variances, noise=noise,
+                         weights=np.full(k, 1.0 / k), unit_mm=float(np.median(limb_scale(means))))
 
 
 # ------------------------------------------------------------------ evaluation helpers
@@ -632,11 +674,11 @@ def load_bvh_folder(folder: str | Path, stride: int = 1) -> np.ndarray:
             chunks.append(poses[::stride])
         else:
             skipped.append(file.name)
+    if not chunks:
+        raise SourceError(f"{folder}: none of {len(files)} BVH files provides all 17 H36M joints (first: {skipped[0]}); "
+                          "expected files of a rig with a head end site (e.g. CMU original)")
     if skipped:
         print(f"skipped {len(skipped)} of {len(files)} BVH files without all 17 joints", file=sys.stderr)
-    if not chunks:
-        raise SourceError(f"{folder}: none of {len(files)} BVH files provides all 17 H36M joints; "
-                          "expected files of a rig with a head end site (e.g. CMU original)")
     return np.concatenate(chunks).astype(np.float64)
 
 
@@ -691,45 +733,30 @@ def _lifting_error(prior: PosePrior, poses: np.ndarray, rng: np.random.Generator
     return float((aligned - target).norm(dim=-1).mean())
 
 
-def _positive(kind):
-    def parse(text: str):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be a positive {kind.__name__}, got {text}")
-        return value
-    return parse
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with the project's one-line error (exit status 2)."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message} (see python -m pose3d.ppca fit --help)\n")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m pose3d.ppca", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m pose3d.ppca", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("fit", help="fit a (mixture of) PPCA pose prior(s) and save it as .npz")
     p.add_argument("--source", required=True, help="BVH folder, VideoPose3D data_3d_h36m.npz, or 'synthetic'")
-    p.add_argument("--components", type=_positive(int), default=1)
-    p.add_argument("--basis", type=_positive(int), default=10)
+    p.add_argument("--components", type=int_at_least(1), default=1)
+    p.add_argument("--basis", type=int_at_least(1), default=10)
     p.add_argument("--out", required=True)
-    p.add_argument("--stride", type=_positive(int), default=1, help="keep every k-th frame")
-    p.add_argument("--max-poses", type=_positive(int), default=200000, help="random subsample cap")
-    p.add_argument("--holdout", type=float, default=0.1, help="fraction of poses held out")
-    p.add_argument("--count", type=_positive(int), default=20000, help="poses drawn for 'synthetic'")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stride", type=int_at_least(1), default=1, help="keep every k-th frame")
+    p.add_argument("--max-poses", type=int_at_least(1), default=200000, help="random subsample cap")
+    p.add_argument("--holdout", type=open_fraction, default=0.1, help="fraction of poses held out")
+    p.add_argument("--count", type=int_at_least(1), default=20000, help="poses drawn for 'synthetic'")
+    p.add_argument("--seed", type=bounded_int(*SEED_RANGE), default=0)
     p.add_argument("--subjects", default="", help="Human3.6M subjects to fit on, e.g. S1,S5,S6,S7,S8,S9 "
                    "(default: Protocol #1's training subjects S1,S5,S6,S7,S8)")
     args = parser.parse_args(argv)
     try:
-        if not 0.0 < args.holdout < 1.0:
-            raise SourceError(f"--holdout {args.holdout}: expected a fraction in (0, 1)")
         if args.basis >= DIMS:
             raise SourceError(f"--basis {args.basis}: expected at most {DIMS - 1}")
-        check_writable(Path(args.out).parent, "a writable folder for --out")
         subjects = tuple(s.strip() for s in args.subjects.split(",") if s.strip()) or None
+        if subjects and Path(args.source).suffix != ".npz":
+            raise SourceError(f"--subjects {args.subjects}: --source {args.source} has no subject ids; expected "
+                              "--subjects only with a Human3.6M data_3d_h36m.npz")
+        check_writable(Path(args.out).parent, "a writable folder for --out")
         poses = load_source(args.source, args.stride, args.count, args.seed, subjects)
         rng = np.random.default_rng(args.seed)
         order = rng.permutation(len(poses))[:args.max_poses]

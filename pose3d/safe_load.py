@@ -139,6 +139,22 @@ def read_pickle(path: str | Path) -> Any:
         return DataUnpickler(file, path).load()
 
 
+def read_pickle_file(path: str | Path, expected: str) -> Any:
+    """:func:`read_pickle` for a file a user names: a missing, truncated or foreign file is a one-line
+    :class:`~pose3d.readers.FileFormatError` saying what was ``expected`` (a pickle that would run
+    code stays an :class:`UnsafeFileError`)."""
+    from pose3d.readers import DECODE_ERRORS, FileFormatError, first_line, require_file
+
+    path = require_file(path, expected)
+    try:
+        return read_pickle(path)
+    except UnsafeFileError:
+        raise
+    except (*DECODE_ERRORS, pickle.UnpicklingError, RecursionError) as error:
+        raise FileFormatError(path, f"not a readable pickle ({type(error).__name__}: {first_line(error)})",
+                              expected) from None
+
+
 class NpzContentError(ValueError):
     """An ``.npz`` without the wanted object array; one line (the caller adds the file's name)."""
 

@@ -203,10 +203,11 @@ def test_unreadable_bvh_files_name_themselves(tmp_path):
     import os
 
     from pose3d.bvh import BvhError, load_bvh
+    from pose3d.readers import FileFormatError
 
     binary = tmp_path / "random.bvh"
-    binary.write_bytes(os.urandom(512) + b"\xff\xfe")
-    with pytest.raises(BvhError, match=r"random.bvh: not a BVH file \(binary content\)"):
+    binary.write_bytes(b"\xff\xfe" + os.urandom(512))
+    with pytest.raises(FileFormatError, match=r"random.bvh: binary content .*; expected a BVH text file"):
         load_bvh(binary)
     text = tmp_path / "nan.bvh"
     text.write_text("HIERARCHY\nROOT Hips\n{\n OFFSET 0 0 0\n CHANNELS 3 Xposition Yposition Zposition\n"

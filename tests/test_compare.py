@@ -86,5 +86,8 @@ def test_summary_rows_columns_and_cost(tmp_path, sweep_file):
 
 
 def test_bad_seeds_is_one_line_and_exit_2(capsys):
-    assert compare.main(["summary", "--seeds", "0"]) == 2
-    assert "expected a positive number of seeds" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        compare.main(["summary", "--seeds", "0"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == ("error: argument --seeds: expected an integer >= 1, got '0' "
+                                               "(see python -m harness.compare --help)")

@@ -97,7 +97,6 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
 
 def test_ppca_and_human36m_share_the_reader(tmp_path):
     from datamodules.human36m import Human36MDataModule
-    from datamodules.records import DatasetLayoutError
     from tests.fixtures_h36m import write_poses_layout
 
     path = write(tmp_path / "bad.npz", positions_3d={"S1": {"Walking": np.zeros((4, 20, 3))}})
@@ -106,6 +105,6 @@ def test_ppca_and_human36m_share_the_reader(tmp_path):
     write_poses_layout(tmp_path / "h36m", num_frames=6, subjects=(1, 9))
     (tmp_path / "h36m" / "data_3d_h36m.npz").write_bytes(path.read_bytes())
     dm = Human36MDataModule({"root": str(tmp_path / "h36m"), "layout": "poses", "image_size": 32})
-    with pytest.raises(DatasetLayoutError) as error:
+    with pytest.raises(PoseFileError) as error:
         dm.all_records("train")
     assert "data_3d_h36m.npz: positions_3d['S1']['Walking'] is float64 (4, 20, 3)" in one_line(error)

@@ -13,6 +13,7 @@ from datamodules.batch import check_batch
 from datamodules.human36m import ACTIONS, CAMERA_IDS, FRONTAL_CAMERA, Human36MDataModule, parse_action, trial_numbers
 from datamodules.records import DatasetLayoutError
 from pose3d import camera as cam
+from pose3d.readers import FileFormatError
 from pose3d.skeleton import JOINT_INDEX, SUBSET_14
 from tests.fixtures_h36m import write_images_layout, write_poses_layout
 from tests.helpers import assert_rotations
@@ -199,7 +200,7 @@ def test_poses_layout_requires_camera_extrinsics(tmp_path):
         module(tmp_path, layout="poses", source_2d="cpn", cameras_file="x.json")
     (tmp_path / "h36m_cameras_extrinsic_params.json").write_text(json.dumps({"S1": [{"orientation": [1, 0, 0, 0]}]}))
     dm = module(tmp_path, layout="poses")
-    with pytest.raises(DatasetLayoutError, match="translation"):
+    with pytest.raises(FileFormatError, match="h36m_cameras_extrinsic_params.json: a camera entry without 'translation'"):
         dm.all_records("train")
 
 

@@ -19,12 +19,12 @@ from datamodules.mpi_inf_3dhp import (
     evaluate,
     fit_intrinsics,
     joints_over_time,
-    read_mat_cells,
     read_test_sequence,
 )
 from datamodules.records import DatasetLayoutError
 from pose3d import camera as cam
 from pose3d.config import ConfigError
+from pose3d.readers import FileFormatError, read_mat_cells
 from pose3d.skeleton import JOINT_INDEX, h36m_to_subset
 from tests.helpers import assert_rotations
 
@@ -168,10 +168,10 @@ def test_cells_of_v73_and_v5_files(tmp_path):
         v5[c, 0] = cell
     scipy.io.savemat(tmp_path / "v5.mat", {"annot2": v5})
     for name in ("v73.mat", "v5.mat"):
-        read = read_mat_cells(tmp_path / name, ["annot2"])["annot2"]
+        read = read_mat_cells(tmp_path / name, ["annot2"], "an annot.mat")["annot2"]
         assert len(read) == 3 and all(np.array_equal(a, b) for a, b in zip(read, cells)), name
-    with pytest.raises(DatasetLayoutError, match="lacks the variable"):
-        read_mat_cells(tmp_path / "v5.mat", ["annot3"])
+    with pytest.raises(FileFormatError, match=r"v5.mat: no variable 'annot3' \(it holds annot2\); expected an annot.mat"):
+        read_mat_cells(tmp_path / "v5.mat", ["annot3"], "an annot.mat")
 
 
 def test_3dhp_head_joints_map_to_ours():

@@ -138,7 +138,7 @@ def corrupt(path: Path) -> Path:
 
 @pytest.mark.parametrize("case, expected", [
     ("missing", "missing.png does not exist; expected an image, a video or a folder of them"),
-    ("corrupt_image", "cannot read image"),
+    ("corrupt_image", "broken.png: 4000 bytes that do not decode as an image"),
     ("corrupt_video", "cannot read video"),
     ("box_outside", "lies outside the image (256 x 256 px)"),
 ])

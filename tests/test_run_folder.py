@@ -95,7 +95,7 @@ def test_overwrite_moves_the_earlier_results_aside_and_a_bad_trainer_setting_cha
     before = {name: (run_dir / name).read_bytes() for name in ("config.yaml", "metrics.json", "checkpoints/last.ckpt")}
     capsys.readouterr()
     assert main(["experiment=baseline", *smoke_args, "overwrite=true", "optim.lr=0.01", "trainer.strategy=nonsense"]) == 2
-    assert "bad trainer settings: You selected an invalid strategy name" in err_line(capsys)
+    assert "bad value for trainer.strategy: 'nonsense'; choose one of: auto, ddp" in err_line(capsys)
     assert {name: (run_dir / name).read_bytes() for name in before} == before  # config.yaml not rewritten
     assert sorted(p.name for p in run_dir.parent.iterdir() if not p.name.startswith(".")) == [NAME]
 
