@@ -39,6 +39,24 @@ def experiments_text() -> str:
     return "\n".join(lines)
 
 
+def sweep_files_text() -> str:
+    """One line per sweep file of ``ablations/``: its grid (each parameter's value or values)."""
+    import yaml
+
+    from pose3d.config import REPO_ROOT
+
+    lines = []
+    for path in sorted((REPO_ROOT / "ablations").glob("*.yaml")):
+        parameters = (yaml.safe_load(path.read_text()) or {}).get("parameters")
+        if not isinstance(parameters, dict):  # references.yaml: the papers' numbers, no grid
+            continue
+        grid = [f"{name}={spec['value']}" if "value" in spec else f"{name} in [{', '.join(map(str, spec['values']))}]"
+                for name, spec in parameters.items() if isinstance(spec, dict) and ("value" in spec or "values" in spec)]
+        lines.append(textwrap.fill(f"ablations/{path.name}: {'; '.join(grid)}", WIDTH, initial_indent="  ",
+                                   subsequent_indent="    ", break_on_hyphens=False))
+    return "\n".join(lines)
+
+
 def presets_text() -> str:
     return "\n".join(f"  {name:<7} {PRESET_NOTES.get(name, '')}" for name in PRESETS)
 

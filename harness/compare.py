@@ -258,7 +258,7 @@ def own_results_dir(overrides: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.compare", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m pose3d.compare", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("run", "summary"), nargs="?", default="run")
     parser.add_argument("--sweep-file", default=str(COMPARE_FILE))
     parser.add_argument("--preset", default=None, help="replaces the sweep file's preset (smoke|quick|paper)")
