@@ -68,8 +68,8 @@ def checked_module(dataset: str, path: str, args: list[str] | None = None):
 
 
 def help_text() -> str:
-    from harness.cli_help import source_file
     from datamodules import DATAMODULES
+    from harness.cli_help import source_file
 
     datasets = "\n".join(f"  {name:<13} data.* keys: the Config dataclass in {source_file(DATAMODULES.entries[name])}"
                          for name in checkable_datasets())
