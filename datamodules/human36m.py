@@ -32,8 +32,15 @@
   frames: ``image`` is black and the layout serves lifting methods (2D -> 3D), which read
   ``joints_2d``/``camera``; both files are read by :mod:`pose3d.h36m_mocap` (32-joint arrays
   reduced to 17 joints, the pickled dictionaries read as data only, as is cameras.pkl: :mod:`pose3d.safe_load`).
-  ``data.source_2d`` picks the 2D file (``gt``: projected ground truth, with distortion;
-  ``cpn_ft_h36m_dbb``... detections).
+  ``data.source_2d`` picks the 2D file by name (``gt``: projected ground truth, with distortion;
+  ``cpn_ft_h36m_dbb``, ``detectron_ft_h36m``... detections; a missing one names those the root
+  has). VideoPose3D writes every frame (50 Hz); a copy at another rate (e.g. every 5th frame,
+  10 Hz) is read as such: ``data.fps`` declares the rate, and by default it is read from the
+  3D file's frames per subject against the documented 50 Hz counts (:data:`FRAMES_50HZ`; 50
+  when they match no rate; ``python -m pose3d.data check`` says which). Row ``r`` of a file at
+  ``fps`` is frame ``r * 50 / fps`` of the 50 Hz video, so every selection below is made in
+  frames of the original video and a 10 Hz and a 50 Hz copy give the same frames (a selection
+  the file cannot give, such as every 64th frame of a 10 Hz copy, is a one-line error).
 
 Protocols (``data.protocol``; Tome et al. 2017, Sec. 5):
 
@@ -48,7 +55,8 @@ A frame is identified by its index in the original 50 fps video; ``data.train_ev
 ``data.test_every`` keep the frames whose index is a multiple (0 = the protocol's default:
 train 5, test 5/64/1). The ``images`` layout reads ``fps10`` when that suffices (every
 multiple of 5) and ``fps50`` otherwise. ``data.cameras`` and ``data.trial`` override the
-protocol's test cameras and trial. Trials: within a subject and action, sequence names sort by
+protocol's test cameras and trial, ``data.test_subjects`` its test subjects (a subset such as
+``[9]``, or others it does not train on). Trials: within a subject and action, sequence names sort by
 their numeric suffix (no suffix first): "Directions" is trial 1, "Directions 1" trial 2;
 "Sitting 1" trial 1, "Sitting 2" trial 2.
 
@@ -108,6 +116,13 @@ CAMERA_INTRINSICS: dict[str, dict] = {
     "58860488": {"f": (1149.1407470703125, 1148.7989501953125), "c": (519.8158569335938, 501.40264892578125), "w": 1000, "h": 1000},
     "60457274": {"f": (1145.5113525390625, 1144.77392578125), "c": (514.9682006835938, 501.88201904296875), "w": 1000, "h": 1002},
 }
+
+# Frames per camera of the 50 Hz Human3.6M pose sequences (VideoPose3D's data_3d_h36m.npz holds
+# them at this rate), from the published counts of all four cameras' frames: S1 248,376; S1+S5
+# 644,692; S1+S5+S6 894,556; S1, S5-S8 1,559,752; S9+S11 543,344. Where only a sum is published
+# the subjects share one entry. The poses layout reads its files' frame rate from these.
+FRAMES_50HZ: dict[tuple[int, ...], int] = {(1,): 62_094, (5,): 99_079, (6,): 62_466, (7, 8): 166_299, (9, 11): 135_836}
+FRAME_STEPS = (1, 2, 5, 10, 25, 50)  # 50 Hz frames per row of a file at 50, 25, 10, 5, 2, 1 Hz
 
 BOX_PADDING = 1.2  # scale = 1.2 * keypoint box side / 200, as the OpenMMLab converter computes it
 
@@ -205,7 +220,9 @@ class Human36MConfig(RecordDataConfig):
     trial: int = -1  # test trial (1 or 2; 0 = all); -1 = the protocol's
     val_subjects: list[int] = field(default_factory=list)  # empty: hold out the end of every training sequence
     val_fraction: float = 0.1
-    source_2d: str = "gt"  # poses layout: data_2d_h36m_<source_2d>.npz
+    source_2d: str = "gt"  # poses layout: data_2d_h36m_<source_2d>.npz (gt, cpn_ft_h36m_dbb, detectron_ft_h36m, ...)
+    fps: int = choice(0, (0, 1, 2, 5, 10, 25, 50))  # poses layout: the files' frame rate; 0 = read from their frame counts
+    test_subjects: list[int] = field(default_factory=list)  # empty: the protocol's
     cameras_file: str = ""  # poses layout: extrinsics file; empty = look for the two known names
     crop_margin: float = 1.1  # 'scale' already pads the keypoint box by 1.2: crops span 1.32 x the body
 
@@ -256,6 +273,14 @@ class Human36MDataModule(RecordDataModule):
             raise DatasetLayoutError(f"bad value for data.val_subjects: {outside} are not training subjects of Protocol "
                                      f"#{self.cfg.protocol}; choose from {list(self.protocol.train_subjects)} "
                                      "(validation never uses test subjects)")
+        leaked = [s for s in self.cfg.test_subjects if s in self.protocol.train_subjects]
+        if leaked:
+            raise DatasetLayoutError(f"bad value for data.test_subjects: {leaked} are training subjects of Protocol "
+                                     f"#{self.cfg.protocol}; expected subjects it does not train on, e.g. "
+                                     f"{list(self.protocol.test_subjects)} (the protocol's)")
+        if self.cfg.fps and self.cfg.layout != "poses":
+            raise DatasetLayoutError(f"bad value for data.fps: {self.cfg.fps}; it declares the frame rate of the poses "
+                                     "layout's files (the images layout names its frames)")
         if not 0.0 <= self.cfg.val_fraction < 1.0:
             raise DatasetLayoutError(f"bad value for data.val_fraction: {self.cfg.val_fraction}; expected 0 <= x < 1")
 
@@ -281,6 +306,10 @@ class Human36MDataModule(RecordDataModule):
         return self.protocol.test_trial if self.cfg.trial < 0 else self.cfg.trial
 
     @property
+    def test_subjects(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.cfg.test_subjects) or self.protocol.test_subjects
+
+    @property
     def train_subjects(self) -> tuple[int, ...]:
         return tuple(s for s in self.protocol.train_subjects if s not in self.cfg.val_subjects)
 
@@ -293,7 +322,7 @@ class Human36MDataModule(RecordDataModule):
         """What the protocol evaluates: ``eval_joints`` (H36M-17 indices) and the headline ``metric``."""
         p = self.protocol
         return {"protocol": self.cfg.protocol, "eval_joints": p.eval_joints, "metric": p.metric,
-                "test_subjects": p.test_subjects, "test_cameras": self.test_cameras, "test_every": self.test_every,
+                "test_subjects": self.test_subjects, "test_cameras": self.test_cameras, "test_every": self.test_every,
                 "test_trial": self.test_trial}
 
     def describe_protocol(self) -> str:
@@ -306,11 +335,11 @@ class Human36MDataModule(RecordDataModule):
 
     @property
     def test_subject_names(self) -> tuple[str, ...]:
-        return tuple(f"S{s}" for s in self.protocol.test_subjects)
+        return tuple(f"S{s}" for s in self.test_subjects)
 
     @property
     def test_subjects_label(self) -> str:
-        subjects = ", ".join(f"S{s}" for s in self.protocol.test_subjects)
+        subjects = ", ".join(f"S{s}" for s in self.test_subjects)
         label = f"{subjects} (Human3.6M {self.describe_protocol()}"
         if "all-test" in self._records:
             used, total = len(self.records("test")), len(self.all_records("test"))
@@ -340,7 +369,7 @@ class Human36MDataModule(RecordDataModule):
     def _split_plan(self, split: str) -> tuple[tuple[int, ...], int]:
         """(subjects, every) whose frames a split draws from (val: from the training subjects)."""
         if split == "test":
-            return self.protocol.test_subjects, self.test_every
+            return self.test_subjects, self.test_every
         if split == "val" and self.cfg.val_subjects:
             return tuple(self.cfg.val_subjects), self.train_every
         return self.train_subjects, self.train_every
@@ -354,7 +383,7 @@ class Human36MDataModule(RecordDataModule):
             self.require("images")
         else:
             self.require("data_3d_h36m.npz")
-            self.require(f"data_2d_h36m_{self.cfg.source_2d}.npz")
+            self._source_2d_path()
             self._extrinsics_path()
 
     # -- loading: images layout ----------------------------------------------------------
@@ -409,6 +438,15 @@ class Human36MDataModule(RecordDataModule):
                                    sequence=table.sequence + block * 1_000_000)
 
     # -- loading: poses layout -----------------------------------------------------------
+    def _source_2d_path(self) -> Path:
+        """``data_2d_h36m_<data.source_2d>.npz``, or an error naming the sources this root has."""
+        path = self.root / f"data_2d_h36m_{self.cfg.source_2d}.npz"
+        if not path.is_file():
+            found = sorted(p.name[len("data_2d_h36m_"):-len(".npz")] for p in self.root.glob("data_2d_h36m_*.npz"))
+            raise self.layout_error(f"missing {path} (data.source_2d={self.cfg.source_2d}); this root has "
+                                    f"{'data.source_2d=' + ', '.join(found) if found else 'no data_2d_h36m_<source>.npz'}")
+        return path
+
     def _extrinsics_path(self) -> Path:
         if self.cfg.cameras_file:
             path = Path(self.cfg.cameras_file).expanduser()
@@ -428,7 +466,7 @@ class Human36MDataModule(RecordDataModule):
         """(positions_3d, positions_2d) of the VideoPose3D files, 17 joints (:mod:`pose3d.h36m_mocap`)."""
         try:
             positions_3d = read_positions_3d(self.require("data_3d_h36m.npz"))
-            positions_2d = read_positions_2d(self.require(f"data_2d_h36m_{self.cfg.source_2d}.npz"))
+            positions_2d = read_positions_2d(self._source_2d_path())
         except PoseFileError as error:
             raise self.layout_error(str(error)) from None
         return positions_3d, positions_2d
@@ -449,11 +487,38 @@ class Human36MDataModule(RecordDataModule):
                 world = np.asarray(world, dtype=np.float64)
                 if len(views) != len(CAMERA_IDS):
                     raise self.layout_error(f"positions_2d[{subject_key}][{action}] has {len(views)} cameras; expected 4")
-                views = [np.asarray(v, dtype=np.float64) for v in views]
+                views = [np.asarray(v, dtype=np.float32) for v in views]
                 length = min([len(world)] + [len(v) for v in views])  # 2D files may hold a few extra frames
-                sequences.append((subject, str(action), world[:length] * 1000.0, [v[:length] for v in views]))
+                # float32 (sub-micrometre at these magnitudes) halves the memory of the full files
+                sequences.append((subject, str(action), (world[:length] * 1000.0).astype(np.float32),
+                                  [v[:length] for v in views]))
         self.__dict__["_pose_sequence_cache"] = sequences
         return sequences
+
+    @cached_property
+    def pose_fps(self) -> tuple[int, str]:
+        """(frame rate of the poses layout's files, how it was found): ``data.fps`` when declared, else
+        read from the 3D file's frames per subject against :data:`FRAMES_50HZ` (50 when they match no rate)."""
+        if self.cfg.fps:
+            return self.cfg.fps, "declared by data.fps"
+        frames: dict[int, int] = {}
+        for subject, _, world, _ in self._pose_sequences():
+            frames[subject] = frames.get(subject, 0) + len(world)
+        ratios = [documented / sum(frames[s] for s in group)
+                  for group, documented in FRAMES_50HZ.items() if all(s in frames for s in group)]
+        if not ratios:
+            return 50, "assumed (no subject of the documented frame counts; declare data.fps if not 50)"
+        ratio = float(np.median(ratios))
+        step = min(FRAME_STEPS, key=lambda k: abs(ratio / k - 1))
+        if abs(ratio / step - 1) > 0.1:
+            return 50, (f"assumed (the frames per subject are {1 / ratio:.2f} x the documented 50 Hz counts, no "
+                        "frame rate's; declare data.fps if not 50)")
+        return 50 // step, f"read from the frame counts ({1 / ratio:.2f} x the documented 50 Hz counts)"
+
+    @property
+    def frame_step(self) -> int:
+        """50 Hz frames per row of the poses layout's files (5 for a 10 Hz copy)."""
+        return 50 // self.pose_fps[0]
 
     def _pose_table(self) -> _Table:
         cache = self.__dict__.get("_pose_table_cache")
@@ -464,6 +529,7 @@ class Human36MDataModule(RecordDataModule):
             raise self.layout_error(f"no sequence of {self.root / 'data_3d_h36m.npz'} has 2D poses in "
                                     f"data_2d_h36m_{self.cfg.source_2d}.npz")
         trials = trial_numbers([(subject, action) for subject, action, _, _ in sequences])
+        step = self.frame_step
         parts = []
         for block, (subject, action, world, _) in enumerate(sequences):
             length, cams = len(world), len(CAMERA_IDS)
@@ -473,7 +539,7 @@ class Human36MDataModule(RecordDataModule):
                 action=np.full(n, parse_action(action)[0], dtype=np.int64),
                 trial=np.full(n, trials[(subject, action)], dtype=np.int64),
                 camera=np.repeat(np.arange(cams, dtype=np.int64), length),
-                frame=np.tile(np.arange(length, dtype=np.int64), cams),
+                frame=np.tile(np.arange(length, dtype=np.int64) * step, cams),
                 sequence=np.full(n, block, dtype=np.int64),
                 source=np.full(n, block, dtype=np.int64),
                 row=np.tile(np.arange(length, dtype=np.int64), cams),
@@ -491,7 +557,12 @@ class Human36MDataModule(RecordDataModule):
             fps = self._fps_for(every, stems)
             table = _Table.concat([self._image_table(fps, stem, block) for block, stem in enumerate(stems)])
         else:
-            fps, stems = 50, []
+            fps, stems = self.pose_fps[0], []
+            if every % self.frame_step:
+                raise self.layout_error(
+                    f"the {split} split keeps every {_ordinal(every)} frame of the 50 Hz video, but the pose files hold "
+                    f"{fps} Hz (every {_ordinal(self.frame_step)} frame; {self.pose_fps[1]}); expected a 50 Hz copy or "
+                    f"data.{'test' if split == 'test' else 'train'}_every a multiple of {self.frame_step}")
             table = self._pose_table()
         keep = np.isin(table.subject, subjects) & (table.frame % every == 0)
         if split == "test":
@@ -499,7 +570,7 @@ class Human36MDataModule(RecordDataModule):
             if self.test_trial:
                 keep &= table.trial == self.test_trial
         elif not self.cfg.val_subjects:
-            held_out = _held_out(table, self.cfg.val_fraction)
+            held_out = _held_out(table, self.cfg.val_fraction, 50 // fps)
             keep &= held_out if split == "val" else ~held_out
         return table, np.flatnonzero(keep), fps, stems
 
@@ -535,10 +606,10 @@ class Human36MDataModule(RecordDataModule):
                 r = rows[i]
                 subject, _, world, views = sequences[table.source[r]]
                 camera_id = CAMERA_IDS[table.camera[r]]
-                frame = table.frame[r]
+                row = table.row[r]
                 camera = self._camera(subject, camera_id)
-                joints_3d = (world[frame] - camera["centre_mm"]) @ camera["R_w2c"].T
-                joints_2d = views[table.camera[r]][frame]
+                joints_3d = (world[row].astype(np.float64) - camera["centre_mm"]) @ camera["R_w2c"].T
+                joints_2d = views[table.camera[r]][row].astype(np.float64)
                 center, scale = box_from_keypoints(joints_2d)
                 return PoseRecord(
                     image_path="",
@@ -588,6 +659,7 @@ class Human36MDataModule(RecordDataModule):
             frames = sum(len(w) for _, _, w, _ in sequences)
             lines.append(f"  data_3d_h36m.npz + data_2d_h36m_{self.cfg.source_2d}.npz: {len(sequences)} sequences with 2D, "
                          f"{frames:,} frames x 4 cameras; subjects {' '.join(f'S{s}' for s in subjects)}")
+            lines.append(f"  frame rate: {self.pose_fps[0]} Hz, {self.pose_fps[1]}")
             lines.append(f"  camera extrinsics: {self._extrinsics_path().relative_to(self.root)}")
         cameras = sorted({c for _, c in self.cameras})
         lines.append(f"  cameras: {', '.join(cameras)} for subjects "
@@ -642,14 +714,15 @@ def _sequence_table(subject, seq_names, camera, frame, block) -> _Table:
     )
 
 
-def _held_out(table: _Table, fraction: float) -> np.ndarray:
-    """True for the last ``fraction`` of every sequence's frames (the same cut in all cameras)."""
+def _held_out(table: _Table, fraction: float, step: int = 1) -> np.ndarray:
+    """True for the last ``fraction`` of every sequence's frames (the same cut in all cameras).
+    ``step``: 50 Hz frames per row, so that the cut is made in 50 Hz frames at any frame rate."""
     if fraction <= 0 or len(table) == 0:
         return np.zeros(len(table), dtype=bool)
     ids, inverse = np.unique(table.sequence, return_inverse=True)
     last = np.zeros(len(ids), dtype=np.int64)
     np.maximum.at(last, inverse, table.frame)
-    cut = np.floor((last + 1) * (1.0 - fraction)).astype(np.int64)
+    cut = np.floor((last + step) * (1.0 - fraction)).astype(np.int64)
     return table.frame >= cut[inverse]
 
 

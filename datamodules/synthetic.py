@@ -87,7 +87,7 @@ class SyntheticConfig:
     photometric: bool = True
     hue_jitter: float = 0.5  # chosen on val subjects 2, 3: 153 vs 167 mm MPJPE without
     flip: bool = True
-    cache_mb: int = at_least(0, 0)  # keep rendered samples in memory up to this many MB (0: off); same values, later epochs skip the renderer
+    cache_mb: int = at_least(0, 0)  # keep rendered samples in memory up to this many MB (0: off); same values, later epochs skip the renderer (with fresh_samples=false)
     render_device: str = "cpu"  # cpu | cuda | cuda:N: rasterise on the GPU (in the main process: num_workers 0)
 
 

@@ -11,7 +11,10 @@ the batched PPCA lifting layer (``pose3d.lifting``, Tome et al. 2017 Sec. 5.3) w
 Gaussian and with a 3-component mixture (the published model when ``../shared/data`` has it,
 else one fitted to synthetic poses), 80 quantised rotations plus refinement, and the mean
 3D distance (mm) of its poses to an exhaustive search over 10,000 rotations on the same
-inputs. Targets: >= 300,000 poses/s single, >= 100,000 mixture, <= 1 mm.
+inputs. Targets: >= 300,000 poses/s single, >= 100,000 mixture, <= 1 mm. Also, in ``as_found``
+and ``beside_busy_process`` (a busy-loop Python process running), poses/s at batch 64 (a Tome
+training step's) and at B, with the default intra-op threads and with one: medians over the
+rounds, every setting measured once per round, so a shared machine's load hits them alike.
 
 ``python -m pose3d.bench deepskeleton [--batches N] [--rounds R] [--device cpu|cuda]``: images/s
 of one DeepSkeleton training step (deconvolution and regression losses, backward, Adam) of all
@@ -44,8 +47,10 @@ import itertools
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -53,6 +58,7 @@ from omegaconf import OmegaConf
 
 from harness.train import load_config
 from pose3d.machine import describe_cpu
+from pose3d.threads import intra_op_threads
 
 
 def _throughput(step, images_per_call: int, calls: int) -> float:
@@ -70,14 +76,11 @@ def _throughput_by_threads(steps: dict, images_per_call: int, calls: int, rounds
     threads = torch.get_num_threads()
     measurements = {}
     for label, count in (("default_threads", threads), ("one_thread", 1)):
-        torch.set_num_threads(count)
-        try:
-            measured: dict[str, list[float]] = {name: [] for name in steps}
+        measured: dict[str, list[float]] = {name: [] for name in steps}
+        with intra_op_threads(count):
             for _ in range(rounds):
                 for name, step in steps.items():
                     measured[name].append(_throughput(step, images_per_call, calls))
-        finally:
-            torch.set_num_threads(threads)
         medians = {name: statistics.median(values) for name, values in measured.items()}
         measurements[label] = (count, medians, {name: [round(v, 1) for v in values] for name, values in measured.items()})
     return measurements
@@ -176,10 +179,48 @@ def _single(prior, k: int = 0):
                      prior.noise[k:k + 1], [1.0], prior.unit_mm)
 
 
-def bench_lifting(batch_size: int, rounds: int, device: str, compare: int = 2000, rotations: int = 80) -> dict:
+@contextmanager
+def _competing_process():
+    """A busy-loop Python process (pinned to no core) for the duration of the block: the load
+    that another run or program puts on a shared machine."""
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)  # let it start spinning
+        yield child
+    finally:
+        child.kill()
+        child.wait()
+
+
+def _lifting_throughputs(lifters: dict, inputs, batch_sizes: dict[int, int], rounds: int, device: str) -> dict:
+    """``{"batch_<B>": {"default_threads" | "one_thread": {name: median poses/s}, "all_rounds": ...}}``
+    of each lifter, ``batch_sizes`` mapping a batch size to the calls per round."""
+    out = {}
+    for batch_size, calls in batch_sizes.items():
+        batch = inputs[:batch_size].to(device=device, dtype=torch.float32)
+
+        def step(lifter) -> None:
+            lifter(batch)
+            if device == "cuda":
+                torch.cuda.synchronize()
+
+        steps = {name: (lambda lifter=lifter: step(lifter)) for name, lifter in lifters.items()}
+        measured = _throughput_by_threads(steps, batch_size, calls, rounds)
+        out[f"batch_{batch_size}"] = {
+            **{label: {name: round(v, 1) for name, v in median.items()} for label, (_, median, _) in measured.items()},
+            "all_rounds": {label: rounds_of for label, (_, _, rounds_of) in measured.items()}}
+    return out
+
+
+def bench_lifting(batch_size: int, rounds: int, device: str, compare: int = 2000, rotations: int = 80,
+                  small_batch: int = 64) -> dict:
     """Median poses/s over ``rounds`` (each lifting ``batch_size`` poses 3 times), and the
-    difference to an exhaustive 10,000-rotation search (float64) on ``compare`` poses."""
-    from pose3d.lifting import Lifter
+    difference to an exhaustive 10,000-rotation search (float64) on ``compare`` poses.
+
+    ``small_batch`` (a Tome training step's batch) and ``batch_size`` are also measured with the
+    default intra-op threads and with one, on the machine as it is (``as_found``) and beside a
+    busy-loop process (``beside_busy_process``), all settings alternating within each round."""
+    from pose3d.lifting import SINGLE_THREAD_BELOW, Lifter
 
     mixture, source = _lifting_prior()
     models = {"single": _single(mixture), "mixture": mixture}
@@ -188,8 +229,9 @@ def bench_lifting(batch_size: int, rounds: int, device: str, compare: int = 2000
     result: dict = {"prior": source}
     threads = torch.get_num_threads()
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    lifters = {}
     for name, prior in models.items():
-        lifter = Lifter(prior, rotations=rotations, device=device, dtype=torch.float32)
+        lifter = lifters[name] = Lifter(prior, rotations=rotations, device=device, dtype=torch.float32)
 
         def step() -> None:
             lifter(batch)
@@ -200,11 +242,8 @@ def bench_lifting(batch_size: int, rounds: int, device: str, compare: int = 2000
         result[f"poses_per_s_{name}"] = round(statistics.median(speeds), 1)
         result[f"all_rounds_{name}"] = [round(v, 1) for v in speeds]
         if device == "cpu" and threads > 1:  # one intra-op thread: robust on a shared machine
-            torch.set_num_threads(1)
-            try:
+            with intra_op_threads(1):
                 one = [_throughput(step, batch_size, 3) for _ in range(rounds)]
-            finally:
-                torch.set_num_threads(threads)
             result[f"poses_per_s_{name}_1_thread"] = round(statistics.median(one), 1)
         fast = lifter(inputs[:compare].to(device=device, dtype=torch.float32)).joints_3d.double().cpu()
         exhaustive = Lifter(prior, rotations=10000, refine=False, device=device, dtype=torch.float64)
@@ -213,10 +252,17 @@ def bench_lifting(batch_size: int, rounds: int, device: str, compare: int = 2000
         result[f"mean_diff_vs_exhaustive_mm_{name}"] = round(float(diff.mean()), 4)
         result[f"median_diff_vs_exhaustive_mm_{name}"] = round(float(diff.median()), 4)
         result[f"max_diff_vs_exhaustive_mm_{name}"] = round(float(diff.max()), 2)
+    sizes = {small_batch: max(3, 3 * batch_size // small_batch // 16), batch_size: 3}
+    result["as_found"] = _lifting_throughputs(lifters, inputs, sizes, rounds, device)
+    with _competing_process():
+        result["beside_busy_process"] = _lifting_throughputs(lifters, inputs, sizes, rounds, device)
     result.update({
         "mean_diff_vs_exhaustive_mm": max(result["mean_diff_vs_exhaustive_mm_single"],
                                           result["mean_diff_vs_exhaustive_mm_mixture"]),
         "batch_size": batch_size,
+        "small_batch_size": small_batch,
+        "single_thread_below": SINGLE_THREAD_BELOW,
+        "competing_process": "python -c 'while True: pass', not pinned, alive during beside_busy_process",
         "device": device,
         "rotations": rotations,
         "refine": True,
@@ -228,6 +274,7 @@ def bench_lifting(batch_size: int, rounds: int, device: str, compare: int = 2000
         "target_mean_diff_mm": 1.0,
         "torch_threads": threads,
         "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "machine": describe_cpu(),
     })
     return result

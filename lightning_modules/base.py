@@ -14,7 +14,8 @@ suite for ``joints_3d``; pixel error and PCKh@0.5 for ``joints_2d`` (the head si
 ground-truth 2D neck-to-head-top segment, our stand-in for MPII's head box, unless the batch
 carries the dataset's ``head_size``); 3D metrics score ``DataInfo.eval_joints`` only (a
 protocol's joint subset), with a per-action breakdown of the test metrics in
-:attr:`PoseModule.test_per_action`. ``monitor`` names the validation metric that picks the
+:attr:`PoseModule.test_per_action` and, where the data has actions, ``test/<metric>_action_avg``
+(the mean of the per-action means, Human3.6M papers' "Avg"; :data:`pose3d.metrics.ACTION_AVERAGED`). ``monitor`` names the validation metric that picks the
 best checkpoint.
 
 Extension points (each one mechanism for every method; see docs/adding_a_method.md):
@@ -44,7 +45,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from pose3d.contract import DataInfo
-from pose3d.metrics import PCKh, PixelError, pose3d_metrics
+from pose3d.metrics import PCKh, PixelError, action_averages, pose3d_metrics
 from pose3d.skeleton import JOINT_INDEX
 
 
@@ -219,6 +220,8 @@ class PoseModule(pl.LightningModule):
             for action, value in metric.compute_per_action().items():
                 per_action[names[action] if action < len(names) else str(action)][metric_name] = value
         self.test_per_action = dict(per_action)
+        if names:  # Human3.6M papers' "Avg": the mean of the per-action means, beside the pooled test/<metric>
+            self.log_dict({f"test/{name}": value for name, value in action_averages(self.test_metrics).items()})
         self._reset_metrics("test")
 
     # -- optimisation -------------------------------------------------------------

@@ -123,6 +123,7 @@ class LiftingFromTheDeep(PoseModule):
                               f"{self.features.stride}, so expected a multiple of {self.features.stride}")
         self.heatmap_size = self.image_size // self.features.stride
         self.prior = _load_prior(cfg.prior)
+        self._scale_checked = False
         try:
             self.prior.check_unseen(self.data_info.test_subjects, f"model.prior={cfg.prior}")
         except ValueError as error:
@@ -236,7 +237,20 @@ class LiftingFromTheDeep(PoseModule):
             logs.update({f"w{t}": w.detach() for t, w in enumerate(weights)})
         return loss, logs
 
+    def check_prior_scale(self, batch: dict[str, Tensor]) -> None:
+        """Once, on the first batch with 3D labels: stop with one line when the prior's mean bone
+        length and the data's are more than a factor 2 apart (a prior in other units or of other data)."""
+        if self._scale_checked or not bool(batch["has_3d"].any()):
+            return
+        self._scale_checked = True
+        try:
+            self.prior.check_scale(batch["joints_3d"][batch["has_3d"]].detach().cpu().double().numpy(),
+                                   f"model.prior={self.cfg.prior}")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+
     def predict(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        self.check_prior_scale(batch)
         rotation = self.camera_rotation(batch)
         outputs = self(batch["image"], rotation)
         final = outputs[-1]["fused"]

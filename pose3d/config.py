@@ -143,7 +143,7 @@ class LoggerConfig:
 @dataclass
 class RunConfig:
     experiment: str = "baseline"
-    preset: str = choice("quick", ("smoke", "quick", "paper"))
+    preset: str = choice("quick", ("smoke", "quick", "paper", "h36m_poses"))
     seed: int = 0
     variant: str = "default"
     name: Optional[str] = None
@@ -174,6 +174,13 @@ PRESETS: dict[str, dict] = {
     "paper": {
         "data": {"train_size": 200_000, "val_size": 2048, "test_size": 8192, "batch_size": 64},
         "trainer": {"max_epochs": 50},
+    },
+    # Human3.6M's pose files (VideoPose3D's layout, no images; pass data.root): the methods that
+    # need no image, sized for a 2-core CPU in their experiment files (docs/human36m.md)
+    "h36m_poses": {
+        "data": {"name": "human36m", "layout": "poses", "train_size": None, "val_size": 2048, "test_size": None,
+                 "batch_size": 64, "flip": False, "rotation_deg": 0.0, "scale_jitter": 0.0, "photometric": False},
+        "trainer": {"max_epochs": 1},
     },
 }
 

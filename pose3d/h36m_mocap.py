@@ -15,6 +15,7 @@ naming anything else) is a one-line :class:`PoseFileError` naming the file.
 """
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,13 @@ def _read_pickled_dict(path: str | Path, key: str) -> dict:
     if not path.is_file():
         raise PoseFileError(f"{path}: no such file; expected VideoPose3D's npz with '{key}'")
     try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n[:-4] for n in archive.namelist() if n.endswith(".npy")]
+        if key not in names:
+            raise PoseFileError(f"{path}: expected {key} (VideoPose3D's dictionary); found {_summary(names)}")
         value = read_npz_object(path, key)
+    except PoseFileError:
+        raise
     except UnsafeFileError as error:
         raise PoseFileError(str(error)) from None
     except NpzContentError as error:
@@ -117,3 +124,12 @@ def _read_pickled_dict(path: str | Path, key: str) -> dict:
     if not isinstance(value, dict):
         raise PoseFileError(f"{path}: '{key}' holds a {type(value).__name__}; expected a dictionary")
     return value
+
+
+def _summary(names: list[str], shown: int = 3) -> str:
+    """'nothing', 'a, b', or '205 keys like a, b, c': what an archive holds, in one short phrase."""
+    if not names:
+        return "nothing"
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{len(names)} keys like {', '.join(names[:shown])}"

@@ -38,6 +38,16 @@ angle of a finer precomputed table of ``N^-1`` plus one Richardson step
 ``x += N_f^-1 (q - N_theta x)`` with ``N_theta = P + cos(2 theta) Q + sin(2 theta) S``.
 Without refinement the solve uses the coarse table exactly.
 
+Few, large operations: a call normalises, searches, refines and assembles its whole batch at
+once; poses whose tables differ (a joint-weight pattern, a camera pitch) share every step but
+the products with their own tables (the search's two matrix products and the closed-form
+solve), so a batch of 64 poses under 40 pitches is about 3,000 tensor operations, not 15,000.
+Below ``SINGLE_THREAD_BELOW`` poses (4,096) a call runs with one intra-op thread
+(:func:`pose3d.threads.intra_op_threads`): a second thread cannot pay for its barriers there, and
+where another process holds a core each barrier waits for that core's time slice (measured with
+``python -m pose3d.bench lifting``: its ``as_found`` and ``beside_busy_process`` figures at batch 64
+and at 16,384, default threads against one; README, "Lifting speed").
+
 Camera extrinsics (Sec. 5.3, ``E``): the paper lifts in the world frame, ``Y = s Pi E R (mu + a . e)``
 with the camera's known rotation ``E`` and ``R`` about the world's vertical.  ``camera_rotation``
 (B, 3, 3), world-to-camera in a gravity-aligned world whose y axis points down (the prior's
@@ -72,11 +82,13 @@ from torch import Tensor
 
 from pose3d.camera import rotation_about_axis
 from pose3d.skeleton import NUM_JOINTS, ROOT
+from pose3d.threads import intra_op_threads
 
 MODEL_UNIT_MM = 1000.0  # the tables work in metres: well scaled for float32
 ROOT_RELATIVE_DIMS = 3 * (NUM_JOINTS - 1)  # dimension D of the log-determinant (Sec. 4)
 _CHUNK_ELEMENTS = 1 << 21  # per-chunk size of the (batch x angles x unknowns) products
 _MAX_TABLES = 256  # cached (joint-weight pattern, pitch) tables
+SINGLE_THREAD_BELOW = 4096  # poses: smaller batches lift with one intra-op thread (see the module docstring)
 
 
 class LiftResult(NamedTuple):
@@ -96,29 +108,24 @@ class LiftResult(NamedTuple):
 class _Tables:
     """Everything that depends only on the model, the angles and the joint weights."""
 
-    weights: Tensor  # (17,) joint weights w
-    omega: Tensor  # (17,) sqrt(w)
     weight_sum: float
     ref_rms: float  # rms size of the projected mean: y is scaled to it
     energy: float  # |y_tilde|^2 (the same for every pose after scaling) + g
     scale_prior: float  # g
     tilt: Tensor  # (3, 3) camera pitch T = R_x(pitch) (identity: a level camera)
     symmetric: bool  # T = I: theta + pi only flips the projected x (half the angles)
-    u_cos: Tensor  # (K, 2, J+1, 17): image row r of the model columns [mu, e_1..e_J] at angle t is
-    u_sin: Tensor  #   cos(t) u_cos[:, r] + sin(t) u_sin[:, r] + u_const[:, r] (weighted, centred)
-    u_const: Tensor
-    w_even: Tensor  # (578, K * Rn): |L^-1 q~|^2 as linear forms of pose features, see
-    w_even_lin: Tensor  # (17, K * Rn)      _quadratic_form_weights
-    w_const: Tensor  # (K * Rn,)
-    w_odd: Tensor  # (289, K * Rn): the part that changes sign at theta + pi
-    w_odd_lin: Tensor  # (17, K * Rn)
-    p: Tensor  # (K, J+1, J+1): N_theta = P + cos(2t) Q + sin(2t) S + cos(t) Q1 + sin(t) S1
-    q: Tensor
-    s: Tensor
-    q1: Tensor
-    s1: Tensor
+    projection: Tensor  # (34, K * 3 * (J+1)): (U^T y, V^T y, W^T y) of each component, see _projection_table
+    w_even: Tensor  # (578 + 17, K * Rn): |L^-1 q~|^2 as linear forms of the even pose features,
+    w_const: Tensor  # (K * Rn,)                    see _quadratic_form_weights and _features
+    w_odd: Tensor  # (289 + 17, K * Rn): the part that changes sign at theta + pi
+    normal: Tensor  # (J+1, K * 5 * (J+1)): x @ normal gives x^T [Q1, S1, P, Q, S] of each component
     inv_coarse: Tensor  # (K, Rn, J+1, J+1) N^-1 at the coarse angles (mod pi when R is even)
     inv_fine: Tensor  # (K, Rf, J+1, J+1) N^-1 at the fine angles in [0, pi)
+
+    def normal_parts(self) -> Tensor:
+        """(K, 5, J+1, J+1): ``[Q1, S1, P, Q, S]`` of each component, the order of :func:`_harmonic_weights`."""
+        size = self.normal.shape[0]
+        return self.normal.view(size, -1, 5, size).permute(1, 2, 0, 3)
 
 
 def _tilted_rows(vx: Tensor, vy: Tensor, vz: Tensor, tilt: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -154,6 +161,18 @@ def _harmonics(theta: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return torch.cos(2 * theta), torch.sin(2 * theta), torch.cos(theta), torch.sin(theta)
 
 
+# [cos t, sin t, 1, cos 2t, sin 2t] = cos(frequency * t - phase): the weights of (U, V, W) in A_t and
+# of (Q1, S1, P, Q, S) in N_t, one elementwise cosine for a batch of angles
+_FREQUENCY = (1.0, 1.0, 0.0, 2.0, 2.0)
+_PHASE = (0.0, math.pi / 2, 0.0, 0.0, math.pi / 2)
+
+
+def _harmonic_weights(theta: Tensor) -> Tensor:
+    """(B, 5) ``[cos t, sin t, 1, cos 2t, sin 2t]`` of angles (B,)."""
+    frequency, phase = (torch.tensor(v, dtype=theta.dtype, device=theta.device) for v in (_FREQUENCY, _PHASE))
+    return torch.cos(torch.addcmul(-phase, theta[:, None], frequency))
+
+
 def _combine(p: Tensor, harmonic_parts: tuple[Tensor, ...], theta: Tensor) -> Tensor:
     """``P + cos(2t) Q + sin(2t) S + cos(t) Q1 + sin(t) S1``; ``theta`` broadcasts against the parts."""
     out = p
@@ -184,47 +203,81 @@ def _quadratic_form_weights(mx: Tensor, my: Tensor, bias: Tensor) -> list[Tensor
     With ``H_ab = M_a^T M_b``: ``|z|^2 = even + odd`` where
     ``even = y_x^T Hxx y_x + y_y^T Hyy y_y + 2 c^T My y_y + |c|^2`` and
     ``odd = 2 y_x^T Hxy y_y + 2 c^T Mx y_x``; at theta + pi (Mx -> -Mx) it is ``even - odd``.
-    Features (see :func:`_features`): [x_i x_j, y_i y_j] and y for the even part,
-    [x_i y_j] and x for the odd part.  Returns the weights, each (features, K * Rn):
-    (578,), (17,), constant (K * Rn,), (289,), (17,).
+    Features (see :func:`_features`): [x_i x_j, y_i y_j, y] for the even part, [x_i y_j, x]
+    for the odd part.  Returns the weights (features, K * Rn) of the even part (595,), its
+    constant (K * Rn,) and the weights of the odd part (306,).
     """
-    columns = lambda t: t.flatten(0, 1).T.contiguous()  # noqa: E731  (K, Rn, F) -> (F, K * Rn)
+    columns = lambda t: t.flatten(0, 1).T  # noqa: E731  (K, Rn, F) -> (F, K * Rn)
     squares = torch.cat([(mx.mT @ mx).flatten(-2), (my.mT @ my).flatten(-2)], -1)
     lin_y = 2 * (bias[..., None, :] @ my)[..., 0, :]
     const = (bias ** 2).sum(-1).flatten()
     cross = 2 * (mx.mT @ my).flatten(-2)
     lin_x = 2 * (bias[..., None, :] @ mx)[..., 0, :]
-    return [columns(squares), columns(lin_y), const, columns(cross), columns(lin_x)]
+    return [torch.cat([columns(squares), columns(lin_y)]), const, torch.cat([columns(cross), columns(lin_x)])]
 
 
-def _features(planes: Tensor) -> tuple[Tensor, Tensor]:
-    """Products of coordinates (B, 578) ``[x_i x_j, y_i y_j]`` and (B, 289) ``[x_i y_j]`` of
-    planes (B, 2, 17) = (x, y) rows."""
-    b = planes.shape[0]
-    squares = (planes[..., :, None] * planes[..., None, :]).view(b, -1)
-    cross = (planes[:, 0, :, None] * planes[:, 1, None, :]).view(b, -1)
-    return squares, cross
+def _projection_table(u: Tensor, v: Tensor, w: Tensor) -> Tensor:
+    """(34, K * 3 * (J+1)) from the rows (K, 2, J+1, 17) of :func:`_tilted_rows`: the pose's image
+    rows (B, 2, 17) flattened times it give ``(U^T y, V^T y, W^T y)`` (summed over the rows) of
+    every component, the pieces of ``A_t^T y = cos(t) U^T y + sin(t) V^T y + W^T y``."""
+    return torch.stack([u, v, w], 1).permute(2, 4, 0, 1, 3).flatten(0, 1).flatten(1)
 
 
-# quartic through the costs at offsets -2..2 of the best coarse angle: coefficients = _QUARTIC @ costs
-_QUARTIC = torch.linalg.inv(torch.arange(-2.0, 3.0, dtype=torch.float64)[:, None] ** torch.arange(5.0))
+def _normal_table(parts: tuple[Tensor, ...]) -> Tensor:
+    """(J+1, K * 5 * (J+1)) from ``P, Q, S, Q1, S1`` (K, J+1, J+1): ``x @`` it gives ``x^T`` times
+    each of ``Q1, S1, P, Q, S`` of every component (the order of :func:`_harmonic_weights`)."""
+    p, q, s, q1, s1 = parts
+    return torch.stack([q1, s1, p, q, s], 1).permute(2, 0, 1, 3).flatten(1)
+
+
+def _features(planes: Tensor) -> Tensor:
+    """(B, 901) pose features of planes (B, 2, 17) = (x, y) rows: the even part
+    ``[x_i x_j, y_i y_j, y]`` (595) then the odd part ``[x_i y_j, x]`` (306)."""
+    b, n = planes.shape[0], NUM_JOINTS
+    out = planes.new_empty(b, 2 * n * n + n + n * n + n)
+    even, odd = 2 * n * n + n, n * n + n
+    torch.mul(planes[..., :, None], planes[..., None, :], out=out[:, :2 * n * n].view(b, 2, n, n))
+    out[:, 2 * n * n:even] = planes[:, 1]
+    torch.mul(planes[:, 0, :, None], planes[:, 1, None, :], out=out[:, even:even + n * n].view(b, n, n))
+    out[:, even + n * n:even + odd] = planes[:, 0]
+    return out
+
+
+def _quartic_forms() -> Tensor:
+    """(17, 5) linear maps of the costs at offsets -2..2: the coefficients (of ``t^0..t^4``) of the
+    quartic through them, of its first and of its second derivative, then the parabola's
+    ``c(-1) - 2 c(0) + c(1)`` and ``c(-1) - c(1)``."""
+    quartic = torch.linalg.inv(torch.arange(-2.0, 3.0, dtype=torch.float64)[:, None] ** torch.arange(5.0))
+    derivative = torch.diag(torch.arange(1.0, 5.0, dtype=torch.float64), 1)  # c_k t^k -> k c_k t^(k-1)
+    first = derivative @ quartic
+    parabola = torch.tensor([[0.0, 1.0, -2.0, 1.0, 0.0], [0.0, 1.0, 0.0, -1.0, 0.0]], dtype=torch.float64)
+    return torch.cat([quartic, first, derivative @ first, parabola])
+
+
+_QUARTIC_FORMS = _quartic_forms()
 
 
 def _quartic_minimum(costs: Tensor) -> tuple[Tensor, Tensor]:
     """Sub-step offset in [-1, 1] and value at the minimum of the quartic through costs (..., 5)
-    at offsets -2..2 (Newton from the parabola's vertex); offset 0 where it does not help."""
-    c = costs @ _QUARTIC.to(costs).T  # (..., 5) polynomial coefficients, c[..., k] t^k
-    cm, c0, cp = costs[..., 1], costs[..., 2], costs[..., 3]
-    curvature = cm - 2 * c0 + cp
-    t = torch.where(curvature > 0, 0.5 * (cm - cp) / curvature.clamp(min=1e-30), torch.zeros_like(c0))
-    t = t.clamp(-0.5, 0.5)
+    at offsets -2..2 (Newton from the parabola's vertex); offset 0 where it does not help.
+    The quartic and its derivatives are evaluated together, one product per Newton step."""
+    forms = costs @ _QUARTIC_FORMS.to(costs).T  # (..., 17)
+    polynomials = forms[..., :15].unflatten(-1, (3, 5))  # (..., 3, 5): value, first, second derivative
+    curvature, slope = forms[..., 15], forms[..., 16]
+    t = torch.where(curvature > 0, 0.5 * slope / curvature.clamp(min=1e-30), 0.0).clamp(-0.5, 0.5)
+
+    def evaluate(t: Tensor) -> Tensor:  # (..., 3): value, first and second derivative at t
+        powers = t[..., None].expand(*t.shape, 4).cumprod(-1)  # t, t^2, t^3, t^4
+        return torch.baddbmm(polynomials[..., 0].flatten(0, -2)[..., None],
+                             polynomials[..., 1:].flatten(0, -3), powers.flatten(0, -2)[..., None]).view(*t.shape, 3)
+
     for _ in range(3):
-        d1 = c[..., 1] + t * (2 * c[..., 2] + t * (3 * c[..., 3] + 4 * t * c[..., 4]))
-        d2 = 2 * c[..., 2] + t * (6 * c[..., 3] + 12 * t * c[..., 4])
+        d = evaluate(t)
+        d1, d2 = d[..., 1], d[..., 2]
         t = torch.where(d2 > 0, t - d1 / d2.clamp(min=1e-30), t).clamp(-1.0, 1.0)
-    value = c[..., 0] + t * (c[..., 1] + t * (c[..., 2] + t * (c[..., 3] + t * c[..., 4])))
+    value, c0 = evaluate(t)[..., 0], costs[..., 2]
     keep = value < c0
-    return torch.where(keep, t, torch.zeros_like(t)), torch.where(keep, value, c0)
+    return torch.where(keep, t, 0.0), torch.where(keep, value, c0)
 
 
 def _rows(t: Tensor, index: Tensor | None) -> Tensor:
@@ -272,6 +325,8 @@ class Lifter:
         self._inv_noise = self._to(1.0 / self._noise)
         self.mean = self._to(self._mean)
         self.basis = self._to(self._basis)
+        # (J, K * 51): coefficients (B, J) times it give every component's basis combination
+        self._basis_columns = self._to(self._basis.flatten(2).permute(1, 0, 2).flatten(1))
         self._tables: dict[tuple, _Tables] = {}
         self._default = self.tables(torch.ones(NUM_JOINTS, dtype=f64))
 
@@ -357,9 +412,9 @@ class Lifter:
             inv_fine = torch.cholesky_inverse(_cholesky(_normal(*parts, fine_theta)))
         else:
             inv_fine = inv_coarse[:, :0]
-        return _Tables(self._to(w), self._to(w.sqrt()), w_sum, ref_rms, w_sum * ref_rms ** 2 + g, g,
-                       self._to(tilt), half, self._to(u), self._to(v), self._to(c), *(self._to(f) for f in forms),
-                       *(self._to(t) for t in parts), self._to(inv_coarse), self._to(inv_fine))
+        return _Tables(w_sum, ref_rms, w_sum * ref_rms ** 2 + g, g, self._to(tilt), half,
+                       self._to(_projection_table(u, v, c)), *(self._to(f) for f in forms),
+                       self._to(_normal_table(parts)), self._to(inv_coarse), self._to(inv_fine))
 
     # ----------------------------------------------------------------- forward
     def __call__(self, joints_2d: Tensor, weights: Tensor | None = None, differentiable: bool = False,
@@ -387,184 +442,192 @@ class Lifter:
             pitches = self.pitch_bins(pitch)
             roll = rotation_about_axis(roll.to(device=y.device, dtype=self.dtype), "z")[:, :2, :2]  # R2(roll)
             y = y @ roll  # R2(-roll) y per joint: the lift of a camera without roll
-        groups: list[tuple[Tensor | None, _Tables]] = [(None, self._default)]
-        if not (bool((w == 1).all()) and not bool(pitches.any())):
-            keys = torch.cat([w.cpu().double(), pitches.double()[:, None]], 1)
-            patterns, inverse = torch.unique(keys, dim=0, return_inverse=True)
-            groups = [((inverse == g).nonzero()[:, 0].to(y.device), self.tables(row[:NUM_JOINTS], int(row[NUM_JOINTS])))
-                      for g, row in enumerate(patterns)]
-        parts = [(index, self._lift_group(_rows(y, index), tables, differentiable)) for index, tables in groups]
-        out = parts[0][1] if parts[0][0] is None else _scatter(parts, b)
+        slot, groups = self._groups(w, pitches)
+        with intra_op_threads(1 if b < SINGLE_THREAD_BELOW else None):
+            out = self._lift(y, w, slot, groups, differentiable)
         if roll is not None:  # back into the rolled camera: R_z(roll) on the pose, R2(roll) on the translation
             out = out._replace(joints_3d=torch.cat([out.joints_3d[..., :2] @ roll.mT, out.joints_3d[..., 2:]], -1),
                                translation=(out.translation[:, None] @ roll.mT)[:, 0])
         return LiftResult(*(t[0] for t in out)) if single else out
 
-    def _lift_group(self, y: Tensor, tables: _Tables, differentiable: bool) -> LiftResult:
+    def _groups(self, w: Tensor, pitches: Tensor) -> tuple[Tensor | None, list[tuple[Tensor | None, _Tables]]]:
+        """The poses of each (joint-weight pattern, quantised pitch) and its tables: ``(slot, [(rows, tables)])``
+        with ``slot`` (B,) the group of every pose; ``(None, [(None, default tables)])`` when all
+        joints are seen by level cameras."""
+        if bool((w == 1).all()) and not bool(pitches.any()):
+            return None, [(None, self._default)]
+        keys = torch.cat([w.cpu().double(), pitches.double()[:, None]], 1)
+        patterns, inverse, counts = torch.unique(keys, dim=0, return_inverse=True, return_counts=True)
+        rows = torch.argsort(inverse, stable=True).to(w.device).split(counts.tolist())
+        tables = [self.tables(row[:NUM_JOINTS], int(row[NUM_JOINTS])) for row in patterns]
+        if len(tables) == 1:
+            return None, [(None, tables[0])]
+        return inverse.to(w.device), list(zip(rows, tables))
+
+    def _lift(self, y: Tensor, w: Tensor, slot: Tensor | None, groups: list[tuple[Tensor | None, _Tables]],
+              differentiable: bool) -> LiftResult:
+        """The whole batch at once; only the products with a group's own tables run per group."""
+        def per_pose(values: list) -> Tensor:  # (B,) (or (1,) for one group) of per-table values
+            stacked = torch.tensor(values, dtype=self.dtype, device=y.device)
+            return stacked if slot is None else stacked[slot]
+
+        tables = [t for _, t in groups]
+        weight_sum, ref_rms, energy = (per_pose([getattr(t, name) for t in tables])
+                                       for name in ("weight_sum", "ref_rms", "energy"))
+        yt, t0, s0 = self._normalise(y, w, weight_sum, ref_rms)
+        flat = yt.transpose(1, 2).reshape(y.shape[0], 2 * NUM_JOINTS)  # (B, 34): (x, y) image rows
         with torch.no_grad():
-            chunk = max(1, _CHUNK_ELEMENTS // (3 * tables.w_even.shape[1] + 900))
-            picks = [self._search(y[i:i + chunk], tables) for i in range(0, y.shape[0], chunk)]
+            chunk = max(1, _CHUNK_ELEMENTS // (3 * max(t.w_even.shape[1] for t in tables) + 900))
+            picks = [self._search(flat[i:i + chunk].detach(), energy if slot is None else energy[i:i + chunk],
+                                  _chunk_groups(groups, i, min(i + chunk, y.shape[0])))
+                     for i in range(0, y.shape[0], chunk)]
             component, theta, solution, cost = (torch.cat(t) for t in zip(*picks))
         if differentiable:
-            solution = self._solve_differentiable(y, tables, component, theta)
-        return self._assemble(y, tables, component, theta, solution, cost)
+            solution = self._solve_differentiable(flat, groups, component, theta)
+        tilt = torch.stack([t.tilt for t in tables])
+        return self._assemble(w, weight_sum, t0, s0, tilt if slot is None else tilt[slot], component, theta, solution, cost)
 
-    def _normalise(self, y: Tensor, tables: _Tables) -> tuple[Tensor, Tensor, Tensor]:
+    @staticmethod
+    def _normalise(y: Tensor, w: Tensor, weight_sum: Tensor, ref_rms: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Centre (weighted) and scale Y to the model's size: returns (y_tilde, t0, s0).
 
         ``y_tilde = sqrt(w) (y - t0) / s0`` with t0 the weighted centroid and s0 the weighted
         rms distance to it over ``ref_rms``; s0 makes the result scale invariant.
         """
-        w = tables.weights
-        t0 = (y * w[:, None]).sum(1) / tables.weight_sum
+        t0 = (y * w[..., None]).sum(1) / weight_sum[:, None]
         centred = y - t0[:, None]
-        s0 = ((centred ** 2).sum(-1) * w).sum(-1).div(tables.weight_sum).sqrt() / tables.ref_rms
+        s0 = ((centred ** 2).sum(-1) * w).sum(-1).div(weight_sum).sqrt() / ref_rms
         s0 = s0.clamp(min=torch.finfo(y.dtype).tiny ** 0.5)
-        return centred * (tables.omega[:, None] / s0[:, None, None]), t0, s0
+        return centred * (w.sqrt()[..., None] / s0[:, None, None]), t0, s0
 
-    def _search(self, y: Tensor, tables: _Tables) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Exhaustive search over angles and components: (component, theta, x, score) per pose."""
-        yt, _, _ = self._normalise(y, tables)
-        planes = yt.transpose(1, 2).contiguous()  # (B, 2, 17)
-        yx, yy = planes[:, 0], planes[:, 1]
-        b, k, j1 = y.shape[0], self.components, self.basis_size + 1
-        squares, cross = _features(planes)
-        # the heavy products: |L^-1 q~|^2 at every angle and component as linear forms
-        even = torch.addmm(tables.w_const, squares, tables.w_even).addmm_(yy, tables.w_even_lin).view(b, k, -1)
-        odd = torch.mm(cross, tables.w_odd).addmm_(yx, tables.w_odd_lin).view(b, k, -1)
-        if tables.symmetric:
-            rn = even.shape[-1]
-            fit = even.new_empty(b, k, 2 * rn)
-            torch.add(even, odd, out=fit[..., :rn])  # angles theta_r
-            torch.sub(even, odd, out=fit[..., rn:])  # angles theta_r + pi
+    def _fit(self, features: Tensor, tables: _Tables) -> Tensor:
+        """(B, K, R) ``|L^-1 q~|^2`` at every angle and component: the heavy products, linear forms
+        of the pose features; the cost is ``|y|^2 + g`` minus it."""
+        b, even = features.shape[0], tables.w_even.shape[0]
+        fit = torch.addmm(tables.w_const, features[:, :even], tables.w_even)
+        if not tables.symmetric:
+            return fit.addmm_(features[:, even:], tables.w_odd).view(b, self.components, -1)
+        even_part, odd_part = fit.view(b, self.components, -1), torch.mm(features[:, even:], tables.w_odd).view(b, self.components, -1)
+        rn = even_part.shape[-1]
+        out = fit.new_empty(b, self.components, 2 * rn)
+        torch.add(even_part, odd_part, out=out[..., :rn])  # angles theta_r
+        torch.sub(even_part, odd_part, out=out[..., rn:])  # angles theta_r + pi
+        return out
+
+    def _search(self, flat: Tensor, energy: Tensor, groups: list[tuple[Tensor | None, _Tables]]
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Exhaustive search over angles and components of normalised poses (B, 34):
+        (component, theta, x, score) per pose."""
+        b, k = flat.shape[0], self.components
+        features = _features(flat.view(b, 2, NUM_JOINTS))
+        if groups[0][0] is None:
+            fit = self._fit(features, groups[0][1])
         else:
-            fit = even.add_(odd)
+            fit = flat.new_empty(b, k, self.rotations)
+            for rows, tables in groups:
+                fit[rows] = self._fit(features[rows], tables)
         best = fit.argmax(-1)  # (B, K): cost = |y|^2 + g - fit is smallest
         if self.refine:  # quartic through the best angle and two neighbours on each side
-            around = (best[..., None] + torch.arange(-2, 3, device=y.device)) % self.rotations
-            step, c0 = _quartic_minimum(tables.energy - fit.gather(-1, around))
+            around = (best[..., None] + torch.arange(-2, 3, device=flat.device)) % self.rotations
+            step, c0 = _quartic_minimum(energy[:, None, None] - fit.gather(-1, around))
         else:
-            step = torch.zeros(b, k, dtype=y.dtype, device=y.device)
-            c0 = tables.energy - fit.gather(-1, best[..., None])[..., 0]
+            step = torch.zeros(b, k, dtype=flat.dtype, device=flat.device)
+            c0 = energy[:, None] - fit.gather(-1, best[..., None])[..., 0]
         if k == 1:
-            component = torch.zeros(b, dtype=torch.long, device=y.device)
+            component = torch.zeros(b, dtype=torch.long, device=flat.device)
             theta = (best + step)[:, 0] * self.coarse_step
         else:
             component = (c0 * self._inv_noise + self._score_offset).argmin(-1)  # (B,)
             theta = (best + step).gather(1, component[:, None])[:, 0] * self.coarse_step
-        x = yt.new_empty(b, j1)
-        final = yt.new_empty(b)
-        for comp in range(k):
-            index = None if k == 1 else (component == comp).nonzero()[:, 0]
-            if index is not None and index.numel() == 0:
-                continue
-            u = self._projections(_rows(yx, index), _rows(yy, index), tables, comp)
-            sub_x, sub_cost = self._solve_at(_rows(theta, index), u, tables, comp)
-            if index is None:
-                x, final = sub_x, sub_cost
-            else:
-                x[index], final[index] = sub_x, sub_cost
+        harmonics = _harmonic_weights(theta)
+        if groups[0][0] is None:
+            x, final = self._solve_at(flat, harmonics, theta, component, groups[0][1])
+        else:
+            x, final = flat.new_empty(b, self.basis_size + 1), flat.new_empty(b)
+            for rows, tables in groups:
+                x[rows], final[rows] = self._solve_at(flat[rows], harmonics[rows], theta[rows], component[rows], tables)
         return component, theta, x, final * self._inv_noise[component] + self._score_offset[component]
 
-    @staticmethod
-    def _projections(yx: Tensor, yy: Tensor, tables: _Tables, comp: int) -> tuple[Tensor, Tensor, Tensor]:
-        """``(U^T y, V^T y, W^T y + g e0)`` (B, J+1), summed over the image rows: the pieces of
-        ``A_t^T y + g e0`` for any angle t."""
-        def project(rows: Tensor) -> Tensor:
-            return yx @ rows[comp, 0].T + yy @ rows[comp, 1].T
+    def _pick(self, per_component: Tensor, component: Tensor) -> Tensor:
+        """Rows (B, ...) of the chosen component from (B, K, ...)."""
+        if self.components == 1:
+            return per_component[:, 0]
+        return per_component[torch.arange(component.shape[0], device=component.device), component]
 
-        constant = project(tables.u_const)
-        constant[:, 0] += tables.scale_prior
-        return project(tables.u_cos), project(tables.u_sin), constant
+    def _rhs(self, flat: Tensor, harmonics: Tensor, component: Tensor, tables: _Tables) -> Tensor:
+        """(B, J+1) ``A_theta^T y + g e0 = cos(t) U^T y + sin(t) V^T y + W^T y + g e0``."""
+        j1 = self.basis_size + 1
+        pieces = self._pick((flat @ tables.projection).view(-1, self.components, 3, j1), component)  # (B, 3, J+1)
+        rhs = (harmonics[:, None, :3] @ pieces)[:, 0]
+        rhs[:, 0] += tables.scale_prior
+        return rhs
 
-    @staticmethod
-    def _rhs(u: tuple[Tensor, Tensor, Tensor], theta: Tensor) -> Tensor:
-        """``A_theta^T y + g e0 = cos(t) U^T y + sin(t) V^T y + W^T y + g e0``."""
-        uc, us, u0 = u
-        return torch.cos(theta)[:, None] * uc + torch.sin(theta)[:, None] * us + u0
-
-    def _solve_at(self, theta: Tensor, u, tables: _Tables, comp: int) -> tuple[Tensor, Tensor]:
-        """(x, cost) at angles theta (B,) for one component.
+    def _solve_at(self, flat: Tensor, harmonics: Tensor, theta: Tensor, component: Tensor,
+                  tables: _Tables) -> tuple[Tensor, Tensor]:
+        """(x, cost) of normalised poses (B, 34) at angles theta (B,) for their components.
 
         On the coarse grid (``refine=False``) ``x = N^-1 q`` from the coarse table, exactly.
         Otherwise the nearest fine-table inverse plus one Richardson step
         ``x += N_f^-1 (q - N_theta x)``.  cost = ``|y|^2 + g - q^T x``.
         """
-        qv = self._rhs(u, theta)
-        if self.refine:
-            table, step = tables.inv_fine[comp], self.fine_step
-        else:
-            table, step = tables.inv_coarse[comp], self.coarse_step
-        index = torch.round(theta / step).long() % table.shape[0]
-        inv = table.flatten(1).index_select(0, index).view(-1, *table.shape[1:])
+        qv = self._rhs(flat, harmonics, component, tables)
+        table, step = (tables.inv_fine, self.fine_step) if self.refine else (tables.inv_coarse, self.coarse_step)
+        index = torch.round(theta / step).long() % table.shape[1]
+        if self.components > 1:
+            index += component * table.shape[1]
+        inv = table.flatten(0, 1).flatten(1).index_select(0, index).view(-1, *table.shape[2:])
         x = torch.bmm(inv, qv[..., None])
-        if self.refine:
-            x = torch.baddbmm(x, inv, (qv - self._apply_normal(tables, comp, theta, x[..., 0]))[..., None])
+        if self.refine:  # N_theta x = sum_h weight_h x^T part_h (parts symmetric)
+            j1 = self.basis_size + 1
+            parts = self._pick((x[..., 0] @ tables.normal).view(-1, self.components, 5, j1), component)
+            x = torch.baddbmm(x, inv, qv[..., None] - (harmonics[:, None] @ parts).mT)
         x = x[..., 0]
         return x, tables.energy - (qv * x).sum(-1)
 
-    @staticmethod
-    def _apply_normal(tables: _Tables, comp: int, theta: Tensor, x: Tensor) -> Tensor:
-        """``N_theta x`` for x (B, J+1) (P, Q, S, Q1, S1 symmetric)."""
-        parts = (x @ tables.q[comp], x @ tables.s[comp], x @ tables.q1[comp], x @ tables.s1[comp])
-        return _combine(x @ tables.p[comp], parts, theta[:, None])
-
-    def _solve_differentiable(self, y: Tensor, tables: _Tables, component: Tensor, theta: Tensor) -> Tensor:
+    def _solve_differentiable(self, flat: Tensor, groups: list[tuple[Tensor | None, _Tables]], component: Tensor,
+                              theta: Tensor) -> Tensor:
         """Closed-form solve at the chosen (fixed) angle and component with autograd:
         ``x = N_theta^-1 (A_theta^T y_tilde + g e0)`` (supplementary Eqs. 5-8)."""
-        yt, _, _ = self._normalise(y, tables)
-
-        def project(rows: Tensor) -> Tensor:  # (B, J+1) = sum_r rows_r^T y_r
-            picked = rows[component]  # (B, 2, J+1, 17)
-            return (picked @ yt.transpose(1, 2)[..., None]).sum(1)[..., 0]
-
-        c, s = torch.cos(theta)[:, None], torch.sin(theta)[:, None]
-        rhs = c * project(tables.u_cos) + s * project(tables.u_sin) + project(tables.u_const)
-        prior_rhs = torch.zeros(rhs.shape[-1], dtype=rhs.dtype, device=rhs.device)
-        prior_rhs[0] = tables.scale_prior
-        rhs = rhs + prior_rhs
-        parts = (tables.q[component], tables.s[component], tables.q1[component], tables.s1[component])
-        normal = _combine(tables.p[component], parts, theta[:, None, None])
-        return torch.linalg.solve(normal, rhs)
+        harmonics = _harmonic_weights(theta)
+        solutions = []
+        for rows, tables in groups:
+            h, comp = _rows(harmonics, rows), _rows(component, rows)
+            rhs = self._rhs(_rows(flat, rows), h, comp, tables)
+            normal = (h[:, :, None, None] * tables.normal_parts()[comp]).sum(1)
+            solutions.append(torch.linalg.solve(normal, rhs))
+        if groups[0][0] is None:
+            return solutions[0]
+        order = torch.cat([rows for rows, _ in groups])
+        return torch.cat(solutions)[torch.argsort(order)]
 
     def _model_pose(self, component: Tensor, coeff: Tensor) -> Tensor:
-        """``mu_k + a . e_k`` (B, 17, 3) in metres, one matrix product per component."""
-        flat_basis = self.basis.flatten(2)  # (K, J, 51)
-        if self.components == 1:
-            return (self.mean[0].flatten() + coeff @ flat_basis[0]).view(-1, NUM_JOINTS, 3)
-        out = coeff.new_empty(coeff.shape[0], NUM_JOINTS * 3)
-        for comp in range(self.components):
-            index = (component == comp).nonzero()[:, 0]
-            out[index] = self.mean[comp].flatten() + coeff[index] @ flat_basis[comp]
-        return out.view(-1, NUM_JOINTS, 3)
+        """``mu_k + a . e_k`` (B, 17, 3) in metres: every component's in one product, the chosen one kept."""
+        every = torch.addmm(self.mean.flatten(), coeff, self._basis_columns).view(-1, self.components, NUM_JOINTS * 3)
+        return self._pick(every, component).view(-1, NUM_JOINTS, 3)
 
-    def _assemble(self, y: Tensor, tables: _Tables, component: Tensor, theta: Tensor, x: Tensor,
-                  cost: Tensor) -> LiftResult:
+    def _assemble(self, w: Tensor, weight_sum: Tensor, t0: Tensor, s0: Tensor, tilt: Tensor, component: Tensor,
+                  theta: Tensor, x: Tensor, cost: Tensor) -> LiftResult:
         """3D pose ``T R_y(theta) (mu + (b / s) . e)`` in mm, root-relative, with its 2D scale/translation."""
-        _, t0, s0 = self._normalise(y, tables)
         s1 = x[:, 0]
         safe = s1.clamp(min=1e-6)
         coeff = x[:, 1:] / safe[:, None]  # a = b / s (footnote 3), metres
         model = self._model_pose(component, coeff)
-        rotation = tables.tilt @ rotation_about_axis(theta, "y")  # (B, 3, 3)
+        rotation = tilt @ rotation_about_axis(theta, "y")  # (B, 3, 3)
         pose = model @ rotation.mT * MODEL_UNIT_MM
         pose = pose - pose[:, ROOT:ROOT + 1]
         scale = s0 * s1 / MODEL_UNIT_MM
-        centroid = (pose[..., :2] * tables.weights[:, None]).sum(1) / tables.weight_sum
+        centroid = (pose[..., :2] * w[..., None]).sum(1) / weight_sum[:, None]
         translation = t0 - scale[:, None] * centroid
         return LiftResult(pose, component, theta % (2 * math.pi), scale, translation, coeff * MODEL_UNIT_MM, cost)
 
 
-def _scatter(parts: list[tuple[Tensor | None, LiftResult]], size: int) -> LiftResult:
-    """Reassemble per-weight-pattern results into batch order."""
-    fields = []
-    for f in range(len(LiftResult._fields)):
-        first = parts[0][1][f]
-        out = first.new_zeros((size,) + tuple(first.shape[1:]))
-        for index, result in parts:
-            out = out.index_copy(0, index, result[f])
-        fields.append(out)
-    return LiftResult(*fields)
+def _chunk_groups(groups: list[tuple[Tensor | None, _Tables]], start: int, stop: int
+                  ) -> list[tuple[Tensor | None, _Tables]]:
+    """The groups' rows among poses ``start:stop``, counted from ``start`` (groups without any dropped)."""
+    if groups[0][0] is None or (start == 0 and stop >= max(int(rows[-1]) for rows, _ in groups) + 1):
+        return groups
+    picked = [(rows[(rows >= start) & (rows < stop)] - start, tables) for rows, tables in groups]
+    return [(rows, tables) for rows, tables in picked if rows.numel()]
 
 
 def lift(prior, joints_2d: Tensor, weights: Tensor | None = None, **options) -> LiftResult:

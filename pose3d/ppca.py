@@ -60,6 +60,39 @@ def limb_scale(poses: np.ndarray) -> np.ndarray:
     return np.sqrt((bones ** 2).sum(axis=(-1, -2)))
 
 
+def mean_bone_length(poses: np.ndarray) -> float:
+    """Median over poses (..., 17, 3) of their mean bone length (same unit as the poses)."""
+    bones = np.stack([poses[..., c, :] - poses[..., p, :] for c, p in H36M_BONES], axis=-2)
+    return float(np.median(np.linalg.norm(bones, axis=-1).mean(-1)))
+
+
+# An adult's mean bone length over the 16 bones of H36M_BONES is about 260 mm (pose3d.body's
+# MEAN_BONE_LENGTHS: 262 mm); poses whose mean bone length falls outside this range (one decade,
+# so at most one power of ten brings a length into it) are not millimetres.
+PLAUSIBLE_BONE_MM = (80.0, 800.0)
+_UNIT_NAMES = {1e-3: "micrometres", 1.0: "millimetres", 10.0: "centimetres", 1000.0: "metres"}
+
+
+def to_millimetres(poses: np.ndarray, what: str, unit: str = "mm") -> tuple[np.ndarray, str]:
+    """``poses`` read as ``unit`` and converted to mm, checked by their bone lengths: unchanged when
+    their mean bone length is an adult's (:data:`PLAUSIBLE_BONE_MM`), rescaled by the power of ten
+    that makes it one (e.g. a "metres" file that holds millimetres) with a line saying so, or a
+    :class:`SourceError` when no power of ten does."""
+    length = mean_bone_length(poses)
+    low, high = PLAUSIBLE_BONE_MM
+    if low <= length <= high:
+        return poses, ""
+    factors = [10.0 ** k for k in range(-6, 7) if low <= length * 10.0 ** k < high]
+    if not factors or not np.isfinite(length):
+        raise SourceError(f"{what}: mean bone length {length:,.4g} mm when read as {unit}; expected an adult's "
+                          f"{low:.0f}-{high:.0f} mm in some power-of-ten unit: check the file's unit")
+    factor = factors[0]
+    mm_per_unit = {"mm": 1.0, "metres": 1000.0}[unit] * factor
+    held = _UNIT_NAMES.get(round(mm_per_unit, 6), f"units of {mm_per_unit:g} mm")
+    return poses * factor, (f"{what}: mean bone length {length:,.4g} mm when read as {unit}, so it holds {held}: "
+                            f"scaled by {factor:g} to millimetres (mean bone length {length * factor:.0f} mm)")
+
+
 def mirror_poses(poses: np.ndarray) -> np.ndarray:
     """Left/right mirror images (Sec. 4): x -> -x and left and right joints swapped."""
     mirrored = poses[..., list(FLIP_PERMUTATION), :].copy()
@@ -385,6 +418,23 @@ class PosePrior:
                              f"{', '.join(self.subjects)}); expected a prior of training subjects only: refit it with "
                              "python -m pose3d.ppca fit --subjects ...")
 
+    def mean_bone_length(self) -> float:
+        """Mean bone length (mm) of the components' mean poses, weighted by the mixing proportions."""
+        bones = np.stack([self.means[:, c] - self.means[:, p] for c, p in H36M_BONES], axis=1)
+        return float(np.linalg.norm(bones, axis=-1).mean(-1) @ (self.weights / self.weights.sum()))
+
+    def check_scale(self, poses, what: str = "the pose prior", tolerance: float = 2.0) -> None:
+        """Raise a one-line ``ValueError`` when this prior's mean bone length and that of ``poses``
+        (N, 17, 3) mm, the data it is to lift, are more than a factor ``tolerance`` apart (a prior
+        fitted in other units, or on other data)."""
+        data = mean_bone_length(np.asarray(poses, dtype=np.float64))
+        own = self.mean_bone_length()
+        ratio = max(own, data) / max(min(own, data), 1e-12)
+        if not ratio <= tolerance:
+            raise ValueError(f"{what} has a mean bone length of {own:,.4g} mm but the data's is {data:,.4g} mm "
+                             f"(a factor {ratio:,.3g} apart, more than {tolerance:g}); expected a prior fitted on poses "
+                             "in millimetres of this data's scale: refit it with python -m pose3d.ppca fit")
+
     # ---------------------------------------------------------------- lifting
     def lifter(self, rotations: int = 80, refine: bool = True, prior_weight: float = 1.0,
                device=None, dtype=None, tilt_step_deg: float = 0.5):
@@ -554,6 +604,9 @@ def load_videopose3d(path: str | Path, stride: int = 1, subjects=PROTOCOL_TRAIN_
     chunks = [np.asarray(positions[subject][action], dtype=np.float64)[::stride]
               for subject in sorted(positions) for action in sorted(positions[subject])]
     poses = np.concatenate(chunks) * 1000.0 @ WORLD_Z_UP_TO_CAMERA.T
+    poses, note = to_millimetres(poses, str(path), unit="metres")
+    if note:
+        print(note, file=sys.stderr)
     return poses - poses[:, ROOT:ROOT + 1]
 
 

@@ -193,6 +193,29 @@ def write_poses_layout(root: Path, num_frames: int = 70, subjects=SUBJECTS, sequ
     return fixture
 
 
+def subsample_poses_layout(source: Path, target: Path, step: int, sources_2d=("gt",)) -> Path:
+    """A copy of a poses-layout root (written by :func:`write_poses_layout`) keeping every ``step``-th
+    row of every sequence, as a 10 Hz copy (``step=5``) of the 50 Hz files is made."""
+    import shutil
+
+    target.mkdir(parents=True, exist_ok=True)
+    with np.load(source / "data_3d_h36m.npz", allow_pickle=True) as data:  # the tests' own file
+        positions_3d = data["positions_3d"].item()
+    np.savez_compressed(target / "data_3d_h36m.npz", positions_3d={
+        s: {a: seq[::step] for a, seq in actions.items()} for s, actions in positions_3d.items()})
+    for name in sources_2d:
+        with np.load(source / f"data_2d_h36m_{name}.npz", allow_pickle=True) as data:
+            positions_2d, metadata = data["positions_2d"].item(), data["metadata"].item()
+        np.savez_compressed(target / f"data_2d_h36m_{name}.npz", metadata=metadata, positions_2d={
+            s: {a: [v[::step] for v in views] for a, views in actions.items()} for s, actions in positions_2d.items()})
+    for extra in ("h36m_cameras_extrinsic_params.json", "annotation_body3d"):
+        if (source / extra).is_file():
+            shutil.copy(source / extra, target / extra)
+        elif (source / extra).is_dir():
+            shutil.copytree(source / extra, target / extra, dirs_exist_ok=True)
+    return target
+
+
 if __name__ == "__main__":  # python -m tests.fixtures_h36m DIR: the tiny copy make dry-run reads
     import sys
 

@@ -64,7 +64,9 @@ def test_reads_2d_views(tmp_path):
 @pytest.mark.parametrize("make, expected", [
     (lambda p: p, "no such file"),
     (lambda p: p.write_text("not a zip") or p, "cannot read"),
-    (lambda p: write(p, poses=np.zeros((2, 17, 3))), "has no 'positions_3d' (it holds poses)"),
+    (lambda p: write(p, poses=np.zeros((2, 17, 3))), "expected positions_3d (VideoPose3D's dictionary); found poses"),
+    (lambda p: write(p, **{f"S{s}/{a}": np.zeros((2, 17, 3)) for s in (1, 5) for a in ("Directions", "Eating")}),
+     "found 4 keys like S1/Directions, S1/Eating, S5/Directions"),
     (lambda p: write(p, positions_3d=np.zeros((2, 17, 3))), "'positions_3d' is a float64 array of shape (2, 17, 3)"),
     (lambda p: write(p, positions_3d={"S1": {"Walking": np.zeros((4, 20, 3))}}),
      "positions_3d['S1']['Walking'] is float64 (4, 20, 3); expected (T, 17 or 32, 3)"),

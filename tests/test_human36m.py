@@ -267,3 +267,47 @@ def test_camera_rotation_turns_the_camera_frame_into_an_upright_world(layout, po
     world = batch["joints_3d"].double() @ rotation  # R^T x per joint
     head, pelvis = JOINT_INDEX["head"], 0
     assert bool((world[:, head, 1] - world[:, pelvis, 1] < -300).all())
+
+
+def _poses_of(records) -> np.ndarray:
+    return np.stack([np.concatenate([r.joints_3d.ravel(), r.joints_2d.ravel(), [r.subject, r.action]]) for r in records])
+
+
+def test_a_10_hz_and_a_50_hz_copy_select_the_same_frames(poses_root, tmp_path, monkeypatch):
+    from datamodules import human36m
+    from tests.fixtures_h36m import subsample_poses_layout
+
+    ten = subsample_poses_layout(poses_root, tmp_path / "fps10", 5)
+    fifty = module(poses_root, layout="poses")
+    declared = module(ten, layout="poses", fps=10)
+    assert declared.pose_fps == (10, "declared by data.fps")
+    for split in ("train", "val", "test"):
+        a, b = fifty.all_records(split), declared.all_records(split)
+        assert len(a) == len(b) > 0
+        np.testing.assert_allclose(_poses_of(a), _poses_of(b), atol=1e-3)
+    # read from the frame counts: the fixture's 3 x 70 frames per subject stand in for the documented counts
+    monkeypatch.setattr(human36m, "FRAMES_50HZ", {(1,): 3 * FRAMES, (5,): 3 * FRAMES, (9, 11): 6 * FRAMES})
+    read = module(ten, layout="poses")
+    assert read.pose_fps[0] == 10 and "read from the frame counts (0.20 x" in read.pose_fps[1]
+    assert len(read.all_records("test")) == len(fifty.all_records("test"))
+    assert module(poses_root, layout="poses").pose_fps[0] == 50
+    assert "frame rate: 10 Hz, read from the frame counts" in read.check()
+    # a selection the 10 Hz file cannot give is an error naming the rates, not a silent subset
+    with pytest.raises(DatasetLayoutError, match="every 64th frame of the 50 Hz video, but the pose files hold 10 Hz"):
+        module(ten, layout="poses", protocol=2).all_records("test")
+    monkeypatch.setattr(human36m, "FRAMES_50HZ", {(1,): 7 * FRAMES})  # counts that fit no frame rate
+    assert module(ten, layout="poses").pose_fps[0] == 50 and "declare data.fps" in module(ten, layout="poses").pose_fps[1]
+
+
+def test_test_subjects_choose_a_subset_and_never_a_training_subject(poses_root):
+    dm = module(poses_root, layout="poses", test_subjects=[9])
+    assert {r.subject for r in dm.all_records("test")} == {9}
+    assert dm.info.test_subjects == ("S9",) and dm.protocol_info["test_subjects"] == (9,)
+    assert "S9 (Human3.6M" in dm.test_subjects_label
+    with pytest.raises(DatasetLayoutError, match=r"data.test_subjects: \[1\] are training subjects of Protocol #1"):
+        module(poses_root, layout="poses", test_subjects=[1, 9])
+
+
+def test_a_missing_2d_source_names_the_sources_the_root_has(poses_root):
+    with pytest.raises(DatasetLayoutError, match=r"data.source_2d=cpn_ft_h36m_dbb\); this root has data.source_2d=gt"):
+        module(poses_root, layout="poses", source_2d="cpn_ft_h36m_dbb")

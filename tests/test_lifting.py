@@ -202,3 +202,75 @@ def test_level_cameras_take_the_untilted_tables():
     level = rotation_about_axis(torch.rand(6, dtype=torch.float64) * 6, "y")  # yaw only: no tilt
     a, b = lifter(joints_2d), lifter(joints_2d, camera_rotation=level)
     assert torch.allclose(a.joints_3d, b.joints_3d) and len(lifter._tables) == 1
+
+
+# ------------------------------------------------------------------ a fixed input against recorded outputs
+
+REFERENCE = __import__("pathlib").Path(__file__).with_name("data") / "lifting_reference.npz"
+
+
+def reference_case():
+    """A mixture prior and 40 poses mixing level and tilted, rolled cameras (pitches shared by
+    several poses and not) and two missing-joint patterns: every grouping the lifting makes."""
+    prior = toy_prior(components=3, basis=5, seed=21)
+    count = 40
+    generator = torch.Generator().manual_seed(22)
+    poses = torch.cat([model_poses(prior, 14, seed=23 + k, component=k) for k in range(3)])[:count]
+    pitch = torch.randint(-10, 40, (count,), generator=generator).double() * math.radians(0.37)
+    pitch[:12] = 0.0  # level cameras
+    pitch[12:18] = pitch[12]  # one pitch shared by six poses
+    roll = (torch.rand(count, generator=generator, dtype=torch.float64) - 0.5) * 0.4
+    roll[:12] = 0.0
+    yaw = torch.rand(count, generator=generator, dtype=torch.float64) * 2 * math.pi
+    joints_2d, _, rotation = tilted_view(poses, pitch, roll, yaw)
+    joints_2d = joints_2d + 1.5 * torch.randn(joints_2d.shape, generator=generator, dtype=torch.float64)
+    weights = torch.ones(count, 17, dtype=torch.float64)
+    weights[5:9, [3, 13]] = 0
+    weights[20:30, 10] = 0
+    return prior, joints_2d, weights, rotation
+
+
+def reference_outputs(prior, joints_2d, weights, rotation) -> dict[str, np.ndarray]:
+    """Every output of the refined and the coarse-grid lifting, and the gradient of the latter."""
+    out = {}
+    for refine in (True, False):
+        lifter = Lifter(prior, refine=refine, dtype=torch.float64)
+        result = lifter(joints_2d, weights, camera_rotation=rotation)
+        out.update({f"{name}_{'refined' if refine else 'grid'}": value.numpy()
+                    for name, value in result._asdict().items()})
+    y = joints_2d.clone().requires_grad_(True)
+    lifted = Lifter(prior, refine=False, dtype=torch.float64)(y, weights, camera_rotation=rotation, differentiable=True)
+    lifted.joints_3d.square().sum().backward()
+    out["gradient_grid"] = y.grad.numpy()
+    return out
+
+
+def test_outputs_match_the_recorded_reference():
+    """The batched search and solve (every group's poses together) give what the per-group
+    implementation recorded in tests/data/lifting_reference.npz gave, to float64 rounding."""
+    recorded = np.load(REFERENCE)
+    got = reference_outputs(*reference_case())
+    assert set(got) == set(recorded.files)
+    for name, value in got.items():
+        if name.startswith("component"):
+            np.testing.assert_array_equal(value, recorded[name], err_msg=name)
+        elif name.startswith("joints_3d"):
+            assert np.abs(value - recorded[name]).max() < 1e-4, name  # mm
+        else:
+            np.testing.assert_allclose(value, recorded[name], rtol=1e-7, atol=1e-9, err_msg=name)
+
+
+def test_the_benchmark_reports_both_batches_as_found_and_beside_a_busy_process():
+    from harness.bench import _competing_process, bench_lifting
+
+    with _competing_process() as child:
+        assert child.poll() is None  # spinning while the block runs
+    assert child.returncode is not None  # killed and reaped after it
+    result = bench_lifting(256, rounds=1, device="cpu", compare=20, small_batch=16)
+    for condition in ("as_found", "beside_busy_process"):
+        for batch in ("batch_16", "batch_256"):
+            for threads in ("default_threads", "one_thread"):
+                figures = result[condition][batch][threads]
+                assert set(figures) == {"single", "mixture"} and min(figures.values()) > 0
+    assert result["poses_per_s_single"] > 0 and result["small_batch_size"] == 16
+    assert result["mean_diff_vs_exhaustive_mm"] < 5.0

@@ -367,3 +367,20 @@ def test_bone_scaled_alignment_matches_the_skeleton_sizes():
     assert torch.equal(F.scale_to_bone_lengths(torch.zeros(1, 17, 3), target), torch.zeros(1, 17, 3))
     with pytest.raises(ValueError, match="17 Human3.6M joints"):
         F.scale_to_bone_lengths(torch.ones(1, 14, 3), torch.ones(1, 14, 3))
+
+
+def test_action_averages_weigh_every_action_the_same():
+    """Human3.6M's "Avg": action 0 has errors 10 and 20 (mean 15), action 2 one error of 60: the
+    pooled MPJPE is 30, the action average (15 + 60) / 2 = 37.5; actions never seen are left out."""
+    from pose3d.metrics import action_averages, pose3d_metrics
+
+    suite = pose3d_metrics(num_actions=3)
+    target = torch.zeros(3, 17, 3)
+    pred = target.clone()
+    pred[..., 0] = torch.tensor([10.0, 20.0, 60.0])[:, None]  # every joint off by that much along x
+    suite.update(pred, target, torch.ones(3, 17, dtype=torch.bool), torch.tensor([0, 0, 2]))
+    averages = action_averages(suite)
+    assert float(suite["mpjpe"].compute()) == pytest.approx(30.0)
+    assert averages["mpjpe_action_avg"] == pytest.approx(37.5)
+    assert set(averages) == {"mpjpe_action_avg", "pa_mpjpe_action_avg", "n_mpjpe_action_avg"}
+    assert action_averages(pose3d_metrics()) == {}  # no actions: nothing to average

@@ -181,3 +181,48 @@ def test_lifting_with_a_prior_that_saw_the_test_subjects_stops(tmp_path):
     with pytest.raises(ConfigError, match="leaky.npz was fitted on test subject\\(s\\) S11"):
         LiftingFromTheDeep(model={"stages": 1, "channels": 8, "stage_layers": 1, "prior": str(tmp_path / "leaky.npz")},
                            optim=OPTIM, data_info=info)
+
+
+def _mocap_file(path, scale_to_file_unit: float):
+    """A data_3d_h36m.npz of sampled people (world z up), in metres times ``scale_to_file_unit``."""
+    poses_mm = ppca.load_synthetic(300, seed=4)  # camera-like frame, mm
+    world = poses_mm @ ppca.WORLD_Z_UP_TO_CAMERA / 1000.0 * scale_to_file_unit
+    full = np.zeros((len(world), 32, 3))
+    full[:, list(H36M_32_TO_17)] = world
+    np.savez_compressed(path, positions_3d={"S1": {"Walking": full[:150]}, "S5": {"Eating": full[150:]}})
+    return path
+
+
+def test_fit_converts_a_mocap_file_in_millimetres_and_says_so(tmp_path):
+    source = _mocap_file(tmp_path / "data_3d_h36m.npz", 1000.0)  # millimetres where metres are expected
+    out = tmp_path / "prior.npz"
+    result = subprocess.run([sys.executable, "-m", "pose3d.ppca", "fit", "--source", str(source), "--components", "1",
+                             "--basis", "4", "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (f"{source}: mean bone length 2.59e+05 mm when read as metres, so it holds millimetres: scaled by 0.001 "
+            "to millimetres (mean bone length 259 mm)") in result.stderr
+    prior = ppca.PosePrior.load(out)
+    assert 150 < prior.mean_bone_length() < 300 and 500 < prior.unit_mm < 1500
+    assert np.allclose(ppca.load_source(str(_mocap_file(tmp_path / "metres.npz", 1.0))),
+                       ppca.load_source(str(source)), atol=1e-6)  # metres: read as they are, the same poses
+
+
+def test_fit_refuses_a_mocap_file_of_no_unit(tmp_path):
+    source = _mocap_file(tmp_path / "data_3d_h36m.npz", 0.0)  # every joint at the origin
+    result = subprocess.run([sys.executable, "-m", "pose3d.ppca", "fit", "--source", str(source), "--out",
+                             str(tmp_path / "p.npz")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and not (tmp_path / "p.npz").exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "mean bone length 0 mm when read as metres; expected an adult's 80-800 mm" in lines[0]
+
+
+def test_the_scale_check_compares_mean_bone_lengths():
+    prior = ppca.fit(ppca.load_synthetic(500, seed=1), components=1, basis=4)
+    poses = ppca.load_synthetic(50, seed=2)
+    assert prior.mean_bone_length() == pytest.approx(ppca.mean_bone_length(poses), rel=0.25)
+    relative = poses * (prior.mean_bone_length() / ppca.mean_bone_length(poses))  # the prior's own scale
+    for factor in (1.0, 1.9, 1 / 1.9):
+        prior.check_scale(relative * factor)
+    for factor in (2.1, 1 / 2.1):
+        with pytest.raises(ValueError, match=r"a factor 2.1 apart, more than 2"):
+            prior.check_scale(relative * factor, "p.npz")

@@ -27,7 +27,9 @@ def network(prior_file, **model) -> LiftingFromTheDeep:
 
 
 def batch(size: int = 3) -> dict[str, torch.Tensor]:
-    return random_batch(size, seed=1)
+    data = random_batch(size, seed=1)
+    data["joints_3d"] = data["joints_3d"] * 0.5  # bones of about 225 mm: a person's scale, as the prior's
+    return data
 
 
 def test_stages_fuse_cnn_and_projected_maps_with_eq7(prior_file):
@@ -215,3 +217,25 @@ def test_the_lifting_uses_the_batchs_extrinsics_where_known(prior_file):
         level = network(prior_file, fusion=False, extrinsics=False).predict(data)["joints_3d"]
     assert torch.allclose(level, model.lifter()(joints_2d).joints_3d, atol=1e-4)
     assert torch.allclose(got[1], level[1], atol=0.1) and not torch.allclose(got[0], level[0], atol=1.0)
+
+
+def test_a_prior_of_another_scale_stops_the_lifting_with_one_line(prior_file, tmp_path):
+    """A prior fitted on poses in other units (here metres read as millimetres) lifts to poses a
+    thousand times too small; the first batch with 3D labels stops the run (exit 2 in the harness)."""
+    tiny = ppca.PosePrior.load(prior_file)
+    tiny.means = tiny.means / 1000.0
+    tiny.variances, tiny.noise = tiny.variances / 1e6, tiny.noise / 1e6
+    tiny.save(tmp_path / "metres.npz")
+    model = network(str(tmp_path / "metres.npz"))
+    data = batch()
+    data["has_3d"][:] = False
+    with torch.no_grad():
+        model.predict(data)  # no 3D labels: nothing to compare with
+        data["has_3d"][:] = True
+        with pytest.raises(ConfigError) as error:
+            model.predict(data)
+    message = str(error.value)
+    assert "\n" not in message and "metres.npz has a mean bone length of 0.2122 mm but the data's is 225.5 mm" in message
+    assert "a factor 1.06e+03 apart, more than 2" in message
+    with torch.no_grad():
+        network(prior_file).predict(data)  # the prior's own scale passes

@@ -5,6 +5,7 @@
 """
 from pose3d.metrics import functional
 from pose3d.metrics.classes import (
+    ACTION_AVERAGED,
     AUC3D,
     MPJPE,
     NMPJPE,
@@ -16,10 +17,12 @@ from pose3d.metrics.classes import (
     Pose3DMetric,
     Pose3DMetrics,
     SumCountMetric,
+    action_averages,
     pose3d_metrics,
 )
 
 __all__ = [
+    "ACTION_AVERAGED",
     "AUC3D",
     "MPJPE",
     "NMPJPE",
@@ -31,6 +34,7 @@ __all__ = [
     "Pose3DMetric",
     "Pose3DMetrics",
     "SumCountMetric",
+    "action_averages",
     "functional",
     "pose3d_metrics",
 ]

@@ -229,3 +229,23 @@ def pose3d_metrics(num_actions: int | None = None) -> Pose3DMetrics:
         metrics[f"pck3d_{alignment}"] = PCK3D(threshold=150.0, alignment=alignment, num_actions=num_actions)
         metrics[f"auc3d_{alignment}"] = AUC3D(alignment=alignment, num_actions=num_actions)
     return Pose3DMetrics(metrics)
+
+
+# The metrics Human3.6M papers tabulate per action, with an "Avg" column that is the mean of the
+# per-action means (every action weighs the same); our pooled ``<metric>`` weighs every frame the same.
+ACTION_AVERAGED: tuple[str, ...] = ("mpjpe", "pa_mpjpe", "n_mpjpe")
+
+
+def action_averages(metrics: Pose3DMetrics, names: tuple[str, ...] = ACTION_AVERAGED) -> dict[str, float]:
+    """``{"<name>_action_avg": mean over the actions seen of the per-action means}`` of the metrics
+    ``names`` of a suite built with ``num_actions`` (those never updated are left out)."""
+    out = {}
+    for name in names:
+        metric = metrics[name] if name in metrics else None
+        if metric is None or not metric.update_called or metric.num_actions is None:
+            continue
+        per_action = metric.compute_per_action()
+        if per_action:
+            out[f"{name}_action_avg"] = sum(per_action.values()) / len(per_action)
+    return out
+
