@@ -18,6 +18,7 @@ PRESET_NOTES = {
     "smoke": "a few batches, seconds: checks that a run works",
     "quick": "a real small training on a 2-core CPU, minutes",
     "paper": "the paper's sizes and schedule, for a GPU",
+    "h36m_poses": "Human3.6M's pose files (data.root=PATH, no images): the image-free methods, sized for a 2-core CPU",
 }
 
 
@@ -58,7 +59,8 @@ def sweep_files_text() -> str:
 
 
 def presets_text() -> str:
-    return "\n".join(f"  {name:<7} {PRESET_NOTES.get(name, '')}" for name in PRESETS)
+    width = max(map(len, PRESETS)) + 1
+    return "\n".join(f"  {name:<{width}} {PRESET_NOTES.get(name, '')}" for name in PRESETS)
 
 
 def sections_text() -> str:

@@ -62,6 +62,22 @@ def test_every_entry_point_help_lists_the_experiments(module, capsys):
         assert "  steps            images/s of one training step" in out
 
 
+def test_evaluate_help_lists_its_arguments_and_the_experiments(capsys):
+    from harness.evaluate import main as evaluate
+
+    assert evaluate(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m pose3d.evaluate RUN|PRIOR")
+    assert "LiftingConfig in harness/evaluate.py" in out
+    assert_lists_the_experiments(out)
+
+
+def test_every_preset_has_a_line_of_help():
+    from harness.cli_help import PRESET_NOTES
+
+    assert set(PRESET_NOTES) == set(PRESETS)
+
+
 def test_ppca_help_lists_its_arguments_and_the_experiment_that_reads_its_file(capsys):
     from pose3d import ppca
 

@@ -187,7 +187,7 @@ def test_auto_prior_source_without_the_mocap_file_exits_2_with_one_line(tmp_path
     from tests.fixtures_h36m import write_images_layout
 
     images_root = tmp_path / "h36m_images"  # the images layout ships no data_3d_h36m.npz
-    write_images_layout(images_root, num_frames=8)
+    write_images_layout(images_root, num_frames=46)  # 46 frames: a 10 Hz frame in the last 10 % (the validation)
     assert main([*smoke_args, "experiment=tome_lifting", "model.prior_source=auto", "data.name=human36m",
                  f"data.root={images_root}"]) == 2
     err = capsys.readouterr().err.strip()
