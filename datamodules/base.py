@@ -51,7 +51,8 @@ class PoseDataModule(SplitLoaders, pl.LightningDataModule):
         return self.has_3d_labels
 
     def split_size(self, split: str) -> int:
-        """Samples in ``split`` ("train", "val", "test"), counted without building its dataset."""
+        """Samples in ``split`` ("train", "val", "test"); a subclass counts them without building the
+        split's dataset where it can (building one may draw random numbers or read every frame)."""
         return len(self.dataset(split))
 
     def empty_split_error(self, split: str) -> ConfigError:

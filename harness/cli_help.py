@@ -2,7 +2,7 @@
 presets, the data names, and where each section of the config keys is defined.
 
 :func:`config_guide` is the shared epilog of ``python -m pose3d.train --help`` and of the other
-commands' ``--help`` (ablation, compare, bench, predict, data check); it reads the experiment
+commands' ``--help`` (ablation, compare, bench, predict, evaluate); it reads the experiment
 files and the registries' entries, so it imports no method or DataModule.
 """
 from __future__ import annotations

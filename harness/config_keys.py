@@ -52,7 +52,7 @@ def field_notes(schema: type) -> dict[str, str]:
 
 def shown(value: Any) -> str:
     """A value as it is written on the command line (YAML flow style)."""
-    if isinstance(value, (DictConfig,)) or OmegaConf.is_list(value):
+    if isinstance(value, DictConfig) or OmegaConf.is_list(value):
         value = OmegaConf.to_container(value, resolve=True)
     if value is None or isinstance(value, (bool, list, dict)):
         return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
@@ -67,7 +67,7 @@ def valid_values(spec: dataclasses.Field) -> str:
     return valid.describe() if valid is not None else ""
 
 
-def schema_default(spec: dataclasses.Field) -> Any:
+def field_default(spec: dataclasses.Field) -> Any:
     if spec.default is not dataclasses.MISSING:
         return spec.default
     if spec.default_factory is not dataclasses.MISSING:
@@ -83,7 +83,7 @@ def section_lines(prefix: str, schema: type, node: DictConfig, skip: tuple[str, 
         if spec.name in skip:
             continue
         value = node.get(spec.name)
-        default = schema_default(spec)
+        default = field_default(spec)
         if dataclasses.is_dataclass(default) and isinstance(value, DictConfig):  # a sub-section: its own keys
             lines += section_lines(f"{prefix}{spec.name}.", type(default), value)
             continue
