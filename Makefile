@@ -25,7 +25,7 @@ export WANDB_DIR ?= $(CURDIR)/results/wandb
 export WANDB_CACHE_DIR ?= $(CURDIR)/results/.wandb-cache
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test test-slow train smoke dry-run bench gpu-check compare clean
+.PHONY: install test test-slow train smoke dry-run bench gpu-check slurm-check compare clean
 
 install: $(STAMP)
 
@@ -84,6 +84,11 @@ dry-run: install
 
 bench: install
 	$(PY) -m pose3d.bench render
+
+# the SLURM launcher on a SLURM cluster (tests/test_slurm.py, 15 minutes on a busy 2-core machine); on this
+# machine: `slurm/local_cluster.sh up` first (a one-node cluster; CI does so), `down` after
+slurm-check: install
+	POSE3D_SLURM_REQUIRED=1 WANDB_MODE=disabled $(PY) -m pytest -q -p no:xdist -m slurm tests/test_slurm.py
 
 # every experiment's paper preset on this machine's GPU -> results/bench/gpu.json (says so and exits 0 without CUDA)
 gpu-check: install

@@ -56,6 +56,7 @@ from harness import sweep_engine
 from harness.floors import data_floors, floor_rows, versus_floor
 from harness.launch import QUIET, child_env, resume_args, result_line
 from harness.run_folder import held_elsewhere
+from harness.stopping import RunGroup, Stopped
 from pose3d.config import REPO_ROOT, ConfigError
 from pose3d.files import check_writable, write_atomic
 from pose3d.results import finished, results_mismatch
@@ -225,16 +226,18 @@ def local_slots(devices: list[str], jobs: str, overrides: list[str]) -> tuple[li
     return [None] * count, told
 
 
-def build_prerequisites(runs: list[PlannedRun], log_file: Path) -> bool:
+def build_prerequisites(runs: list[PlannedRun], log_file: Path, group: RunGroup) -> bool:
     """Build the prerequisites the runs declare, one after another with every core, in one child
-    process (:func:`harness.prerequisites.main`), so that parallel runs find them built instead
-    of waiting on one another's lock. True when they all resolved."""
+    process (:func:`harness.prerequisites.main`) of ``group``, so that parallel runs find them
+    built instead of waiting on one another's lock. True when they all resolved."""
     print(f"building the runs' prerequisites first (log: {log_file})", flush=True)
     started = time.perf_counter()
     command = [sys.executable, "-m", "harness.prerequisites", json.dumps([run.args + QUIET for run in runs])]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "w") as log:
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=child_env(), cwd=REPO_ROOT)
+        code = group.call(command, stdout=log, stderr=subprocess.STDOUT, env=child_env(), cwd=REPO_ROOT)
+    if group.stopping:
+        raise Stopped(group.signum, ["the prerequisites' build"], [run.name for run in runs])
     seconds = time.perf_counter() - started
     print(f"prerequisites ready ({seconds:.0f} s)" if code == 0 else
           f"prerequisites FAILED (exit {code}); see {log_file}", flush=True)
@@ -245,7 +248,8 @@ def execute(runs: list[PlannedRun], slots: list[str | None], log_dir: Path, prog
             run_overrides: list[str] = ()) -> list[str]:
     """Run the pending runs, one per slot at a time (a GPU id, or None: this CPU), each with
     ``run_overrides`` added; with more than one slot the prerequisites are built first and the
-    runs start longest first (:func:`longest_first`). Returns the names of failed runs."""
+    runs start longest first (:func:`longest_first`). Returns the names of failed runs; raises
+    :class:`Stopped` when SIGINT or SIGTERM stopped the runs (:mod:`harness.stopping`)."""
     from harness.progress import Progress
 
     pending: queue.Queue = queue.Queue()
@@ -257,19 +261,17 @@ def execute(runs: list[PlannedRun], slots: list[str | None], log_dir: Path, prog
     print(f"{len(runs) - len(todo)} of {len(runs)} runs already done; running {len(todo)}"
           + (f", {len(slots)} at a time" if len(slots) > 1 else ""), flush=True)
     slots = list(slots) or [None]
-    if todo and len(slots) > 1 and not build_prerequisites(todo, log_dir / "prerequisites.log"):
-        return [run.name for run in todo]
-    progress = progress or Progress(len(todo))
-    progress.parallel = len(slots)
-    progress.start()
+    group = RunGroup()
     failed: list[str] = []
+    interrupted: list[str] = []
+    not_started: list[str] = []
     log_dir.mkdir(parents=True, exist_ok=True)
 
     def worker(device: str | None) -> None:
         env = child_env()
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
-        while True:
+        while not group.stopping:
             try:
                 index, run = pending.get_nowait()
             except queue.Empty:
@@ -280,25 +282,42 @@ def execute(runs: list[PlannedRun], slots: list[str | None], log_dir: Path, prog
             if holder is None:
                 started = time.perf_counter()
                 with open(log_file, "w") as log:
-                    code = subprocess.call(run.command() + list(run_overrides), stdout=log, stderr=subprocess.STDOUT,
-                                           env=env, cwd=REPO_ROOT)
+                    code = group.call(run.command() + list(run_overrides), stdout=log, stderr=subprocess.STDOUT,
+                                      env=env, cwd=REPO_ROOT)
+                if code is None:  # stopping: it did not start
+                    not_started.append(run.name)
+                    progress.run_finished(index, f"[{index}/{len(todo)}] {run.name}: not started")
+                    continue
                 ok, line = result_line(index, len(todo), run.name, run.metrics_file, time.perf_counter() - started, code,
                                        log_file)
-                holder = None if ok else held_elsewhere(run.run_dir)  # it refused: taken meanwhile
+                holder = None if ok or group.stopping else held_elsewhere(run.run_dir)  # it refused: taken meanwhile
             if holder is not None:
                 ok, line = True, f"[{index}/{len(todo)}] {run.name}: held elsewhere ({holder}); skipped"
-            if not ok:
+            if not ok and group.stopping:
+                interrupted.append(run.name)
+                line = f"[{index}/{len(todo)}] {run.name}: stopped" + (
+                    "; it resumes from its last.ckpt" if (run.run_dir / "checkpoints" / "last.ckpt").is_file()
+                    else " before its first checkpoint; it starts over")
+            elif not ok:
                 failed.append(run.name)
             progress.run_finished(index, line)
 
     threads = [threading.Thread(target=worker, args=(slot,)) for slot in slots]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        progress.close()
+    with group:  # SIGINT/SIGTERM from here on: passed on to the runs, no new run (harness.stopping)
+        if todo and len(slots) > 1 and not build_prerequisites(todo, log_dir / "prerequisites.log", group):
+            return [run.name for run in todo]
+        progress = progress or Progress(len(todo))
+        progress.parallel = len(slots)
+        progress.start()
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            progress.close()
+    if group.stopping:
+        raise Stopped(group.signum, interrupted, not_started + [run.name for _, run in list(pending.queue)])
     return failed
 
 
@@ -338,10 +357,15 @@ def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path, failed: list[
     reference = references().get(sweep.axis, {})
     paper = reference.get("values", {})
     variants = list(dict.fromkeys(r["variant"] for r in rows))
-    extra = sorted({k for r in rows for k in r} - set(TABLE_METRICS) - {"variant", "seed", "run", "fit_seconds", "pixel_error", "pckh"})
-    metrics = [m for m in TABLE_METRICS if any(m in r for r in rows)] + extra
     configs = [c for c in (run.run_dir / "config.yaml" for run in runs if run.done) if c.is_file()]
-    floors = data_floors(yaml.safe_load(configs[0].read_text())["data"], out_dir.parent / "floors") if configs else None
+    data = yaml.safe_load(configs[0].read_text())["data"] if configs else None
+    floors = data_floors(data, out_dir.parent / "floors") if data else None
+    # the action averages are Human3.6M's "Avg" (the papers' headline there); elsewhere the CSV has them
+    averaged = bool(data) and data.get("name") == "human36m"
+    extra = sorted(k for k in {k for r in rows for k in r} - set(TABLE_METRICS)
+                   - {"variant", "seed", "run", "fit_seconds", "pixel_error", "pckh"}
+                   if averaged or not k.endswith("_action_avg"))
+    metrics = [m for m in TABLE_METRICS if any(m in r for r in rows)] + extra
     header = ["variant", "seeds", *metrics, "MPJPE / orientation floor", "fit s"]
     if paper:
         header.append(f"paper {reference.get('metric', 'mpjpe')}")
@@ -444,6 +468,7 @@ def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
     args.overrides = argv[split + 1:]
+    args.argv = argv
     return args
 
 
@@ -509,7 +534,12 @@ def run_action(sweep: Sweep, args) -> int:
         indices = list(range(1, len(todo) + 1))
         if args.launcher == "local":
             slots, told = local_slots(devices, args.jobs, extra)
-            failed = execute(runs, slots, out_dir / "logs", run_overrides=told)
+            try:
+                failed = execute(runs, slots, out_dir / "logs", run_overrides=told)
+            except Stopped as stop:  # SIGINT/SIGTERM: the summary names the unfinished runs
+                summarise(sweep, runs, out_dir)
+                print(stop.line("python -m pose3d.ablation " + shlex.join(args.argv)), file=sys.stderr, flush=True)
+                return stop.exit_code
         elif args.launcher == "submitit-local":
             from harness.progress import Progress
 

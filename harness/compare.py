@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -38,6 +39,7 @@ import yaml
 from harness.ablation import (EXIT_BAD_INPUT, REPO_ROOT, PlannedRun, Sweep, add_local_options, device_ids, execute,
                               local_slots, missing_reason, parse_with_overrides, plan_runs, references, write_table)
 from harness.floors import data_floors, floor_rows, versus_floor
+from harness.stopping import Stopped
 from pose3d.config import ConfigError
 from pose3d.files import check_writable, write_atomic
 from pose3d.summaries import mean_std
@@ -277,7 +279,12 @@ def main(argv: list[str] | None = None) -> int:
         failed = []
         if args.action == "run":
             slots, told = local_slots(device_ids(args.devices), args.jobs, overrides)
-            failed = execute(runs, slots, out_dir / "logs", run_overrides=told)
+            try:
+                failed = execute(runs, slots, out_dir / "logs", run_overrides=told)
+            except Stopped as stop:  # SIGINT/SIGTERM: the summary names the unfinished runs (no checkpoint loads)
+                summarise(runs, out_dir, measure=False)
+                print(stop.line("python -m pose3d.compare " + shlex.join(args.argv)), file=sys.stderr, flush=True)
+                return stop.exit_code
         table = summarise(runs, out_dir, measure=not args.no_cost)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -15,7 +15,11 @@ the cluster preempts it); submitit's handler calls :meth:`GridTask.checkpoint`, 
 the training with ``SIGTERM`` (Lightning finishes the batch in progress, closes its loggers
 and exits; the training process itself ignores ``SIGUSR2``) and hands back the same task,
 which submitit requeues; when it starts again the run resumes from ``last.ckpt`` (saved at
-every validation) and continues its W&B run (:mod:`harness.wandb_id`). Options come as
+every validation) and continues its W&B run (:mod:`harness.wandb_id`). ``scancel`` and
+``scontrol requeue`` send the task's processes SIGTERM: the run stops the same way, and the
+task ends without a result (a requeued task is no failed one; SLURM starts it again, and the
+run resumes). A run takes as many threads as SLURM gave its task CPUs (:func:`slurm_threads`).
+Options come as
 ``key=value`` words (``SLURM="partition=gpu gpus_per_node=1 timeout_min=600"``): submitit's
 generic names (``timeout_min``, ``gpus_per_node``, ``nodes``, ``cpus_per_task``,
 ``mem_gb``, ``tasks_per_node``) and any ``SlurmExecutor`` parameter (``partition``,
@@ -37,6 +41,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +49,11 @@ from typing import Any
 
 import yaml
 
+from harness.stopping import STOP_GRACE_S
 from pose3d.config import REPO_ROOT, ConfigError
 from pose3d.results import finished
 
 QUIET = ["trainer.enable_progress_bar=false"]  # the run's log file is for reading
-STOP_GRACE_S = 60  # after SIGTERM, how long a run may take to stop before it is killed
 GENERIC = {"timeout_min", "gpus_per_node", "nodes", "cpus_per_task", "mem_gb", "tasks_per_node", "name"}
 DEFAULT_TIMEOUT_MIN = 240
 DEFAULT_MAX_TIMEOUTS = 20
@@ -71,6 +76,19 @@ def child_env(base: dict | None = None) -> dict:
     here = str(Path(sys.executable).parent)
     env["PATH"] = here + os.pathsep + env.get("PATH", "") if env.get("PATH") else here
     return env
+
+
+def slurm_threads(env: dict) -> int | None:
+    """The CPUs SLURM gave each task of the job (``--cpus-per-task``, else the node's CPUs of the
+    job shared by its tasks on the node), or None outside SLURM. A run's torch takes as many
+    threads as the machine has cores unless told otherwise, so without this two tasks of one
+    CPU each on a 2-core node would run 2 threads each."""
+    if env.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        return int(env["SLURM_CPUS_PER_TASK"])
+    cpus, tasks = env.get("SLURM_CPUS_ON_NODE", ""), env.get("SLURM_NTASKS_PER_NODE", "1").split("(")[0]
+    if cpus.isdigit() and tasks.isdigit() and int(tasks) > 0:
+        return max(int(cpus) // int(tasks), 1)
+    return None
 
 
 def result_line(index: int, total: int, name: str, metrics_file: Path, seconds: float, code: int, log_file: Path) -> tuple[bool, str]:
@@ -123,16 +141,28 @@ class GridTask:
         header = f"\n# attempt {attempt} (task pid {os.getpid()}, job {job}): {shlex.join(command)}\n"
         print(header.strip(), flush=True)
         started = time.perf_counter()
+        env = child_env()
+        threads = slurm_threads(env)
+        if threads and "OMP_NUM_THREADS" not in env:
+            env["OMP_NUM_THREADS"] = str(threads)
+        terminated = self._on_sigterm_stop_the_run()
         with open(log_file, "a") as log:
             log.write(header)
             log.flush()
             preemption = _preemption_signal()
-            self._child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env(), cwd=self.cwd,
+            self._child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.cwd,
                                            preexec_fn=lambda: signal.signal(preemption, signal.SIG_IGN))
+            if terminated:  # it came while the run started
+                self._child.send_signal(signal.SIGTERM)
             while self._child.poll() is None:  # not wait(): the signal handler may have to wait on it
                 time.sleep(0.5)
         code = self._child.returncode
         self._child = None
+        if terminated:
+            # scancel or `scontrol requeue`: the run stopped (its last.ckpt stays); no result is
+            # written, so that a requeued task is not taken for a failed one
+            print(f"{self.name}: stopped by SIGTERM (cancelled or requeued); it resumes from its last.ckpt", flush=True)
+            raise SystemExit(128 + signal.SIGTERM)
         if rank > 0:  # rank 0 writes the metrics and reports the run
             return {"run": self.name, "rank": rank, "exit": code}
         if code == 0 and metrics_file.is_file():
@@ -141,6 +171,23 @@ class GridTask:
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
             return {"run": self.name, "metrics": metrics, "skipped": False}
         raise RuntimeError(f"{self.name} exited with status {code} without metrics.json; see {log_file}")
+
+    def _on_sigterm_stop_the_run(self) -> list[int]:
+        """From now on SIGTERM to the task (SLURM's scancel or requeue) passes on to the run and is
+        recorded in the list returned. (submitit itself ignores SIGTERM; SLURM sends it to the run too,
+        unless the run escaped the job's process tracking.)"""
+        received: list[int] = []
+        if threading.current_thread() is not threading.main_thread():
+            return received
+
+        def stop(signum, frame):
+            received.append(signum)
+            child = self._child
+            if child is not None and child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, stop)
+        return received
 
     def checkpoint(self, *args: Any, **kwargs: Any):
         """Stop the training (it resumes from ``last.ckpt``) and hand back the same task to requeue."""

@@ -1,6 +1,9 @@
 """Small shared builders for method tests (not fixtures: plain functions with explicit sizes)."""
 from __future__ import annotations
 
+import time
+
+import pytest
 import torch
 
 from pose3d.heatmaps import render_heatmaps
@@ -45,3 +48,14 @@ def assert_rotations(rotation: torch.Tensor, atol: float = 1e-5) -> None:
     rotation = rotation.double()
     assert torch.allclose(rotation @ rotation.mT, torch.eye(3, dtype=torch.float64).expand_as(rotation), atol=atol)
     assert torch.allclose(torch.linalg.det(rotation), torch.ones(len(rotation), dtype=torch.float64), atol=atol)
+
+
+def wait_for(condition, seconds: float, what: str, interval: float = 0.1):
+    """``condition()``'s first true value, polled every ``interval`` s; the test fails after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {seconds:.0f} s waiting for {what}")

@@ -115,7 +115,7 @@ def test_a_schema_violation_is_one_line_naming_the_key_and_exit_2(change, key, a
     config = {**yaml.safe_load((REPO_ROOT / "ablations" / "fusion.yaml").read_text()), **change}
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(config))
-    monkeypatch.setattr(ablation.subprocess, "call", lambda *a, **k: pytest.fail("nothing may run"))
+    run_instead(monkeypatch, lambda *a, **k: pytest.fail("nothing may run"))
     assert ablation.main([action, str(path), "--", f"results_dir={tmp_path}"]) == 2
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
@@ -130,6 +130,11 @@ def test_bad_sweep_files_are_one_line_errors(tmp_path, capsys):
     random.write_text("method: random\nparameters: {seed: {values: [0]}}\n")
     assert ablation.main(["run", str(random)]) == 2
     assert "only 'grid'" in capsys.readouterr().err
+
+
+def run_instead(monkeypatch, fake) -> None:
+    """Every child process the runner starts (:meth:`RunGroup.call`) is ``fake(command, **kwargs)`` instead."""
+    monkeypatch.setattr(ablation.RunGroup, "call", lambda group, command, **kwargs: fake(command, **kwargs))
 
 
 def fake_train(calls: list[list[str]]):
@@ -163,7 +168,7 @@ def test_runner_skips_finished_runs_resumes_interrupted_ones_and_summarises(tmp_
     interrupted.mkdir(parents=True)
     (interrupted / "last.ckpt").write_text("")
     calls: list[list[str]] = []
-    monkeypatch.setattr(ablation.subprocess, "call", fake_train(calls))
+    run_instead(monkeypatch, fake_train(calls))
 
     args = ["run", str(sweep_file), "--preset", "smoke", "--seeds", "2", "--jobs", "1", "--", f"results_dir={tmp_path}"]
     assert ablation.main(args) == 0
@@ -206,7 +211,7 @@ def test_parallel_cpu_runs_build_the_prerequisites_first_then_run_with_a_share_o
             return 0
         return train(command, **kwargs)
 
-    monkeypatch.setattr(ablation.subprocess, "call", call)
+    run_instead(monkeypatch, call)
     monkeypatch.setattr(ablation.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     args = ["run", str(two_variant_sweep(tmp_path)), "--preset", "smoke", "--jobs", "2", "--", f"results_dir={tmp_path}"]
     assert ablation.main(args) == 0
@@ -227,9 +232,8 @@ def test_parallel_runs_start_longest_first(tmp_path, monkeypatch):
     assert [r.params["variant"] for r in ablation.longest_first(runs)][-2:] == ["cm_only", "image_only"]
 
     started: list[str] = []
-    monkeypatch.setattr(ablation, "build_prerequisites", lambda todo, log: True)
-    monkeypatch.setattr(ablation.subprocess, "call",
-                        lambda command, **kwargs: started.append(next(a for a in command if a.startswith("variant="))) or 0)
+    monkeypatch.setattr(ablation, "build_prerequisites", lambda todo, log, group: True)
+    run_instead(monkeypatch, lambda command, **kwargs: started.append(next(a for a in command if a.startswith("variant="))) or 0)
     ablation.execute(runs, [None], tmp_path / "logs")  # one slot: grid order
     assert started[0] == "variant=image_only"
     started.clear()
@@ -239,7 +243,7 @@ def test_parallel_runs_start_longest_first(tmp_path, monkeypatch):
 
 def test_a_failed_prerequisite_build_runs_nothing_and_fails(tmp_path, monkeypatch, capsys):
     calls: list[list[str]] = []
-    monkeypatch.setattr(ablation.subprocess, "call", lambda command, **kwargs: calls.append(command) or 1)
+    run_instead(monkeypatch, lambda command, **kwargs: calls.append(command) or 1)
     args = ["run", str(two_variant_sweep(tmp_path)), "--preset", "smoke", "--jobs", "2", "--", f"results_dir={tmp_path}"]
     assert ablation.main(args) == 1
     assert len(calls) == 1 and "prerequisites FAILED (exit 1)" in capsys.readouterr().out

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from harness import ablation, launch, progress, wandb_id
+from tests.helpers import wait_for
 
 COMMAND = ["${env}", "python", "-m", "pose3d.train", "${args_no_hyphens}"]
 
@@ -99,6 +100,17 @@ def test_bad_slurm_options_are_one_line(options, expected, tmp_path, monkeypatch
     assert len(err) == 1 and expected in err[0], err
 
 
+@pytest.mark.parametrize("env, threads", [
+    ({"SLURM_CPUS_PER_TASK": "4", "SLURM_CPUS_ON_NODE": "16", "SLURM_NTASKS_PER_NODE": "2"}, 4),  # --cpus-per-task
+    ({"SLURM_CPUS_ON_NODE": "16", "SLURM_NTASKS_PER_NODE": "4"}, 4),  # the job's CPUs on the node, shared
+    ({"SLURM_CPUS_ON_NODE": "1", "SLURM_NTASKS_PER_NODE": "1"}, 1),  # an array task of one CPU
+    ({"SLURM_CPUS_ON_NODE": "2", "SLURM_NTASKS_PER_NODE": "4"}, 1),
+    ({}, None),  # not under SLURM: torch's own default
+])
+def test_a_slurm_task_runs_as_many_threads_as_slurm_gave_it_cpus(env, threads):
+    assert launch.slurm_threads(env) == threads
+
+
 def test_without_sbatch_the_slurm_launcher_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # no sbatch there
     path = sweep_file(tmp_path, [0])
@@ -119,16 +131,6 @@ def test_a_grid_runs_through_submitits_local_executor(tmp_path, monkeypatch, cap
     assert len(list((tmp_path / "ablation-base" / "submitit").glob("*_result.pkl"))) == 2
 
 
-def _wait_for(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 @pytest.mark.slow
 def test_a_preempted_task_is_requeued_and_resumes_from_last_ckpt_with_its_wandb_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WANDB_MODE", "offline")  # writes W&B's files locally, never the network
@@ -142,7 +144,7 @@ def test_a_preempted_task_is_requeued_and_resumes_from_last_ckpt_with_its_wandb_
     thread.start()
     run_dir = tmp_path / "runs" / "baseline-default-smoke-s0"
     log = tmp_path / "ablation-base" / "logs" / "baseline-default-smoke-s0.log"
-    _wait_for(lambda: (run_dir / "checkpoints" / "last.ckpt").is_file(), 240, "the first last.ckpt")
+    wait_for(lambda: (run_dir / "checkpoints" / "last.ckpt").is_file(), 240, "the first last.ckpt")
     stored = (run_dir / "wandb_id").read_text().strip()
     pid = int(re.search(r"# attempt 1 \(task pid (\d+)", log.read_text()).group(1))
     os.kill(pid, signal.SIGUSR2)  # what SLURM sends before a time limit or on preemption

@@ -21,7 +21,7 @@ from harness.train import main
 from pose3d.config import REPO_ROOT, ConfigError
 from pose3d.results import CONFIG_HASH, config_hash, finished, results_mismatch
 from pose3d.summaries import read_finished_run
-from tests.test_ablation import fake_train, two_variant_sweep
+from tests.test_ablation import fake_train, run_instead, two_variant_sweep
 from tests.test_resume import train
 
 NAME = "baseline-default-smoke-s0"
@@ -71,7 +71,7 @@ def test_a_second_run_on_an_owned_folder_refuses_naming_the_holder_until_the_hol
 def test_the_ablation_runner_skips_a_run_another_runner_holds(tmp_path, monkeypatch, capsys):
     sweep_file = two_variant_sweep(tmp_path)
     calls: list[list[str]] = []
-    monkeypatch.setattr(ablation.subprocess, "call", fake_train(calls))
+    run_instead(monkeypatch, fake_train(calls))
     holder = hold(tmp_path / "runs" / "tekin_fusion-early-smoke-s0")
     try:
         args = ["run", str(sweep_file), "--preset", "smoke", "--jobs", "1", "--", f"results_dir={tmp_path}"]
