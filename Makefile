@@ -30,11 +30,16 @@ export PYTHONDONTWRITEBYTECODE := 1
 install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
+	@echo "install: a Python virtual environment in $(VENV) ($(PYTHON_BIN))"
 	test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
+	@echo "install: torch 2.13.0, the largest download (a few minutes on a first install)"
 	$(PY) -m pip install --quiet torch==2.13.0
+	@echo "install: the project and its pinned dependencies (pyproject.toml: lightning, wandb, albumentations, ...)"
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@echo "install: W&B's sweep engine ($(SWEEPS); its declared numpy<2 is left out, as the Makefile explains)"
 	$(PY) -m pip install --quiet --no-deps $(SWEEPS)
 	touch $(STAMP)
+	@echo "install: done; $(VENV)/bin/python runs the project (python -m pose3d.train --help lists what it runs)"
 
 test: install
 	WANDB_MODE=disabled $(PY) -m pytest -q -n 2 --dist loadfile

@@ -37,10 +37,34 @@ class PoseDataModule(SplitLoaders, pl.LightningDataModule):
     person_box_padding: float = 1.0  # the side of the box a crop's margin multiplies / the person box's longer side
     focal_per_frame_side: float = 1.0  # the cameras' typical focal length / the larger frame side (1.0: crop.nominal_intrinsics)
 
+    has_3d_labels: bool = True  # whether the dataset's training samples carry 3D labels (MPII, LSP: 2D only)
+
     def __init__(self, cfg: object):
         super().__init__()
         self.cfg = cfg
         self.targets = TargetMaker(cfg.image_size)
+
+    @property
+    def train_has_3d(self) -> bool:
+        """Whether training batches carry 3D labels (``has_3d`` True for some samples), which a
+        method that learns 3D from them needs (:attr:`lightning_modules.base.PoseModule.needs_3d`)."""
+        return self.has_3d_labels
+
+    def split_size(self, split: str) -> int:
+        """Samples in ``split`` ("train", "val", "test"); a subclass counts them without building the
+        split's dataset where it can (building one may draw random numbers or read every frame)."""
+        return len(self.dataset(split))
+
+    def empty_split_error(self, split: str) -> ConfigError:
+        return ConfigError(f"the {split} split of data.name={self.cfg.name} is empty (0 samples); expected samples in "
+                           f"every split a run reads")
+
+    def check_splits(self, splits: Sequence[str] = ("train", "val", "test")) -> None:
+        """Raise a one-line :class:`ConfigError` naming the first of ``splits`` that has no sample,
+        so that a run stops before training rather than after ``fit``."""
+        for split in splits:
+            if self.split_size(split) == 0:
+                raise self.empty_split_error(split)
 
     @property
     def info(self) -> DataInfo:

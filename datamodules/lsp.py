@@ -162,6 +162,7 @@ class LSPDataModule(RecordDataModule):
 
     Config = LSPConfig
     dataset_name = "LSP"
+    has_3d_labels = False
     person_box_padding = JOINT_BOX_TO_PERSON  # person_box pads the joints' box
     layout_line = LAYOUT_LINE
     layout_tree = LAYOUT_TREE

@@ -208,6 +208,13 @@ class MixedDataset(Dataset):
         return self.__getitems__([index])[0]
 
 
+def samples_per_batch(batch_size: int, ratio_3d: float) -> dict[str, int]:
+    """{source key: its samples in each training batch}: ``round(ratio_3d * batch_size)`` from
+    the 3D source, the rest from the 2D source."""
+    count_3d = min(batch_size, max(0, int(round(ratio_3d * batch_size))))
+    return {"three_d": count_3d, "two_d": batch_size - count_3d}
+
+
 class MixedBatchSampler(EpochBatchSampler):
     """Batches of ``count_3d = round(ratio_3d * batch_size)`` indices below ``sizes[0]`` (the 3D
     source, first) and the rest from ``[sizes[0], sizes[0] + sizes[1])`` (the 2D source).
@@ -221,8 +228,8 @@ class MixedBatchSampler(EpochBatchSampler):
                  ratio_3d: float = 0.5, num_batches: int = 1, seed: int = 0):
         super().__init__(sampler, batch_size, drop_last)
         self.sizes = (int(sizes[0]), int(sizes[1]))
-        self.count_3d = min(batch_size, max(0, int(round(ratio_3d * batch_size))))
-        self.count_2d = batch_size - self.count_3d
+        counts = samples_per_batch(batch_size, ratio_3d)
+        self.count_3d, self.count_2d = counts["three_d"], counts["two_d"]
         for count, size, which in ((self.count_3d, self.sizes[0], "3D"), (self.count_2d, self.sizes[1], "2D")):
             if count and not size:
                 raise ConfigError(f"the {which} source of data.sources has no training samples, but batches need {count}")
@@ -297,6 +304,22 @@ class MixedDataModule(PoseDataModule):
     @property
     def test_subjects_label(self) -> str:
         return self.eval_module.test_subjects_label
+
+    def drawn_sources(self) -> list[PoseDataModule]:
+        """The training sources that batches draw samples from (``data.ratio_3d`` 0 or 1 leaves one out)."""
+        counts = samples_per_batch(self.cfg.batch_size, self.cfg.ratio_3d)
+        return [module for key in SOURCE_KEYS if counts[key] for module in self.source_modules[key]]
+
+    @property
+    def train_has_3d(self) -> bool:
+        """Some training source that batches draw from has 3D labels (``data.sources.three_d``)."""
+        return any(module.train_has_3d for module in self.drawn_sources())
+
+    def check_splits(self, splits: Sequence[str] = ("train", "val", "test")) -> None:
+        """Training: every source that batches draw from; validation and test: the evaluation source."""
+        for split in splits:
+            for module in self.drawn_sources() if split == "train" else [self.eval_module]:
+                module.check_splits((split,))
 
     def setup(self, stage: str | None = None) -> None:
         """The evaluation source sets itself up (real-data modules look for a few frames of each

@@ -254,6 +254,7 @@ class MPIIDataModule(RecordDataModule):
 
     Config = MPIIConfig
     dataset_name = "MPII"
+    has_3d_labels = False
     layout_line = LAYOUT_LINE
     layout_tree = LAYOUT_TREE
     reference_key = "head_size"

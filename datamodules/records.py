@@ -313,6 +313,15 @@ class RecordDataModule(PoseDataModule):
         subjects = sorted({int(r.subject) for r in self.records("test")[:: max(1, len(self.records("test")) // 200)]})
         return f"{', '.join(map(str, subjects))} ({self.dataset_name})"
 
+    def split_size(self, split: str) -> int:
+        return len(self.records(split))
+
+    def empty_split_error(self, split: str) -> DatasetLayoutError:
+        what = f"has no record of data.actions={list(self.cfg.actions)}" if self.cfg.actions else "is empty (0 frames)"
+        return DatasetLayoutError(f"the {split} split of {self.root} {what}; expected frames in every split a run reads: "
+                                  f"see the split settings (data.*) and `python -m pose3d.data check {self.cfg.name} "
+                                  f"{self.root}`, which lists each split")
+
     def split_cap(self, split: str) -> int | None:
         return {"train": self.cfg.train_size, "val": self.cfg.val_size, "test": self.cfg.test_size}[split]
 
@@ -384,8 +393,7 @@ class RecordDataModule(PoseDataModule):
         if split not in self.datasets:
             records = self.records(split)
             if len(records) == 0:
-                what = f"has no record of data.actions={list(self.cfg.actions)}" if self.cfg.actions else "is empty"
-                raise self.layout_error(f"the {split} split of {self.root} {what}")
+                raise self.empty_split_error(split)
             augment = self.make_augment() if split == "train" else None
             self.datasets[split] = RecordDataset(records, self.root, self.cfg.image_size, augment, self.targets,
                                                  self.cfg.crop_margin, self.reference_key)

@@ -446,6 +446,14 @@ class SyntheticDataModule(PoseDataModule):
         return tuple(self.pose_source.action_names)
 
     @property
+    def train_has_3d(self) -> bool:
+        """The studio domain's samples carry 3D labels; ``train_domain=wild`` trains on 2D only."""
+        return self.cfg.train_domain != "wild"
+
+    def split_size(self, split: str) -> int:
+        return {"train": self.cfg.train_size, "val": self.cfg.val_size, "test": self.cfg.test_size}[split]
+
+    @property
     def domains(self) -> tuple[str, ...]:
         """With ``eval_domain=both`` val/test batches carry ``domain`` (ids of :data:`EVAL_DOMAINS`)."""
         return EVAL_DOMAINS if self.cfg.eval_domain == "both" else ()

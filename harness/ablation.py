@@ -468,7 +468,11 @@ def create_sweep(sweep: Sweep, project: str) -> int:
 
 def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """The options before ``--``; the ``key=value`` overrides for every run after it, as ``.overrides``."""
-    parser.epilog = "Extra key=value overrides for every run go after `--`."
+    from harness.cli_help import config_guide
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # the epilog's lines as they are
+    parser.epilog = "\n\n".join(filter(None, [parser.epilog, "Extra key=value overrides for every run go after `--` "
+                                                              "(the keys of python -m pose3d.train).", config_guide()]))
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
@@ -478,7 +482,11 @@ def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineParser(prog="python -m pose3d.ablation", description=__doc__.splitlines()[0])
+    from harness.cli_help import sweep_files_text
+
+    parser = OneLineParser(prog="python -m pose3d.ablation", description=__doc__.splitlines()[0],
+                                     epilog="sweep files (SWEEP_FILE; --preset and --seeds replace theirs):\n"
+                                            + sweep_files_text())
     parser.add_argument("action", choices=("run", "plan", "summary", "sweep"))
     parser.add_argument("sweep_file")
     add_grid_options(parser)

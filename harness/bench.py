@@ -42,6 +42,7 @@ from them are from the float32 ones, beside each one's 2D error against the labe
 """
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import os
@@ -456,9 +457,24 @@ def bench_steps(preset: str, batches: int, threads: int, experiments: list[str])
     return result
 
 
+BENCHMARKS = {
+    "render": "images/s of the synthetic data's rendering and loading beside the baseline's training",
+    "lifting": "poses/s and accuracy of the batched PPCA lifting (Tome 2017), single and mixture",
+    "deepskeleton": "images/s of DeepSkeleton's 11 hypotheses batched against one after another",
+    "two_d_precision": "the frozen 2D network of tekin_fusion in float32 and bfloat16 (--preset)",
+    "steps": "images/s of one training step of every experiment (--preset, --experiments, --threads)",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineParser(prog="python -m pose3d.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=["render", "lifting", "deepskeleton", "two_d_precision", "steps"])
+    from harness.cli_help import config_guide
+
+    parser = OneLineParser(prog="python -m pose3d.bench", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="benchmarks (NAME):\n" + "\n".join(f"  {name:<16} {what}" for name, what in
+                                                                             BENCHMARKS.items())
+                                            + "\n(each in detail: the docstring of harness/bench.py)\n\n" + config_guide())
+    parser.add_argument("name", choices=list(BENCHMARKS))
     preset_option(parser, "quick", "steps, two_d_precision: the experiments' preset")
     parser.add_argument("--threads", type=int_at_least(1), default=max(1, (os.cpu_count() or 2) // 2),
                         help="steps: intra-op threads (default: what the ablation runner gives a run, half the cores)")

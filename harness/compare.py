@@ -261,7 +261,7 @@ def own_results_dir(overrides: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineParser(prog="python -m harness.compare", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m pose3d.compare", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("run", "summary"), nargs="?", default="run")
     parser.add_argument("--sweep-file", default=str(COMPARE_FILE))
     add_grid_options(parser)

@@ -272,9 +272,31 @@ def run(source_text: str, args: list[str]) -> dict:
     return content
 
 
+def help_text() -> str:
+    from harness.cli_help import config_guide
+
+    return "\n\n".join([
+        USAGE,
+        "Score a trained run or a pose prior on a dataset's test split, without training; writes\n"
+        "results/evaluate/<run or prior>-<data>.json (out=FILE.json) and prints the table.",
+        "arguments:\n"
+        "  RUN|PRIOR       a run folder of python -m pose3d.train (results/runs/<run>) or one of its .ckpt files;\n"
+        "                  or a pose prior: an .npz of python -m pose3d.ppca fit, or the Tome et al. release's .mat\n"
+        "  data.KEY=VALUE  the test data: the run's own unless given (a prior's: data.name, default synthetic);\n"
+        "                  its keys are the Config dataclass of the DataModule (datamodules/<data.name>.py)\n"
+        "  KEY=VALUE       out, results_dir, threads, lifting.rotations, lifting.extrinsics: EvaluateConfig and\n"
+        "                  LiftingConfig in harness/evaluate.py\n"
+        "  -h, --help      show this help and exit",
+        "RUN is a run of any of these experiments:\n\n" + config_guide(),
+    ])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
-    if not args or "=" in args[0] or args[0] in ("-h", "--help"):
+    if "-h" in args or "--help" in args:
+        print(help_text())
+        return 0
+    if not args or "=" in args[0]:
         print(USAGE, file=sys.stderr)
         return EXIT_BAD_CONFIG
     try:

@@ -544,9 +544,13 @@ def write_example(folder: Path, size: int = EXAMPLE_SIZE) -> tuple[Path, Path, n
 
 
 def parser() -> argparse.ArgumentParser:
+    from harness.cli_help import config_guide
+
     parser = argparse.ArgumentParser(prog="python -m pose3d.predict", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Written: predictions.json, predictions.npz, <name>.prediction.png per "
-                                            "image, <name>.prediction.mp4 per video.")
+                                            "image, <name>.prediction.mp4 per video.\n\nRUN is a run folder of "
+                                            "python -m pose3d.train, of any of these experiments:\n\n" + config_guide())
     parser.add_argument("run", nargs="?", help="a run folder (results/runs/<run>) or a checkpoint file in one")
     parser.add_argument("inputs", nargs="*", help="images, folders of images, videos")
     where = parser.add_mutually_exclusive_group()

@@ -227,6 +227,8 @@ def run_owned(cfg: DictConfig, run_dir: Path, is_main: bool) -> dict:
     import torch
 
     from datamodules import DATAMODULES
+    from datamodules.loaders import global_rng_state, set_global_rng_state
+    from harness.data_requirements import check_data
     from lightning_modules import MODELS
     from lightning_modules.blocks.two_d_source import resolve_auto_precision
 
@@ -237,11 +239,15 @@ def run_owned(cfg: DictConfig, run_dir: Path, is_main: bool) -> dict:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     method = MODELS.load(cfg.model.name)
-    resolve_prerequisites(method, cfg)  # e.g. train the 2D network it reads; paths go into cfg
-    # seeded after any prerequisite run, so a run starts from the same state whether its
-    # prerequisite was trained just now or reused
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = DATAMODULES.load(cfg.data.name)(OmegaConf.to_container(cfg.data))
+    random_state = global_rng_state()  # what the model's initialisation draws from
+    check_data(method, datamodule, cfg)  # before anything trains, the prerequisites included
+    resolve_prerequisites(method, cfg)  # e.g. train the 2D network it reads; paths go into cfg
+    # seeded again and the generators put back after any prerequisite run, so a run starts from the
+    # same state whether its prerequisite was trained just now or reused
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    set_global_rng_state(random_state)
     model = method(
         model=OmegaConf.to_container(cfg.model),
         optim=OmegaConf.to_container(cfg.optim),
@@ -319,14 +325,51 @@ def stopped(name: str, code: int) -> int:
     return code
 
 
+USAGE = "usage: python -m pose3d.train experiment=NAME [preset=P] [variant=V] [seed=N] [key=value ...] [--cfg | --keys]"
+# switches that print the run's config instead of running it (harness.config_keys)
+SHOW_SWITCHES = {"--cfg": "config_text", "--keys": "keys_text"}
+
+
+def help_text() -> str:
+    from harness.cli_help import config_guide
+
+    return "\n\n".join([
+        USAGE,
+        "Train, validate and test one run, writing results/runs/<run>/ (config.yaml, checkpoints/, csv/, metrics.json);\n"
+        "ckpt_path=last resumes it, overwrite=true starts it again, test_only=true ckpt_path=<file> only tests.",
+        "options:\n"
+        "  key=value   any config key, e.g. data.name=human36m data.root=PATH trainer.max_epochs=3 (OmegaConf dotlist)\n"
+        "  --cfg       print the resolved config (experiment file, presets, variant, overrides) as YAML; nothing runs\n"
+        "  --keys      list every key of that config with its value, valid values and note; nothing runs\n"
+        "  -h, --help  show this help and exit",
+        config_guide(),
+    ])
+
+
+def show_config(cfg: DictConfig, switches: list[str]) -> str:
+    """What ``--cfg`` or ``--keys`` prints (:mod:`harness.config_keys`)."""
+    from harness import config_keys
+
+    if len(set(switches)) > 1:
+        raise ConfigError(f"got {' and '.join(dict.fromkeys(switches))}; expected one of them")
+    return getattr(config_keys, SHOW_SWITCHES[switches[0]])(cfg)
+
+
 def main(argv: list[str] | None = None) -> int:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     args = sys.argv[1:] if argv is None else argv
+    if "-h" in args or "--help" in args:
+        print(help_text())
+        return 0
+    switches = [arg for arg in args if arg in SHOW_SWITCHES]
     interrupted: list[int] = []
     try:
         with noting_sigint(interrupted):
-            cfg = load_config(args)
+            cfg = load_config([arg for arg in args if arg not in SHOW_SWITCHES])
+            if switches:
+                print(show_config(cfg, switches))
+                return 0
             run(cfg)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -58,6 +58,10 @@ def head_size_2d(joints_2d: Tensor) -> Tensor:
 class PoseModule(pl.LightningModule):
     Config: type
     monitor: tuple[str, str] = ("val/mpjpe", "min")  # (metric, mode) choosing the best checkpoint
+    # whether its training objective needs 3D labels: the harness refuses, before training, data whose
+    # training split has none (datamodules' ``train_has_3d``); a 2D network or a method whose 3D comes from
+    # elsewhere (a pose prior) says False
+    needs_3d: bool = True
 
     def __init__(self, model: dict, optim: dict, data_info: dict | DataInfo):
         super().__init__()

@@ -459,6 +459,7 @@ class HeatmapPretraining(ExplicitProjection):
     Config = HeatmapPretrainingConfig
     full_network = False
     monitor = ("val/pixel_error", "min")
+    needs_3d = False  # stage 1 learns from 2D heatmaps only (Sec. 4.2)
 
 
 # -- the ablation's table (read from finished run folders) ---------------------------------------

@@ -58,6 +58,7 @@ class Heatmap2DConfig:
 class HeatmapNetwork(PoseModule):
     Config = Heatmap2DConfig
     monitor = ("val/pixel_error", "min")
+    needs_3d = False  # 2D heatmaps only
     map_stride = StackedHourglass.stride  # input pixels per heatmap pixel
 
     @classmethod

@@ -98,6 +98,7 @@ class TomeLiftingConfig:
 
 class LiftingFromTheDeep(PoseModule):
     Config = TomeLiftingConfig
+    needs_3d = False  # the CNN learns 2D belief maps (Eq. 8); its 3D comes from the pose prior (Sec. 4, 5.3)
 
     @classmethod
     def image_size_multiple(cls, model_cfg) -> int:

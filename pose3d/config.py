@@ -38,6 +38,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
+DEFAULT_DATA = "synthetic"  # data.name when no layer sets one: the embedded synthetic data
 
 
 class ConfigError(ValueError):
@@ -389,13 +390,13 @@ def build_config(overrides: list[str], model_schemas: Any, data_schemas: Any) ->
     if unknown:
         raise ConfigError(f"experiments/{experiment_name}.yaml presets.{preset}.for_data names '{unknown[0]}'; "
                           f"expected data names: {', '.join(sorted(data_schemas))}")
-    data_block = for_data.get(data_name or "synthetic")
+    data_block = for_data.get(data_name or DEFAULT_DATA)
     if data_block:
-        layers.insert(3, (data_block, f"experiments/{experiment_name}.yaml presets.{preset}.for_data.{data_name or 'synthetic'}"))
+        layers.insert(3, (data_block, f"experiments/{experiment_name}.yaml presets.{preset}.for_data.{data_name or DEFAULT_DATA}"))
     if model_name is None:
         raise ConfigError(f"experiments/{experiment_name}.yaml does not set model.name")
     model_schema = _schema_for("model", model_name, model_schemas)
-    data_schema = _schema_for("data", data_name or "synthetic", data_schemas)
+    data_schema = _schema_for("data", data_name or DEFAULT_DATA, data_schemas)
 
     cfg = OmegaConf.structured(RunConfig)
     cfg.model = OmegaConf.structured(model_schema)
@@ -425,7 +426,13 @@ def _check_image_size(cfg: DictConfig, model_schemas: Any) -> None:
 
 
 def run_name(cfg: DictConfig) -> str:
-    """``<experiment>-<variant>-<preset>-s<seed>`` unless ``name`` is set."""
+    """``<experiment>-<variant>-<preset>-s<seed>`` unless ``name`` is set, with the data's name
+    before the seed when it is not the embedded default (``baseline-default-smoke-human36m-s0``),
+    so that runs of one experiment on two datasets get two folders."""
     if cfg.name:
         return str(cfg.name)
-    return f"{cfg.experiment}-{cfg.variant}-{cfg.preset}-s{cfg.seed}"
+    parts = [cfg.experiment, cfg.variant, cfg.preset]
+    data = OmegaConf.select(cfg, "data.name", default=None) or DEFAULT_DATA
+    if data != DEFAULT_DATA:
+        parts.append(data)
+    return "-".join(str(part) for part in parts) + f"-s{cfg.seed}"

@@ -734,9 +734,12 @@ def _lifting_error(prior: PosePrior, poses: np.ndarray, rng: np.random.Generator
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineParser(prog="python -m pose3d.ppca", description=__doc__.splitlines()[0])
+    used_by = ("The .npz it writes is what experiment=tome_lifting lifts with: python -m pose3d.train "
+               "experiment=tome_lifting model.prior=<file.npz>; that run's keys and their notes: python -m "
+               "pose3d.train experiment=tome_lifting --keys (python -m pose3d.train --help lists the experiments).")
+    parser = OneLineParser(prog="python -m pose3d.ppca", description=__doc__.splitlines()[0], epilog=used_by)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("fit", help="fit a (mixture of) PPCA pose prior(s) and save it as .npz")
+    p = sub.add_parser("fit", help="fit a (mixture of) PPCA pose prior(s) and save it as .npz", epilog=used_by)
     p.add_argument("--source", required=True, help="BVH folder, VideoPose3D data_3d_h36m.npz, or 'synthetic'")
     p.add_argument("--components", type=int_at_least(1), default=1)
     p.add_argument("--basis", type=int_at_least(1), default=10)

@@ -90,4 +90,4 @@ def test_bad_seeds_is_one_line_and_exit_2(capsys):
         compare.main(["summary", "--seeds", "0"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip() == ("error: argument --seeds: expected an integer >= 1, got '0' "
-                                               "(see python -m harness.compare --help)")
+                                               "(see python -m pose3d.compare --help)")

@@ -152,9 +152,10 @@ def write_lsp(root: Path) -> None:
 
 
 def write_3dhp(root: Path) -> None:
-    from tests.test_mpi_inf_3dhp import write_test_sequence
+    from tests.test_mpi_inf_3dhp import write_test_sequence, write_train_sequence
 
     write_test_sequence(root, 1, np.random.default_rng(0), hdf5=True)
+    write_train_sequence(root, 1, np.random.default_rng(1))  # a split to train on: data check wants every split
 
 
 def write_bvh(root: Path) -> None:
@@ -177,17 +178,17 @@ class Format:
 
 FORMATS: dict[str, Format] = {
     "h36m_npz": Format(write_h36m_images, "annotation_body3d/fps10/h36m_train.npz",
-                       lambda root: ["check", "human36m", str(root)], "harness.data"),
+                       lambda root: ["check", "human36m", str(root), "data.val_fraction=0.5"], "harness.data"),
     "h36m_cameras_pkl": Format(write_h36m_images, "annotation_body3d/cameras.pkl",
-                               lambda root: ["check", "human36m", str(root)], "harness.data"),
+                               lambda root: ["check", "human36m", str(root), "data.val_fraction=0.5"], "harness.data"),
     "h36m_mocap_npz": Format(write_h36m_poses, "data_3d_h36m.npz",
-                             lambda root: ["check", "human36m", str(root), "layout=poses"], "harness.data"),
+                             lambda root: ["check", "human36m", str(root), "layout=poses", "data.val_fraction=0.5"], "harness.data"),
     "h36m_extrinsics_json": Format(write_h36m_poses, "h36m_cameras_extrinsic_params.json",
-                                   lambda root: ["check", "human36m", str(root), "layout=poses"], "harness.data"),
+                                   lambda root: ["check", "human36m", str(root), "layout=poses", "data.val_fraction=0.5"], "harness.data"),
     "mpii_json": Format(write_mpii, "annot/train.json", lambda root: ["check", "mpii", str(root)], "harness.data"),
     "lsp_mat_v5": Format(write_lsp, "joints.mat", lambda root: ["check", "lsp", str(root)], "harness.data"),
     "3dhp_mat_v73": Format(write_3dhp, "mpi_inf_3dhp_test_set/TS1/annot_data.mat",
-                           lambda root: ["check", "mpi_inf_3dhp", str(root), "subjects=[]", "test_sequences=[1]"],
+                           lambda root: ["check", "mpi_inf_3dhp", str(root), "subjects=[1]", "sequences=[1]", "cameras=[0,2]", "train_stride=5", "test_sequences=[1]"],
                            "harness.data"),
     "frame_jpg": Format(write_mpii, "images/0.jpg", lambda root: ["check", "mpii", str(root)], "harness.data"),
     "bvh": Format(write_bvh, "walk.bvh",

@@ -52,7 +52,7 @@ def test_the_h36m_poses_commands_run_on_a_tiny_copy(standin_root, tmp_path, smok
               "data.val_size=16", "data.test_size=32", "data.batch_size=8"]
     for experiment, variant in (("deepskeleton", "gt_maps_multi"), ("tekin_fusion", "trainable_gt_cm")):
         assert train([f"experiment={experiment}", f"variant={variant}", *common]) == 0, experiment
-        metrics = json.loads((tmp_path / "runs" / f"{experiment}-{variant}-h36m_poses-s0" / "metrics.json").read_text())
+        metrics = json.loads((tmp_path / "runs" / f"{experiment}-{variant}-h36m_poses-human36m-s0" / "metrics.json").read_text())
         assert metrics["test/mpjpe"] > 0 and "test/mpjpe_action_avg" in metrics
     prior = tmp_path / "prior.npz"
     assert ppca.main(["fit", "--source", str(standin_root / "data_3d_h36m.npz"), "--components", "1", "--basis", "8",

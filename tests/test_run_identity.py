@@ -127,7 +127,9 @@ def test_summary_marks_missing_and_failed_runs(tmp_path):
 
 
 def test_no_3d_metrics_on_a_2d_only_test_split_is_said(lsp_layout, smoke_args, capsys):
-    data = ["data.name=lsp", f"data.root={lsp_layout[0]}", "data.image_size=32"]
+    """Trained on the synthetic studio's 3D, validated and tested on LSP's 2D-only images."""
+    data = ["data.name=mixed", "data.image_size=32", "data.eval_source=two_d", "data.sources.three_d={name: synthetic}",
+            f"data.sources.two_d={{name: lsp, root: {lsp_layout[0]}}}"]
     assert main(["experiment=baseline", *smoke_args, *data]) == 0
     out = capsys.readouterr().out
     assert "has no 3D labels, so no 3D metric was computed" in out

@@ -184,8 +184,10 @@ def test_auto_prior_source_fits_on_the_human36m_training_mocap(h36m_poses, tmp_p
 def test_auto_prior_source_without_the_mocap_file_exits_2_with_one_line(tmp_path, smoke_args, capsys):
     from harness.train import main
 
+    from tests.fixtures_h36m import write_images_layout
+
     images_root = tmp_path / "h36m_images"  # the images layout ships no data_3d_h36m.npz
-    images_root.mkdir()
+    write_images_layout(images_root, num_frames=46)  # 46 frames: a 10 Hz frame in the last 10 % (the validation)
     assert main([*smoke_args, "experiment=tome_lifting", "model.prior_source=auto", "data.name=human36m",
                  f"data.root={images_root}"]) == 2
     err = capsys.readouterr().err.strip()
