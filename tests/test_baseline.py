@@ -61,3 +61,20 @@ def test_the_shared_suite_scores_each_test_domain_on_its_own():
     assert {"pck3d_scaled", "auc3d_pa", "n_mpjpe"} <= set(computed)
     assert SyntheticDataModule({"eval_domain": "both"}).info.domains == ("studio", "wild")
     assert SyntheticDataModule({}).info.domains == ()
+
+
+def test_the_shared_suite_scores_only_the_protocols_joints():
+    """With ``DataInfo.eval_joints`` (Human3.6M Protocols #2 and #3, MPI-INF-3DHP: the 14-joint set)
+    every method's 3D metrics are means over those joints only; the others weigh nothing."""
+    from pose3d.skeleton import SUBSET_14
+    from tests.helpers import OPTIM, random_batch
+
+    torch.manual_seed(0)
+    model = DirectRegression({"width": 4, "hidden": 16}, OPTIM, {"image_size": 32, "eval_joints": list(SUBSET_14)}).eval()
+    batch = random_batch(4)
+    with torch.no_grad():
+        prediction = model._update_metrics(batch, "test")
+    errors = (prediction["joints_3d"] - batch["joints_3d"]).norm(dim=-1)  # (B, 17) mm
+    mpjpe = model.test_metrics.compute()["mpjpe"].item()
+    assert mpjpe == pytest.approx(errors[:, list(SUBSET_14)].mean().item(), rel=1e-5)
+    assert mpjpe != pytest.approx(errors.mean().item(), rel=1e-3)  # all 17 joints would give another mean
