@@ -30,6 +30,7 @@ FENCE = re.compile(r"^\s*```(\w*)\s*$")
 CHECKED_FENCES = {"", "bash", "sh", "shell", "console"}
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 ENV_WORD = re.compile(r"^[A-Z_][A-Z0-9_]*=\S*$")
+PROJECT_PACKAGES = ("pose3d.", "harness.", "datamodules.", "lightning_modules.", "tests.")
 # python -m MODULE -> (module holding main, how its arguments are parsed)
 ENTRY_POINTS = {
     "pose3d.train": ("harness.train", "config"),
@@ -105,6 +106,8 @@ class _Parsed(Exception):
 
 def check_python(module: str, args: list[str]) -> str | None:
     """None when ``python -m module args`` parses; else what is wrong, in one line."""
+    if not module.startswith(PROJECT_PACKAGES):
+        return None  # another tool (pytest, pip, ...): not the project's to check
     if module not in ENTRY_POINTS:
         return f"unknown module {module}; expected one of the project's entry points: {', '.join(ENTRY_POINTS)}"
     target, kind = ENTRY_POINTS[module]
