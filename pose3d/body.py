@@ -4,9 +4,8 @@ A subject is a pure function of its integer id, so subject 9 looks the same in e
 run. Train subjects 1, 5, 6, 7, 8 and test subjects 9, 11 mirror Human3.6M Protocol #1:
 the test bodies (proportions, thickness, clothes) are never seen in training. Training uses
 further bodies beyond the protocol's five (:func:`train_subjects`, ``data.train_bodies``):
-with five bodies a network learns those people, and its error on unseen bodies was 190 mm
-against 144 mm on the then two validation bodies (baseline, quick preset); with 200 it is
-147 mm on 20 unseen bodies. Validation uses 20 unseen bodies (50..69), so that choosing a
+a network trained on five bodies learns those people (the baseline's quick preset: 190 mm on
+20 unseen bodies after training on five, 147 mm after training on 200). Validation uses 20 unseen bodies (50..69), so that choosing a
 checkpoint or a setting measures generalisation to new people without touching the test
 subjects.
 
