@@ -57,6 +57,8 @@ BATCH = 2
 MB = 2**20
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 ALLOCATOR_THRESHOLD = 128 * 1024
+HUMAN36M_ONLY = ("h36m_poses",)  # presets that read Human3.6M's pose files: no synthetic case
+DEFAULT_PRESETS = tuple(p for p in PRESETS if p not in HUMAN36M_ONLY)  # h36m_poses: tests/test_h36m_standin.py
 
 
 # -- memory of this process ------------------------------------------------------------------
@@ -192,10 +194,15 @@ def run_case(experiment: str, preset: str, data: str, human36m_root: str | None,
 
 # -- every case, each in a child ---------------------------------------------------------------
 def cases(experiments: list[str], presets: list[str], human36m_root: str | None) -> list[tuple[str, str, str]]:
-    """(experiment, preset, data): every preset on the synthetic data, the paper preset also on Human3.6M."""
+    """(experiment, preset, data): every preset on the synthetic data, the paper preset also on
+    Human3.6M; ``h36m_poses`` (Human3.6M's pose files, no images) on Human3.6M only."""
     out = []
     for experiment in experiments:
         for preset in presets:
+            if preset in HUMAN36M_ONLY:
+                if human36m_root:
+                    out.append((experiment, preset, "human36m"))
+                continue
             out.append((experiment, preset, "synthetic"))
             if preset == "paper" and human36m_root:
                 out.append((experiment, preset, "human36m"))
@@ -290,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--human36m-root", default=None,
                         help="a Human3.6M copy (images layout) for the paper presets; without it those cases are skipped")
     parser.add_argument("--experiments", default="", help="comma-separated (default: every experiments/*.yaml)")
-    parser.add_argument("--presets", default=",".join(PRESETS), help=f"comma-separated, of {', '.join(PRESETS)}")
+    parser.add_argument("--presets", default=",".join(DEFAULT_PRESETS),
+                        help=f"comma-separated, of {', '.join(PRESETS)} (default: {', '.join(DEFAULT_PRESETS)})")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per case (0: torch's default)")
     parser.add_argument("--verbose", action="store_true", help="show each case's own output (the trainer's lines)")
     args = parser.parse_args(argv)

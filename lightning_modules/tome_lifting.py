@@ -245,8 +245,8 @@ class LiftingFromTheDeep(PoseModule):
     def check_prior_scale(self, batch: dict[str, Tensor]) -> None:
         """Once, on the first batch with 3D labels: stop with one line when the prior's mean bone
         length and the data's are more than a factor 2 apart (a prior in other units or of other data)."""
-        if self._scale_checked or not bool(batch["has_3d"].any()):
-            return
+        if self._scale_checked or "has_3d" not in batch or not bool(batch["has_3d"].any()):
+            return  # images of one's own carry no 3D labels: nothing to check the prior against
         self._scale_checked = True
         try:
             self.prior.check_scale(batch["joints_3d"][batch["has_3d"]].detach().cpu().double().numpy(),
