@@ -351,12 +351,13 @@ def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path, failed: list[
     by a line naming the runs that failed or have not run yet."""
     from pose3d import plots
 
-    rows = []
+    rows, machines = [], []
     missing = [run.name for run in runs if not run.done]
     for run in runs:
         if not run.done:
             continue
         metrics = json.loads(run.metrics_file.read_text())
+        machines.append(metrics.get("machine") or "a CPU not recorded")
         tests = {k[len("test/"):]: v for k, v in metrics.items() if k.startswith("test/")}
         rows.append({"variant": run.params.get("variant", "default"), "seed": run.params.get("seed", "0"),
                      "run": run.name, "fit_seconds": metrics.get("fit_seconds"), **tests})
@@ -412,6 +413,8 @@ def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path, failed: list[
     notes = [f"# {title}", ""]
     if reference:
         notes += [f"Paper reference: {reference.get('source', '')}", ""]
+    if machines:
+        notes += [f"fit s: each run's training wall time (mean over seeds), on {'; '.join(dict.fromkeys(machines))}.", ""]
     table = "\n".join(lines)
     own = method_summaries(runs, out_dir, reference)
     if own:

@@ -15,7 +15,7 @@ once and shared, live in ``results/compare/runs``), then summarised here into
   scaled PCK of each test domain (``test/<domain>/<metric>``: studio, wild), and the cost: parameters (with any frozen
   2D network the method runs at test time), training wall time of the run plus its
   prerequisites (each counted once per method, as it is shared), and inference ms per image
-  on this machine's CPU (batch of the test loader, median of 3 after a warm-up); beside them
+  on the CPU that writes the summary (batch of the test loader, median of 3 after a warm-up); beside them
   each paper's Human3.6M Protocol #1 number from ``ablations/references.yaml`` (``compare:``).
 * ``summary.png``: test MPJPE per method; ``per_action.png``: MPJPE per action (activity
   family), one line per method; ``predictions.png``: the same five test images with every
@@ -43,6 +43,7 @@ from harness.stopping import Stopped
 from pose3d.arguments import OneLineParser
 from pose3d.config import ConfigError
 from pose3d.files import check_writable, write_atomic
+from pose3d.machine import describe_cpu
 from pose3d.summaries import mean_std
 
 COMPARE_FILE = REPO_ROOT / "ablations" / "compare.yaml"
@@ -62,6 +63,7 @@ def read_run(run: PlannedRun) -> dict[str, Any] | None:
     return {"run": run, "experiment": str(run.params.get("experiment")), "seed": int(run.params.get("seed", 0)),
             "variant": config.get("variant"), "model": (config.get("model") or {}).get("name"),
             "metrics": metrics, "config": config, "fit_seconds": float(metrics.get("fit_seconds") or 0.0),
+            "machine": metrics.get("machine") or "a CPU not recorded",
             "prerequisites": prerequisite_seconds(config)}
 
 
@@ -203,7 +205,8 @@ def summarise(runs: list[PlannedRun], out_dir: Path, measure: bool = True) -> st
     notes = ["# compare: every method's headline variant on the same data, split and preset", "",
              "Test split: both domains together, then each on its own (studio, wild); mean +/- std over seeds. "
              "Train s: the run's fit, mean over seeds; in brackets its prerequisites (a 2D network, a fitted prior), "
-             "counted once as they are shared. ms / image: predict on this machine's CPU.", ""]
+             f"counted once as they are shared, on {'; '.join(dict.fromkeys(r['machine'] for r in records)) or '-'}. "
+             f"ms / image: predict on {describe_cpu()}.", ""]
     if reference:
         notes += [f"Paper numbers: {reference.get('source', '')}", ""]
     write_atomic(out_dir / "summary.md", "\n".join(notes) + table + "\n")

@@ -38,7 +38,7 @@ from harness.run_identity import (MAY_GROW_ON_RESUME, check_checkpoint, check_ch
 from harness.wandb_id import run_id as wandb_run_id
 from pose3d.config import ConfigError, build_config, run_name
 from pose3d.files import check_writable
-from pose3d.machine import check_accelerator
+from pose3d.machine import check_accelerator, describe_cpu
 
 EXIT_BAD_CONFIG = 2
 EXIT_SIGINT, EXIT_SIGTERM = 128 + 2, 128 + 15  # what a shell reports for a process these signals end
@@ -280,6 +280,7 @@ def run_owned(cfg: DictConfig, run_dir: Path, is_main: bool) -> dict:
                 "checkpoint": best,
                 "global_step": trainer.global_step,
                 "fit_seconds": round(fit_seconds, 2),
+                "machine": describe_cpu(),  # the CPU the fit's seconds were measured on
             },
             hash_of_config,
         )

@@ -148,7 +148,8 @@ def fake_train(calls: list[list[str]]):
         run_dir = Path(args["results_dir"]) / "runs" / f"{args['experiment']}-{args['variant']}-{args['preset']}-s{args['seed']}"
         run_dir.mkdir(parents=True, exist_ok=True)
         mpjpe = {"early": 100.0, "late": 90.0}[args["variant"]] + 10 * int(args["seed"])
-        (run_dir / "metrics.json").write_text(json.dumps({"test/mpjpe": mpjpe, "test/pck3d": 50.0, "fit_seconds": 3.0}))
+        (run_dir / "metrics.json").write_text(json.dumps({"test/mpjpe": mpjpe, "test/pck3d": 50.0, "fit_seconds": 3.0,
+                                                             "machine": "a test CPU, 2 cores"}))
         return 0
 
     return call
@@ -182,6 +183,7 @@ def test_runner_skips_finished_runs_resumes_interrupted_ones_and_summarises(tmp_
     table = (tmp_path / "ablation-fusion" / "summary.md").read_text()
     assert "| early | 2 | 105.0 +/- 7.1 |" in table  # mean and sample std of 100, 110
     assert "| 76.41 |" in table and "| 74.12 |" in table  # the paper's Table 5 beside ours
+    assert "on a CPU not recorded; a test CPU, 2 cores." in table  # the CPUs the fit seconds were measured on
     assert (tmp_path / "ablation-fusion" / "summary.png").is_file()
 
     calls.clear()

@@ -356,7 +356,7 @@ def test_adadelta_with_the_pretrained_lr_factor():
     assert sorted(g["lr"] for g in optimizer.param_groups) == pytest.approx([0.0004, 0.04])
 
 
-# -- real-data layouts (issue 10): Human3.6M 3D + MPII/LSP 2D-only, tested on MPI-INF-3DHP ----
+# -- real-data layouts: Human3.6M 3D + MPII/LSP 2D-only, tested on MPI-INF-3DHP ----
 # The tiny layouts are the ones the data tests write (imported fixtures, not copies).
 from tests.test_mpi_inf_3dhp import layout as mpi_inf_3dhp_layout  # noqa: E402,F401
 from tests.test_mpii_lsp import lsp_layout, mpii_json  # noqa: E402,F401

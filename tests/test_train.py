@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ def test_smoke_run_writes_config_metrics_and_checkpoints(tmp_path, smoke_args, c
         assert key in metrics and metrics[key] == metrics[key]  # present and not NaN
     assert metrics["test/pa_mpjpe"] <= metrics["test/mpjpe"]
     assert set(metrics["per_action"]) <= {"standing", "walking", "sitting", "crouching", "reaching", "bending"}
+    assert f"{os.cpu_count()} cores" in metrics["machine"]  # the CPU that fit_seconds was measured on
     assert "test/mpjpe" in capsys.readouterr().out  # the printed table
 
 
