@@ -50,12 +50,13 @@ def assert_rotations(rotation: torch.Tensor, atol: float = 1e-5) -> None:
     assert torch.allclose(torch.linalg.det(rotation), torch.ones(len(rotation), dtype=torch.float64), atol=atol)
 
 
-def wait_for(condition, seconds: float, what: str, interval: float = 0.1):
-    """``condition()``'s first true value, polled every ``interval`` s; the test fails after ``seconds``."""
+def wait_for(condition, seconds: float, what: str, interval: float = 0.1, explain=None):
+    """``condition()``'s first true value, polled every ``interval`` s; the test fails after
+    ``seconds``, with ``explain()``'s text (what the waited-on process says of itself) when given."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(interval)
-    pytest.fail(f"timed out after {seconds:.0f} s waiting for {what}")
+    pytest.fail(f"timed out after {seconds:.0f} s waiting for {what}" + (f"\n{explain()}" if explain else ""))

@@ -122,6 +122,13 @@ def reference_run(tmp_path: Path, overrides: list[str]) -> Path:
     return tmp_path / "reference" / "runs" / "baseline-default-smoke-s0"
 
 
+def job_state(job: str, *logs: Path) -> str:
+    """What SLURM says of the job and the ends of its logs: the message of a check that timed out."""
+    shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, timeout=60)
+    tails = [f"--- {log}:\n{log.read_text()[-1500:] if log.is_file() else '(absent)'}" for log in logs]
+    return "\n".join([shown.stdout.strip() or shown.stderr.strip(), *tails])
+
+
 def attempts(log: Path) -> list[tuple[str, str]]:
     """(attempt number, command) of each start of a grid point's task, from its log's headers."""
     return re.findall(r"^# attempt (\d+) \(task pid \d+, job \d+\): (.*)$", log.read_text(), re.M)
@@ -181,12 +188,16 @@ def test_a_task_requeued_by_scontrol_resumes_from_last_ckpt_with_its_wandb_run(t
 
 
 def test_the_signal_before_the_time_limit_makes_the_task_checkpoint_and_requeue_itself(tmp_path):
-    # a 1-minute limit; SLURM signals USR2 from 30 s before it (slurmctld looks every 30 s); the run is longer
-    job = submit(tmp_path, [0], ["data.train_size=128", "trainer.max_epochs=400"], "timeout_min=1 signal_delay_s=30")
+    # a 2-minute limit and USR2 30 s before it: slurmctld, which looks every 30 s, sends the signal once the time
+    # left is under the delay plus 30 s, so 60-90 s after the start (with a 1-minute limit it can come in the
+    # first second, before the task has set its handler); the run is longer than the limit
+    job = submit(tmp_path, [0], ["data.train_size=128", "trainer.max_epochs=2000"], "timeout_min=2 signal_delay_s=30")
     log = tmp_path / "ablation-base" / "logs" / "baseline-default-smoke-s0.log"
     submitit_log = tmp_path / "ablation-base" / "submitit" / job / f"{job}_0_log.out"
     try:
-        wait_for(lambda: log.is_file() and len(attempts(log)) == 2, 240, "the task to requeue itself and start again")
+        # the signal, then the requeued job waits out cred_expire and the next scheduling pass
+        wait_for(lambda: log.is_file() and len(attempts(log)) == 2, 420, "the task to requeue itself and start again",
+                 explain=lambda: job_state(job, submitit_log, log))
         wait_for(lambda: "Restoring states from the checkpoint path at" in log.read_text(), 120, "the resume")
     finally:
         subprocess.run(["scancel", job], timeout=60)
