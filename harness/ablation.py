@@ -419,7 +419,7 @@ def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path, failed: list[
     own = method_summaries(runs, out_dir, reference)
     if own:
         table += "\n\n" + own
-    write_atomic(out_dir / "summary.md", "\n".join(notes) + table + "\n")
+    write_atomic(out_dir / "summary.md", "\n".join(notes) + "\n" + table + "\n")
     if means:
         plots.bars(out_dir / "summary.png", variants, means, stds, "test MPJPE (mm)", f"ablation-{sweep.axis}",
                    [paper.get(v) for v in variants] if paper else None,

@@ -209,7 +209,7 @@ def summarise(runs: list[PlannedRun], out_dir: Path, measure: bool = True) -> st
              f"ms / image: predict on {describe_cpu()}.", ""]
     if reference:
         notes += [f"Paper numbers: {reference.get('source', '')}", ""]
-    write_atomic(out_dir / "summary.md", "\n".join(notes) + table + "\n")
+    write_atomic(out_dir / "summary.md", "\n".join(notes) + "\n" + table + "\n")
     if means:
         plots.bars(out_dir / "summary.png", list(means), [m for m, _ in means.values()], [s for _, s in means.values()],
                    "test MPJPE (mm)", "compare: headline variants", [paper.get(m) for m in means] if paper else None,
