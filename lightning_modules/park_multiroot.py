@@ -29,7 +29,7 @@ regresses its 3D position relative to one or several root joints:
 Choices where the paper is silent (its Figures 1-3 are not in our copy):
 
 * feature maps: ``conv_widths`` = half of ZFNet's 96-256-384-384-256 in the paper preset
-  (48-128-192-192-128; "fewer feature maps"), and 24-64-96-96-64 in the quick preset. Every
+  (48-128-192-192-128; "fewer feature maps"), and 32-96-128-128-96 in the quick preset. Every
   conv and pool pads by half its kernel, so each stride-2 layer maps ``n`` to ``ceil(n / 2)``
   pixels at any crop size (225 px -> 8 x 8 after the last pool, 64 px -> 2 x 2; ZFNet's 6 x 6
   at 225 px pads less, which would not fit 32 px smoke crops).

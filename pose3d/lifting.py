@@ -46,7 +46,7 @@ Below ``SINGLE_THREAD_BELOW`` poses (4,096) a call runs with one intra-op thread
 (:func:`pose3d.threads.intra_op_threads`): a second thread cannot pay for its barriers there, and
 where another process holds a core each barrier waits for that core's time slice (measured with
 ``python -m pose3d.bench lifting``: its ``as_found`` and ``beside_busy_process`` figures at batch 64
-and at 16,384, default threads against one; README, "Lifting speed").
+and at 16,384, default threads against one; docs/results/tome2017.md, "Lifting speed").
 
 Camera extrinsics (Sec. 5.3, ``E``): the paper lifts in the world frame, ``Y = s Pi E R (mu + a . e)``
 with the camera's known rotation ``E`` and ``R`` about the world's vertical.  ``camera_rotation``

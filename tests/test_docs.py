@@ -1,6 +1,9 @@
 """The docs check (tests/docs_check.py): README.md and docs/ hold no broken command, link or figure."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from tests.docs_check import REPO_ROOT, broken_links, check_command, fenced_commands, markdown_files, problems
 
 
@@ -36,3 +39,31 @@ def test_a_broken_command_or_link_is_reported(tmp_path):
     assert "model.nonsense" in report[0] and "nope" in report[1] and "no-such-target" in report[2]
     assert check_command("make test") is None and check_command("python -m pose3d.bench render --rounds 2") is None
     assert "invalid choice" in check_command("python -m pose3d.bench nonsense")
+
+
+DEVELOPMENT_HISTORY = re.compile(r"\b(session|round) \d+|\bissue #?\d+", re.IGNORECASE)
+UNNAMED_MACHINE = re.compile(r"\bthis machine\b", re.IGNORECASE)  # in prose a figure names its CPU instead
+
+
+def history_hits(paths: list[Path], pattern: re.Pattern) -> list[str]:
+    return [f"{path.relative_to(REPO_ROOT)}:{n}: {line.strip()}" for path in paths
+            for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+
+
+def test_the_docs_and_code_tell_no_development_history():
+    """No development-round or issue numbers in README, docs, code (docstrings, comments) or YAML;
+    no "this machine" in the docs, where a measurement names its CPU."""
+    sources = [p for folder in ("pose3d", "harness", "lightning_modules", "datamodules", "experiments", "ablations",
+                                "tests", "slurm") for p in sorted((REPO_ROOT / folder).rglob("*"))
+               if p.suffix in (".py", ".yaml", ".sh") and p.name != "test_docs.py"]
+    hits = history_hits(markdown_files() + sources + [REPO_ROOT / "Makefile"], DEVELOPMENT_HISTORY)
+    hits += history_hits(markdown_files(), UNNAMED_MACHINE)
+    assert not hits, "\n".join(hits)
+
+
+def test_the_history_check_finds_a_round_label(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("Measured in session 8 on this machine.\nFixed (issue #12).\nThe round trip of 3 files.\n")
+    hits = [line for line in page.read_text().splitlines() if DEVELOPMENT_HISTORY.search(line)]
+    assert hits == ["Measured in session 8 on this machine.", "Fixed (issue #12)."]
+    assert UNNAMED_MACHINE.search(page.read_text())
