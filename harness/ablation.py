@@ -168,8 +168,9 @@ def plan_runs(points: list[dict[str, Any]], extra: list[str], source: str = "the
     parameter names ``source`` (the sweep file), a bad extra override the command line; a
     finished or interrupted run folder must hold the same settings (``check_identity``)."""
     from harness.progress import estimated_steps
-    from harness.run_identity import require_same_config
+    from harness.run_identity import require_same_config, stored_config
     from harness.train import load_config
+    from lightning_modules.blocks.two_d_source import adopt_resolved_precision
     from pose3d.config import run_name
 
     sweep_config = sweep_config or {"command": DEFAULT_COMMAND}
@@ -187,6 +188,7 @@ def plan_runs(points: list[dict[str, Any]], extra: list[str], source: str = "the
                          frozen_networks(cfg))
         if check_identity and (run.metrics_file.is_file() or (run.run_dir / "checkpoints" / "last.ckpt").is_file()):
             action = "counting it as done" if run.metrics_file.is_file() else "resuming it"
+            adopt_resolved_precision(cfg, stored_config(run.run_dir))  # `auto`: what that run's machine chose
             require_same_config(run.run_dir, cfg, action)
         runs.append(run)
     return runs

@@ -67,3 +67,10 @@ def test_the_history_check_finds_a_round_label(tmp_path):
     hits = [line for line in page.read_text().splitlines() if DEVELOPMENT_HISTORY.search(line)]
     assert hits == ["Measured in session 8 on this machine.", "Fixed (issue #12)."]
     assert UNNAMED_MACHINE.search(page.read_text())
+
+
+def test_the_readme_is_short_and_starts_with_the_two_commands():
+    lines = (REPO_ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 250, f"README.md has {len(lines)} lines; details belong in docs/"
+    first_block = lines[lines.index("```bash") + 1:lines.index("```")]
+    assert [line.split("#")[0].strip() for line in first_block] == ["make ablation-fusion", "make test"]

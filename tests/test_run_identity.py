@@ -9,7 +9,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from harness import ablation
-from harness.train import main
+from harness.train import load_config, main
+from pose3d.config import ConfigError
 from tests.test_mpii_lsp import lsp_layout  # noqa: F401  (the tiny LSP layout, a fixture)
 
 
@@ -147,3 +148,25 @@ def test_a_key_added_to_a_schema_later_counts_as_its_default_for_older_runs():
     assert differences(stored, cfg) == []
     changed = load_config(["experiment=baseline", "preset=smoke", "optim.rho=0.5"])
     assert differences(stored, changed) == ["optim.rho: None -> 0.5"]
+
+
+def test_a_run_whose_auto_precision_was_resolved_counts_as_planned(tmp_path):
+    """``model.two_d.precision: auto`` is stored resolved (float32 or bfloat16, what the run's
+    machine does natively); re-planning the grid (e.g. SEEDS=3 after one seed) counts that run as
+    done instead of refusing it as run with other settings."""
+    path = sweep_file(tmp_path, {"experiment": {"value": "tekin_fusion"}, "seed": {"values": [0]},
+                                 "variant": {"values": ["late"]}, "model.two_d.precision": {"value": "auto"}})
+    sweep = ablation.Sweep.read(path)
+    [planned] = ablation.plan_runs(sweep.grid("smoke"), [f"results_dir={tmp_path}"])
+    config = OmegaConf.to_container(load_config(planned.args), resolve=True)
+    for resolved in ("bfloat16", "float32"):
+        config["model"]["two_d"]["precision"] = resolved
+        planned.run_dir.mkdir(parents=True, exist_ok=True)
+        (planned.run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+        planned.metrics_file.write_text(json.dumps({"test/mpjpe": 100.0, "fit_seconds": 1.0}))
+        [again] = ablation.plan_runs(sweep.grid("smoke"), [f"results_dir={tmp_path}"])
+        assert again.done
+    config["model"]["two_d"]["source"] = "ground_truth"  # a real difference is still refused
+    (planned.run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match="model.two_d.source"):
+        ablation.plan_runs(sweep.grid("smoke"), [f"results_dir={tmp_path}"])

@@ -75,6 +75,17 @@ def resolve_auto_precision(cfg) -> None:
         two_d.precision = "bfloat16" if native_bfloat16(cfg.trainer.accelerator) else "float32"
 
 
+def adopt_resolved_precision(cfg, stored: dict | None) -> None:
+    """A planned ``model.two_d.precision: auto`` takes the value an existing run folder's
+    ``config.yaml`` resolved it to: ``auto`` means whatever the machine that ran it does
+    natively, so the ablation planner (which may run elsewhere, e.g. on a cluster's login node)
+    counts that run as having the planned settings."""
+    two_d = cfg.model.get("two_d") if "model" in cfg else None
+    resolved = (((stored or {}).get("model") or {}).get("two_d") or {}).get("precision")
+    if two_d is not None and two_d.get("precision") == "auto" and resolved in ("float32", "bfloat16"):
+        two_d.precision = resolved
+
+
 def two_d_only_data(data_name: str) -> dict | None:
     """Data overrides that keep only a data config's 2D-labelled, 2D-only samples (the stand-in
     for MPII + LSP of a 2D pre-training stage): the synthetic wild domain, or a mixed
