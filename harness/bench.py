@@ -432,7 +432,7 @@ def _step_images_per_s(experiment: str, preset: str, batches: int, threads: int)
 
     with tempfile.TemporaryDirectory() as folder:
         cfg, datamodule, model = build(experiment, preset, Path(folder), ("data.num_workers=0",))
-        trainer = pl.Trainer(max_steps=batches + 2, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
+        trainer = pl.Trainer(max_steps=batches + 2, default_root_dir=folder, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                              accelerator="cpu", callbacks=[StepTimer()])
         trainer.fit(model, datamodule=datamodule)
