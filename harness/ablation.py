@@ -352,14 +352,15 @@ def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path, failed: list[
     """Write summary.csv / .md / .png from the finished runs; returns the markdown table, followed
     by a line naming the runs that failed or have not run yet."""
     from pose3d import plots
+    from pose3d.machine import recorded_machines
 
-    rows, machines = [], []
+    rows, run_metrics = [], []
     missing = [run.name for run in runs if not run.done]
     for run in runs:
         if not run.done:
             continue
         metrics = json.loads(run.metrics_file.read_text())
-        machines.append(metrics.get("machine") or "a CPU not recorded")
+        run_metrics.append(metrics)
         tests = {k[len("test/"):]: v for k, v in metrics.items() if k.startswith("test/")}
         rows.append({"variant": run.params.get("variant", "default"), "seed": run.params.get("seed", "0"),
                      "run": run.name, "fit_seconds": metrics.get("fit_seconds"), **tests})
@@ -415,8 +416,8 @@ def summarise(sweep: Sweep, runs: list[PlannedRun], out_dir: Path, failed: list[
     notes = [f"# {title}", ""]
     if reference:
         notes += [f"Paper reference: {reference.get('source', '')}", ""]
-    if machines:
-        notes += [f"fit s: each run's training wall time (mean over seeds), on {'; '.join(dict.fromkeys(machines))}.", ""]
+    if run_metrics:
+        notes += [f"fit s: each run's training wall time (mean over seeds), on {recorded_machines(run_metrics)}.", ""]
     table = "\n".join(lines)
     own = method_summaries(runs, out_dir, reference)
     if own:

@@ -43,7 +43,7 @@ from harness.stopping import Stopped
 from pose3d.arguments import OneLineParser
 from pose3d.config import ConfigError
 from pose3d.files import check_writable, write_atomic
-from pose3d.machine import describe_cpu
+from pose3d.machine import describe_cpu, recorded_machines
 from pose3d.summaries import mean_std
 
 COMPARE_FILE = REPO_ROOT / "ablations" / "compare.yaml"
@@ -63,7 +63,6 @@ def read_run(run: PlannedRun) -> dict[str, Any] | None:
     return {"run": run, "experiment": str(run.params.get("experiment")), "seed": int(run.params.get("seed", 0)),
             "variant": config.get("variant"), "model": (config.get("model") or {}).get("name"),
             "metrics": metrics, "config": config, "fit_seconds": float(metrics.get("fit_seconds") or 0.0),
-            "machine": metrics.get("machine") or "a CPU not recorded",
             "prerequisites": prerequisite_seconds(config)}
 
 
@@ -205,7 +204,7 @@ def summarise(runs: list[PlannedRun], out_dir: Path, measure: bool = True) -> st
     notes = ["# compare: every method's headline variant on the same data, split and preset", "",
              "Test split: both domains together, then each on its own (studio, wild); mean +/- std over seeds. "
              "Train s: the run's fit, mean over seeds; in brackets its prerequisites (a 2D network, a fitted prior), "
-             f"counted once as they are shared, on {'; '.join(dict.fromkeys(r['machine'] for r in records)) or '-'}. "
+             f"counted once as they are shared, on {recorded_machines([r['metrics'] for r in records]) or '-'}. "
              f"ms / image: predict on {describe_cpu()}.", ""]
     if reference:
         notes += [f"Paper numbers: {reference.get('source', '')}", ""]

@@ -82,3 +82,9 @@ def describe_cpu() -> str:
     facts = cpu_facts()
     limit = f" (oneDNN limited to {facts['isa_limit']})" if facts["isa_limit"] else ""
     return f"{facts['model']}, {facts['cores']} cores, {' '.join(facts['flags']) or 'no AVX'}{limit}"
+
+
+def recorded_machines(metrics: list[dict]) -> str:
+    """The distinct CPUs a set of runs' ``metrics.json`` say their seconds were measured on, in
+    order, joined by "; " (a run from before the record: "a CPU not recorded")."""
+    return "; ".join(dict.fromkeys(m.get("machine") or "a CPU not recorded" for m in metrics))

@@ -45,8 +45,9 @@ DEVELOPMENT_HISTORY = re.compile(r"\b(session|round) \d+|\bissue #?\d+", re.IGNO
 UNNAMED_MACHINE = re.compile(r"\bthis machine\b", re.IGNORECASE)  # in prose a figure names its CPU instead
 
 
-def history_hits(paths: list[Path], pattern: re.Pattern) -> list[str]:
-    return [f"{path.relative_to(REPO_ROOT)}:{n}: {line.strip()}" for path in paths
+def history_hits(paths: list[Path], pattern: re.Pattern, root: Path = REPO_ROOT) -> list[str]:
+    """``<path>:<line>: <text>`` of every line of ``paths`` that ``pattern`` matches."""
+    return [f"{path.relative_to(root)}:{n}: {line.strip()}" for path in paths
             for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
 
 
@@ -62,11 +63,13 @@ def test_the_docs_and_code_tell_no_development_history():
 
 
 def test_the_history_check_finds_a_round_label(tmp_path):
+    label, number = "session", 8  # built here, so this file holds no label itself
     page = tmp_path / "page.md"
-    page.write_text("Measured in session 8 on this machine.\nFixed (issue #12).\nThe round trip of 3 files.\n")
-    hits = [line for line in page.read_text().splitlines() if DEVELOPMENT_HISTORY.search(line)]
-    assert hits == ["Measured in session 8 on this machine.", "Fixed (issue #12)."]
-    assert UNNAMED_MACHINE.search(page.read_text())
+    page.write_text(f"Measured in {label} {number} on this machine.\nFixed (issue #{number + 4}).\n"
+                    "The round trip of 3 files.\n")
+    assert history_hits([page], DEVELOPMENT_HISTORY, tmp_path) == [
+        f"page.md:1: Measured in {label} {number} on this machine.", f"page.md:2: Fixed (issue #{number + 4})."]
+    assert history_hits([page], UNNAMED_MACHINE, tmp_path) == [f"page.md:1: Measured in {label} {number} on this machine."]
 
 
 def test_the_readme_is_short_and_starts_with_the_two_commands():
