@@ -25,7 +25,7 @@ export WANDB_DIR ?= $(CURDIR)/results/wandb
 export WANDB_CACHE_DIR ?= $(CURDIR)/results/.wandb-cache
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test test-slow train smoke dry-run bench gpu-check slurm-check compare clean
+.PHONY: install test test-slow train smoke dry-run bench gpu-check slurm-check compare report clean
 
 install: $(STAMP)
 
@@ -72,6 +72,11 @@ summary-%: install
 # every method's headline variant on the same data -> results/compare/ (ARGS as for ablations)
 compare: install
 	$(PY) -m pose3d.compare run --preset $(PRESET) --seeds $(SEEDS) $(if $(DEVICES),--devices $(DEVICES)) --jobs $(JOBS) -- $(ARGS)
+
+# the tables and figures of README.md and docs/results/ rewritten from a results folder
+# (make report [RESULTS=results]; the prose around them stays hand-written)
+report: install
+	$(PY) -m pose3d.report --results $(or $(RESULTS),results)
 
 sweep-%: install
 	$(PY) -m pose3d.ablation sweep ablations/$*.yaml

@@ -19,8 +19,7 @@ def data_floors(data_cfg: dict[str, Any], cache_dir: Path) -> dict[str, dict[str
     its training split), or None when the data has no 3D labels to build them from."""
     from datamodules import DATAMODULES
 
-    key = hashlib.sha256(json.dumps(data_cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    cache = Path(cache_dir) / f"{key}.json"
+    cache = floors_file(data_cfg, cache_dir)
     if cache.is_file():
         return json.loads(cache.read_text()) or None
     datamodule = DATAMODULES.load(data_cfg["name"])(dict(data_cfg))
@@ -32,6 +31,12 @@ def data_floors(data_cfg: dict[str, Any], cache_dir: Path) -> dict[str, dict[str
     cache.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(cache, json.dumps(floors, indent=2))
     return floors or None
+
+
+def floors_file(data_cfg: dict[str, Any], cache_dir: Path) -> Path:
+    """Where :func:`data_floors` keeps the floors of ``data_cfg``: ``<cache_dir>/<hash>.json``."""
+    key = hashlib.sha256(json.dumps(data_cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"{key}.json"
 
 
 def floor_rows(floors: dict[str, dict[str, float]] | None) -> list[tuple[str, dict[str, float]]]:

@@ -38,6 +38,7 @@ ENTRY_POINTS = {
     "pose3d.ablation": ("harness.ablation", "argparse"),
     "pose3d.compare": ("harness.compare", "argparse"),
     "pose3d.bench": ("harness.bench", "argparse"),
+    "pose3d.report": ("harness.report", "argparse"),
     "pose3d.data": ("harness.data", "data"),
     "pose3d.predict": ("harness.predict", "argparse"),
     "pose3d.h36m_standin": ("harness.h36m_standin", "argparse"),
