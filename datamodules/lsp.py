@@ -167,6 +167,7 @@ class LSPDataModule(RecordDataModule):
     layout_line = LAYOUT_LINE
     layout_tree = LAYOUT_TREE
     reference_key = "torso_size"
+    eval_joints = SUBSET_14  # LSP's 14 joints, scored with PCK@0.2 of the torso
 
     def extended_path(self) -> Path | None:
         return Path(self.cfg.extended_root).expanduser() if self.cfg.extended_root else None

@@ -258,6 +258,7 @@ class MPIIDataModule(RecordDataModule):
     layout_line = LAYOUT_LINE
     layout_tree = LAYOUT_TREE
     reference_key = "head_size"
+    eval_joints = PCKH_JOINTS  # the official PCKh table's 14 joints (no pelvis, no thorax)
 
     def __init__(self, cfg: dict):
         self._format: str | None = None

@@ -12,8 +12,9 @@ A method subclasses :class:`PoseModule`, declares its ``Config`` dataclass (the 
 Validation and test then log ``val/<metric>`` and ``test/<metric>`` (DESIGN.md): the 3D
 suite for ``joints_3d``; pixel error and PCKh@0.5 for ``joints_2d`` (the head size is the
 ground-truth 2D neck-to-head-top segment, our stand-in for MPII's head box, unless the batch
-carries the dataset's ``head_size``); 3D metrics score ``DataInfo.eval_joints`` only (a
-protocol's joint subset), with a per-action breakdown of the test metrics in
+carries the dataset's ``head_size``), or, where the batch carries LSP's ``torso_size``, PCK@0.2
+of the torso as ``<stage>/pck`` instead of PCKh; 2D and 3D metrics score ``DataInfo.eval_joints``
+only (a protocol's joint subset: MPII's 14 without pelvis and thorax, LSP's 14), with a per-action breakdown of the test metrics in
 :attr:`PoseModule.test_per_action` and, where the data has actions, ``test/<metric>_action_avg``
 (the mean of the per-action means, Human3.6M papers' "Avg"; :data:`pose3d.metrics.ACTION_AVERAGED`). ``monitor`` names the validation metric that picks the
 best checkpoint.
@@ -76,6 +77,8 @@ class PoseModule(pl.LightningModule):
         self.test_pixel_error = PixelError()
         self.val_pckh = PCKh(alpha=0.5)
         self.test_pckh = PCKh(alpha=0.5)
+        self.val_pck_torso = PCKh(alpha=0.2)  # LSP's PCK@0.2: the same formula over the torso size
+        self.test_pck_torso = PCKh(alpha=0.2)
         self.test_per_action: dict[str, dict[str, float]] = {}
         # the 3D suite per test domain (``domain`` ids of the batch, DataInfo.domains), logged as <stage>/<domain>/<metric>
         self.domain_metrics = torch.nn.ModuleDict({stage: torch.nn.ModuleDict(
@@ -162,11 +165,11 @@ class PoseModule(pl.LightningModule):
     # -- evaluation ---------------------------------------------------------------
     def _stage_metrics(self, stage: str) -> tuple:
         if stage == "val":
-            return self.val_metrics, self.val_pixel_error, self.val_pckh
-        return self.test_metrics, self.test_pixel_error, self.test_pckh
+            return self.val_metrics, self.val_pixel_error, self.val_pckh, self.val_pck_torso
+        return self.test_metrics, self.test_pixel_error, self.test_pckh, self.test_pck_torso
 
     def _update_metrics(self, batch: dict[str, Tensor], stage: str) -> dict[str, Tensor]:
-        metrics, pixel_error, pckh = self._stage_metrics(stage)
+        metrics, pixel_error, pckh, pck_torso = self._stage_metrics(stage)
         prediction = self.predict(batch)
         if "joints_3d" in prediction:
             self.unscored_3d.setdefault(stage, True)
@@ -179,15 +182,20 @@ class PoseModule(pl.LightningModule):
                     if mask.any():
                         self.domain_metrics[stage][domain].update(prediction["joints_3d"].float(), batch["joints_3d"], mask)
         if "joints_2d" in prediction:
-            mask_2d = batch["has_2d"][:, None] & batch["visible"]
-            head_size = batch["head_size"] if "head_size" in batch else head_size_2d(batch["joints_2d"])
-            pixel_error.update(prediction["joints_2d"].float(), batch["joints_2d"], mask_2d)
-            pckh.update(prediction["joints_2d"].float(), batch["joints_2d"], head_size, mask_2d)
+            # the labelled joints among those the protocol scores (MPII's PCKh: 14 without pelvis and thorax)
+            mask_2d = batch["has_2d"][:, None] & batch["visible"] & self.scored_joints
+            pred_2d = prediction["joints_2d"].float()
+            pixel_error.update(pred_2d, batch["joints_2d"], mask_2d)
+            if "torso_size" in batch:  # LSP: PCK@0.2 of the torso (the data defines no head size)
+                pck_torso.update(pred_2d, batch["joints_2d"], batch["torso_size"], mask_2d)
+            else:  # PCKh@0.5: MPII's head size, elsewhere the neck -> head-top length
+                head_size = batch["head_size"] if "head_size" in batch else head_size_2d(batch["joints_2d"])
+                pckh.update(pred_2d, batch["joints_2d"], head_size, mask_2d)
         self.update_method_metrics(dict(self.own_metrics[stage]), batch, prediction, stage)
         return prediction
 
     def _log_metrics(self, stage: str) -> None:
-        metrics, pixel_error, pckh = self._stage_metrics(stage)
+        metrics, pixel_error, pckh, pck_torso = self._stage_metrics(stage)
         values = {}
         if any(m.update_called for m in metrics.values()):
             values.update({f"{stage}/{name}": value for name, value in metrics.compute().items()})
@@ -196,7 +204,10 @@ class PoseModule(pl.LightningModule):
                 values.update({f"{stage}/{domain}/{name}": value for name, value in suite.compute().items()})
         if pixel_error.update_called:
             values[f"{stage}/pixel_error"] = pixel_error.compute()
+        if pckh.update_called:
             values[f"{stage}/pckh"] = pckh.compute()
+        if pck_torso.update_called:
+            values[f"{stage}/pck"] = pck_torso.compute()
         for name, metric in self.own_metrics[stage].items():
             if metric.update_called:
                 values[f"{stage}/{name}"] = metric.compute()

@@ -289,3 +289,52 @@ def test_corrupt_annotation_files_name_themselves(tmp_path, mpii_json):
                                          "joints": [[1, 2], [3, 4], [5, 6]], "joints_vis": [1, 1, 1]}]))
     with pytest.raises(DatasetLayoutError, match=r"entry 0 has joints of shape \(3, 2\) and 3 joints_vis, .*expected MPII's 16"):
         read_json_annotations(short)
+
+
+class _Echo2D:
+    """A module whose 2D prediction is the batch's ``pred_2d``: scores what the base logs."""
+
+    @staticmethod
+    def build(eval_joints):
+        from dataclasses import dataclass
+
+        from lightning_modules.base import PoseModule
+        from pose3d.contract import DataInfo
+
+        class Echo2D(PoseModule):
+            @dataclass
+            class Config:
+                pass
+
+            def predict(self, batch):
+                return {"joints_2d": batch["pred_2d"]}
+
+        return Echo2D(model={}, optim={}, data_info=DataInfo(eval_joints=eval_joints))
+
+
+def scored_batch(reference_key: str, reference: float) -> dict:
+    """Two samples, every joint labelled; sample 0's pelvis and left wrist 100 px off."""
+    target = torch.rand(2, 17, 2) * 60
+    pred = target.clone()
+    pred[0, J["pelvis"]] += 100.0
+    pred[0, J["l_wrist"]] += 100.0
+    return {"joints_2d": target, "pred_2d": pred, "has_2d": torch.ones(2, dtype=torch.bool),
+            "visible": torch.ones(2, 17, dtype=torch.bool), reference_key: torch.full((2,), reference)}
+
+
+def test_the_logged_mpii_pckh_scores_the_official_14_joints():
+    module = _Echo2D.build(PCKH_JOINTS)
+    module._update_metrics(scored_batch("head_size", 20.0), "test")
+    # the pelvis is not in the official table; the left wrist is one miss of 2 x 14
+    assert len(PCKH_JOINTS) == 14 and J["pelvis"] not in PCKH_JOINTS and J["thorax"] not in PCKH_JOINTS
+    assert float(module.test_pckh.compute()) == pytest.approx(100.0 * 27 / 28)
+    assert not module.test_pck_torso.update_called
+
+
+def test_lsp_batches_log_pck_of_the_torso_not_pckh():
+    from pose3d.skeleton import SUBSET_14
+
+    module = _Echo2D.build(SUBSET_14)
+    module._update_metrics(scored_batch("torso_size", 50.0), "test")  # threshold 0.2 x 50 = 10 px
+    assert float(module.test_pck_torso.compute()) == pytest.approx(100.0 * 27 / 28)
+    assert not module.test_pckh.update_called
