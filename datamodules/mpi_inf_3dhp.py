@@ -57,8 +57,12 @@ frames first; frame t (0-based row of the annotation) is ``frame_{t+1:06d}.jpg``
 exists). ``data.cameras`` (default the 8 chest-height cameras 0, 1, 2, 4, 5, 6, 7, 8) and
 ``data.train_stride`` (every 10th frame; 25 fps frames are nearly identical) select frames.
 Training frames have no activity label: their ``action`` is 0 (only val/test report per group).
-The training set has no validation split: ``data.val_subjects`` holds training subjects out
-for validation; when empty (default) validation runs on the test set.
+The training set has no validation split, and the test set never chooses a checkpoint: by default
+the last ``data.val_fraction`` (10 %) of every training sequence (the same cut in all cameras)
+is held out for validation (same people, unseen moments, as for Human3.6M);
+``data.val_subjects`` holds whole training subjects out instead. ``data.val_fraction=0`` with no
+``val_subjects`` validates on the test set (then the best checkpoint is chosen on the test set).
+Without a training set (``data.subjects=[]``, evaluation only) validation is the test set.
 """
 from __future__ import annotations
 
@@ -73,7 +77,7 @@ from torch import Tensor
 
 from datamodules.records import (DatasetLayoutError, LazyRecords, PoseRecord, RecordDataConfig, RecordDataModule,
                                  contract_rotation, is_rotation, read_image)
-from pose3d.config import ConfigError, choice
+from pose3d.config import ConfigError, bounded, choice
 from pose3d.metrics import functional as PF
 from pose3d.readers import FileFormatError, read_mat, read_mat_cells, read_text, require_finite
 from pose3d.skeleton import NUM_JOINTS, SUBSET_14, map_to_h36m
@@ -359,7 +363,8 @@ class MPIInf3DHPConfig(RecordDataConfig):
     subjects: List[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8])  # [] = no training set
     sequences: List[int] = field(default_factory=lambda: [1, 2])
     cameras: List[int] = field(default_factory=lambda: list(DEFAULT_CAMERAS))
-    val_subjects: List[int] = field(default_factory=list)  # [] = validate on the test set
+    val_subjects: List[int] = field(default_factory=list)  # [] = hold out the end of every training sequence
+    val_fraction: float = bounded(0.1, 0, 1)  # that share of every sequence; 0 (and no val_subjects): the test set
     train_stride: int = 10
     train_frame_dir: str = choice("auto", ("auto", *TRAIN_FRAME_DIRS))
 
@@ -367,6 +372,8 @@ class MPIInf3DHPConfig(RecordDataConfig):
         for key in ("test_stride", "train_stride"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"bad value for data.{key}: {getattr(self, key)}; expected an integer >= 1")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"bad value for data.val_fraction: {self.val_fraction}; expected 0 <= x < 1")
         bad = sorted(set(self.test_sequences) - set(TEST_SEQUENCES))
         if bad:
             raise ConfigError(f"bad value for data.test_sequences: {bad}; choose among 1..6")
@@ -516,14 +523,20 @@ class MPIInf3DHPDataModule(RecordDataModule):
         folder = self.train_folder(subject, sequence) / self.frame_dir() / f"video_{camera}"
         return str((folder / f"frame_{frame + 1:06d}.jpg").relative_to(self.root))
 
-    def train_records(self, subjects: Sequence[int]) -> Sequence[PoseRecord]:
-        """Records made on access (:class:`LazyRecords`): a full training set is ~10^5 frames."""
+    def train_records(self, subjects: Sequence[int], part: str = "all") -> Sequence[PoseRecord]:
+        """Records made on access (:class:`LazyRecords`): a full training set is ~10^5 frames.
+        ``part``: ``all`` frames of each sequence, the ``head`` before the validation cut
+        (``data.val_fraction``), or the ``tail`` from it on."""
         blocks = []  # (sequence annotations, camera, frame indices)
         for subject in subjects:
             for sequence in self.cfg.sequences:
                 seq = read_train_sequence(self.train_folder(subject, sequence), subject, sequence, self.cfg.cameras)
                 for cam in self.cfg.cameras:
-                    frames = np.arange(0, len(seq.annot2[cam]), self.cfg.train_stride)
+                    count = len(seq.annot2[cam])
+                    frames = np.arange(0, count, self.cfg.train_stride)
+                    cut = int(np.floor(count * (1.0 - self.cfg.val_fraction)))
+                    if part != "all":
+                        frames = frames[frames < cut] if part == "head" else frames[frames >= cut]
                     blocks.append((seq, cam, frames))
         starts = np.cumsum([0] + [len(f) for _, _, f in blocks])
 
@@ -542,12 +555,19 @@ class MPIInf3DHPDataModule(RecordDataModule):
 
         return LazyRecords(int(starts[-1]), make, actions=np.zeros(int(starts[-1]), dtype=np.int64))
 
+    def held_out_tails(self) -> bool:
+        """Whether validation is the end of every training sequence (module docstring)."""
+        return not self.cfg.val_subjects and self.cfg.val_fraction > 0 and bool(self.cfg.subjects)
+
     def load_records(self, split: str) -> Sequence[PoseRecord]:
-        if split == "test" or (split == "val" and not self.cfg.val_subjects):
-            return self.test_records()
         if split == "val":
-            return self.train_records(self.train_subjects("val"))
+            if self.cfg.val_subjects:
+                return self.train_records(self.train_subjects("val"))
+            if self.held_out_tails():
+                return self.train_records(self.train_subjects("train"), part="tail")
+        if split in ("test", "val"):
+            return self.test_records()
         subjects = self.train_subjects("train")
         if not subjects:
             raise ConfigError("data.subjects (less data.val_subjects) is empty, so there is no training split")
-        return self.train_records(subjects)
+        return self.train_records(subjects, part="head" if self.held_out_tails() else "all")

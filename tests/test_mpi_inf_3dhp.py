@@ -242,7 +242,7 @@ def test_evaluate_matches_hand_computed_values():
 
 def test_training_set_cameras_stride_and_calibration(layout):
     root, _, train_truth = layout
-    dm = make_dm(root)
+    dm = make_dm(root, val_fraction=0)  # every training frame trains
     records = dm.records("train")
     assert len(records) == 2 * len(range(0, T_TRAIN, 5))  # 2 cameras, every 5th frame
     first, last = records[0], records[len(records) - 1]
@@ -265,8 +265,19 @@ def test_training_set_cameras_stride_and_calibration(layout):
     test_batch = next(iter(dm.test_dataloader()))
     assert not test_batch["has_camera_rotation"].any()
     assert torch.equal(test_batch["camera_rotation"], torch.eye(3).expand(len(test_batch["image"]), 3, 3))
-    # validation falls back to the test set when no training subject is held out
+    # with nothing held out, validation is the test set (an explicit choice: val_fraction=0)
     assert len(dm.records("val")) == len(dm.records("test"))
+
+
+def test_validation_is_the_end_of_every_training_sequence_never_the_test_set(layout):
+    root, _, _ = layout
+    dm = make_dm(root)  # default val_fraction 0.1: of 12 frames, 0..9 train and 10..11 validate
+    train = [dm.records("train")[i].image_path for i in range(len(dm.records("train")))]
+    val = [dm.records("val")[i].image_path for i in range(len(dm.records("val")))]
+    assert train == [f"S1/Seq1/imageFrames/video_{c}/frame_{t:06d}.jpg" for c in (0, 2) for t in (1, 6)]
+    assert val == [f"S1/Seq1/imageFrames/video_{c}/frame_000011.jpg" for c in (0, 2)]
+    with pytest.raises(ConfigError, match="val_fraction"):
+        make_dm(root, val_fraction=1.0)
 
 
 def test_missing_files_name_themselves_in_one_line(layout, tmp_path):
