@@ -33,6 +33,15 @@ prerequisites (a frozen 2D network) are stood in by untrained networks of the sa
 (:mod:`harness.stand_ins`), which cost the same per step. With the CPU's model and flags, so a
 change that slows a method shows up as a number.
 
+``python -m pose3d.bench compile [--preset P] [--batches N] [--threads T] [--experiments a,b]``: the
+same training step eager and under ``torch.compile`` (each network the module holds, compiled
+before ``fit``; compiling the whole LightningModule as Lightning documents fails in dynamo at
+``self.log`` inside the step; inductor's C++ backend on a CPU), each in a fresh process:
+images/s after three warm-up steps (the first compiles), the speed-up, and the seconds the
+compiled run spent before its first timed step (the compile cost a run pays once). Default
+experiments: baseline, tekin_fusion (every method's networks are convolution stacks of the
+same kinds). What it measures decides whether ``torch.compile`` pays on a CPU.
+
 ``python -m pose3d.bench two_d_precision [--preset P] [--batches N] [--rounds R] [--device cpu|cuda]``:
 the frozen 2D network that Tekin's confidence-map stream reads (``model.two_d`` of
 ``tekin_fusion`` at the preset; its heatmap chain is trained first if the results folder has
@@ -412,8 +421,9 @@ def bench_two_d_precision(preset: str, batches: int, rounds: int, device: str, o
     return result
 
 
-def _step_images_per_s(experiment: str, preset: str, batches: int, threads: int) -> dict:
-    """One experiment's training-step speed (see ``steps`` in the module docstring), in this process."""
+def _step_images_per_s(experiment: str, preset: str, batches: int, threads: int, compiled: bool = False) -> dict:
+    """One experiment's training-step speed (see ``steps`` in the module docstring), in this
+    process; ``compiled``: the module under ``torch.compile``, one more warm-up step."""
     import tempfile
 
     import lightning.pytorch as pl
@@ -422,6 +432,7 @@ def _step_images_per_s(experiment: str, preset: str, batches: int, threads: int)
 
     torch.set_num_threads(threads)
     times: list[float] = []
+    warm_up = 3 if compiled else 2
 
     class StepTimer(pl.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
@@ -432,14 +443,21 @@ def _step_images_per_s(experiment: str, preset: str, batches: int, threads: int)
 
     with tempfile.TemporaryDirectory() as folder:
         cfg, datamodule, model = build(experiment, preset, Path(folder), ("data.num_workers=0",))
-        trainer = pl.Trainer(max_steps=batches + 2, default_root_dir=folder, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
+        if compiled:  # the networks, not the LightningModule: dynamo cannot trace self.log in a step
+            for name, child in list(model.named_children()):
+                if any(True for _ in child.parameters()):
+                    setattr(model, name, torch.compile(child))
+        started = time.perf_counter()
+        trainer = pl.Trainer(max_steps=batches + warm_up, default_root_dir=folder, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                              accelerator="cpu", callbacks=[StepTimer()])
         trainer.fit(model, datamodule=datamodule)
-    step = statistics.median(times[2:])
+        total = time.perf_counter() - started
+    step = statistics.median(times[warm_up:])
     batch_size = int(cfg.data.batch_size)
     return {"images_per_s": round(batch_size / step, 1), "batch_size": batch_size, "step_ms": round(1000 * step, 1),
-            "image_size": int(cfg.data.image_size), "steps_timed": len(times) - 2}
+            "image_size": int(cfg.data.image_size), "steps_timed": len(times) - warm_up,
+            "seconds_before_timed_steps": round(total - sum(times[warm_up:]), 1)}
 
 
 def bench_steps(preset: str, batches: int, threads: int, experiments: list[str]) -> dict:
@@ -457,12 +475,33 @@ def bench_steps(preset: str, batches: int, threads: int, experiments: list[str])
     return result
 
 
+def bench_compile(preset: str, batches: int, threads: int, experiments: list[str]) -> dict:
+    """Each experiment's :func:`_step_images_per_s` eager and compiled, each in a child process."""
+    import multiprocessing
+
+    result: dict = {"preset": preset, "torch_threads": threads, "steps_per_experiment": batches, "torch": torch.__version__,
+                    "machine": describe_cpu(), "load_average_before": list(os.getloadavg()), "experiments": {}}
+    context = multiprocessing.get_context("spawn")
+    for experiment in experiments:
+        runs = {}
+        for compiled in (False, True):
+            with context.Pool(1) as pool:
+                runs["compiled" if compiled else "eager"] = pool.apply(
+                    _step_images_per_s, (experiment, preset, batches, threads, compiled))
+        runs["speedup"] = round(runs["compiled"]["images_per_s"] / runs["eager"]["images_per_s"], 2)
+        result["experiments"][experiment] = runs
+        print(f"{experiment}: eager {runs['eager']['images_per_s']}, compiled {runs['compiled']['images_per_s']} "
+              f"images/s ({runs['speedup']}x)", flush=True)
+    return result
+
+
 BENCHMARKS = {
     "render": "images/s of the synthetic data's rendering and loading beside the baseline's training",
     "lifting": "poses/s and accuracy of the batched PPCA lifting (Tome 2017), single and mixture",
     "deepskeleton": "images/s of DeepSkeleton's 11 hypotheses batched against one after another",
     "two_d_precision": "the frozen 2D network of tekin_fusion in float32 and bfloat16 (--preset)",
     "steps": "images/s of one training step of every experiment (--preset, --experiments, --threads)",
+    "compile": "the training step eager and under torch.compile (--preset, --experiments, --threads)",
 }
 
 
@@ -475,11 +514,11 @@ def main(argv: list[str] | None = None) -> int:
                                                                              BENCHMARKS.items())
                                             + "\n(each in detail: the docstring of harness/bench.py)\n\n" + config_guide())
     parser.add_argument("name", choices=list(BENCHMARKS))
-    preset_option(parser, "quick", "steps, two_d_precision: the experiments' preset")
+    preset_option(parser, "quick", "steps, compile, two_d_precision: the experiments' preset")
     parser.add_argument("--threads", type=int_at_least(1), default=max(1, (os.cpu_count() or 2) // 2),
-                        help="steps: intra-op threads (default: what the ablation runner gives a run, half the cores)")
+                        help="steps, compile: intra-op threads (default: what the ablation runner gives a run, half the cores)")
     parser.add_argument("--experiments", type=experiment_list, default=[],
-                        help="steps: comma-separated experiments (default: all)")
+                        help="steps, compile: comma-separated experiments (default: all; compile: baseline, tekin_fusion)")
     parser.add_argument("--batches", type=int_at_least(1), default=10)
     parser.add_argument("--rounds", type=int_at_least(1), default=3)
     parser.add_argument("--batch-size", type=int_at_least(1), default=16384, help="lifting: poses per call")
@@ -500,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         from pose3d.config import available_experiments
 
         result = bench_steps(args.preset, args.batches, args.threads, args.experiments or available_experiments())
+    elif args.name == "compile":
+        result = bench_compile(args.preset, args.batches, args.threads, args.experiments or ["baseline", "tekin_fusion"])
     elif args.name == "two_d_precision":
         result = bench_two_d_precision(args.preset, args.batches, args.rounds, args.device)
     else:
