@@ -20,7 +20,8 @@ docs/results/*.md by default:
 
 Values are means over the seeds a summary holds (``mean +/- std`` where there are several). The
 prose around the tables stays hand-written: rerun this after a rerun, then read the prose against
-the new numbers. ``--check`` writes nothing and exits 1 when a file would change.
+the new numbers. A table whose runs the folder does not hold (one ablation run of five) is kept
+as it is and named in the output. ``--check`` writes nothing and exits 1 when a file would change.
 """
 from __future__ import annotations
 
@@ -54,9 +55,13 @@ def title(metric: str) -> str:
     return f"{domain} {TITLES.get(name, name)}".strip()
 
 
+class NoSummary(ConfigError):
+    """A table's runs are not in the results folder (yet): the table is kept as it is."""
+
+
 def read_rows(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
-        raise ConfigError(f"no summary at {path}; run the ablation or `make compare` with this results folder first")
+        raise NoSummary(f"no summary at {path}; run the ablation or `make compare` with this results folder first")
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
 
@@ -183,7 +188,10 @@ def fill_headlines(results: Path, table: list[str]) -> list[str]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         name = re.search(r"`([\w-]+)`", cells[module])
         if name:
-            cells[ours] = headline_cell(results, name.group(1))
+            try:
+                cells[ours] = headline_cell(results, name.group(1))
+            except NoSummary:  # that ablation has not run here: the row keeps its value
+                pass
         out.append(row(cells))
     return out
 
@@ -198,7 +206,9 @@ def generated(results: Path, name: str, compact: bool, table: list[str]) -> list
     raise ConfigError(f"unknown table '{name}'; expected ablation-<axis>, compare or headlines")
 
 
-def fill_tables(text: str, results: Path) -> str:
+def fill_tables(text: str, results: Path, kept: list[str] | None = None) -> str:
+    """``text`` with every marked table rebuilt; a table whose summary the results folder lacks
+    stays as it is, and its marker and reason are appended to ``kept``."""
     lines, out, i = text.split("\n"), [], 0
     while i < len(lines):
         out.append(lines[i])
@@ -208,7 +218,12 @@ def fill_tables(text: str, results: Path) -> str:
             start = i
             while i < len(lines) and lines[i].startswith("|"):
                 i += 1
-            out += generated(results, marker["name"], bool(marker["compact"]), lines[start:i])
+            try:
+                out += generated(results, marker["name"], bool(marker["compact"]), lines[start:i])
+            except NoSummary as missing:
+                out += lines[start:i]
+                if kept is not None:
+                    kept.append(f"{marker['name']}: {missing}")
     return "\n".join(out)
 
 
@@ -265,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in files:
             if not path.is_file():
                 raise ConfigError(f"no markdown file {path}; expected files holding `<!-- table: NAME -->` lines")
-        texts = {path: (path.read_text(), fill_tables(path.read_text(), args.results)) for path in files}
+        kept: dict[Path, list[str]] = {path: [] for path in files}
+        texts = {path: (path.read_text(), fill_tables(path.read_text(), args.results, kept[path])) for path in files}
     except ConfigError as error:  # every table is built before any file is written
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -279,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             write_atomic(path, new)
         copied = copy_figures(path, new, args.results)
         print(f"{path}: tables {'rewritten' if new != old else 'unchanged'}; figures copied: {len(copied)}")
+        for reason in kept[path]:
+            print(f"  kept as it was: {reason}")
     return 0
 
 if __name__ == "__main__":

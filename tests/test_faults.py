@@ -590,7 +590,6 @@ ARGUMENT_CASES: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("harness.compare", ["summary", "--seeds", "-2", "--", "results_dir={results}"], ("--seeds",)),
     ("harness.compare", ["summary", "--preset", "huge", "--", "results_dir={results}"], ("--preset",)),
     ("harness.report", ["--results", "{results}/nowhere"], ("does not exist",)),
-    ("harness.report", ["--results", "{results}"], ("no summary at", "ablation-")),
     ("harness.report", ["--results", "{results}", "{results}/absent.md"], ("absent.md", "markdown")),
     ("harness.data", ["check", "imagenet", "{results}"], ("imagenet",)),
     ("harness.data", ["check", "lsp", "{results}/none"], ("data.root",)),

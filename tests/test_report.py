@@ -94,6 +94,9 @@ def test_headlines_fill_the_ours_column_from_the_experiments_default_variant(res
     lines = report.fill_headlines(results, table)
     assert lines[2] == ("| Tekin 2017 | [`tekin_fusion`](lightning_modules/tekin_fusion.py) | "
                         "`trainable`: 160.0 +/- 14.1 (0.80x floor) | 70.81 |")
+    # a method whose ablation has not run in this folder keeps its value
+    park = "| Park 2016 | [`park_multiroot`](lightning_modules/park_multiroot.py) | 214.3 | 117.34 |"
+    assert report.fill_headlines(results, table[:2] + [park])[2] == park
 
 
 def test_figures_are_copied_where_the_link_points_and_shrunk(results, tmp_path):
@@ -120,16 +123,21 @@ def test_main_check_then_write(results, tmp_path, capsys):
     assert report.main(["--results", str(results), "--check", str(page)]) == 0
 
 
-@pytest.mark.parametrize("marker, expected", [
-    ("<!-- table: ablation-ppca -->", "no summary at"),
-    ("<!-- table: leaderboard -->", "unknown table 'leaderboard'"),
-])
-def test_bad_input_is_one_line_and_exit_2(results, tmp_path, capsys, marker, expected):
+def test_a_table_without_runs_is_kept_and_named(results, tmp_path, capsys):
     page = tmp_path / "page.md"
-    page.write_text(f"{marker}\n| x |\n")
+    page.write_text("<!-- table: ablation-ppca -->\n| old |\n\n<!-- table: ablation-fusion -->\n| stale |\n")
+    assert report.main(["--results", str(results), str(page)]) == 0
+    text = page.read_text()
+    assert text.startswith("<!-- table: ablation-ppca -->\n| old |\n") and "| stale |" not in text
+    assert "kept as it was: ablation-ppca: no summary at" in capsys.readouterr().out
+
+
+def test_bad_input_is_one_line_and_exit_2(results, tmp_path, capsys):
+    page = tmp_path / "page.md"
+    page.write_text("<!-- table: leaderboard -->\n| x |\n")
     assert report.main(["--results", str(results), str(page)]) == report.EXIT_BAD_INPUT
     err = capsys.readouterr().err
-    assert expected in err and err.count("\n") == 1
-    assert page.read_text() == f"{marker}\n| x |\n"
+    assert "unknown table 'leaderboard'" in err and err.count("\n") == 1
+    assert page.read_text() == "<!-- table: leaderboard -->\n| x |\n"
     assert report.main(["--results", str(tmp_path / "absent"), str(page)]) == report.EXIT_BAD_INPUT
     assert "does not exist" in capsys.readouterr().err
