@@ -460,34 +460,35 @@ def _step_images_per_s(experiment: str, preset: str, batches: int, threads: int,
             "seconds_before_timed_steps": round(total - sum(times[warm_up:]), 1)}
 
 
-def bench_steps(preset: str, batches: int, threads: int, experiments: list[str]) -> dict:
-    """Each experiment's :func:`_step_images_per_s` in a child process (a clean allocator and
-    thread pool, and no state from the previous experiment)."""
+def _step_in_fresh_process(*args) -> dict:
+    """:func:`_step_images_per_s` in a spawned child process (a clean allocator and thread pool,
+    no state from the previous measurement)."""
     import multiprocessing
 
-    result: dict = {"preset": preset, "torch_threads": threads, "steps_per_experiment": batches,
-                    "machine": describe_cpu(), "load_average_before": list(os.getloadavg()), "experiments": {}}
-    context = multiprocessing.get_context("spawn")
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_step_images_per_s, args)
+
+
+def _steps_header(preset: str, batches: int, threads: int) -> dict:
+    return {"preset": preset, "torch_threads": threads, "steps_per_experiment": batches, "torch": torch.__version__,
+            "machine": describe_cpu(), "load_average_before": list(os.getloadavg()), "experiments": {}}
+
+
+def bench_steps(preset: str, batches: int, threads: int, experiments: list[str]) -> dict:
+    """Each experiment's :func:`_step_images_per_s`, each in a fresh process."""
+    result = _steps_header(preset, batches, threads)
     for experiment in experiments:
-        with context.Pool(1) as pool:
-            result["experiments"][experiment] = pool.apply(_step_images_per_s, (experiment, preset, batches, threads))
+        result["experiments"][experiment] = _step_in_fresh_process(experiment, preset, batches, threads)
         print(f"{experiment}: {result['experiments'][experiment]['images_per_s']} images/s", flush=True)
     return result
 
 
 def bench_compile(preset: str, batches: int, threads: int, experiments: list[str]) -> dict:
-    """Each experiment's :func:`_step_images_per_s` eager and compiled, each in a child process."""
-    import multiprocessing
-
-    result: dict = {"preset": preset, "torch_threads": threads, "steps_per_experiment": batches, "torch": torch.__version__,
-                    "machine": describe_cpu(), "load_average_before": list(os.getloadavg()), "experiments": {}}
-    context = multiprocessing.get_context("spawn")
+    """Each experiment's :func:`_step_images_per_s` eager and compiled, each in a fresh process."""
+    result = _steps_header(preset, batches, threads)
     for experiment in experiments:
-        runs = {}
-        for compiled in (False, True):
-            with context.Pool(1) as pool:
-                runs["compiled" if compiled else "eager"] = pool.apply(
-                    _step_images_per_s, (experiment, preset, batches, threads, compiled))
+        runs = {mode: _step_in_fresh_process(experiment, preset, batches, threads, mode == "compiled")
+                for mode in ("eager", "compiled")}
         runs["speedup"] = round(runs["compiled"]["images_per_s"] / runs["eager"]["images_per_s"], 2)
         result["experiments"][experiment] = runs
         print(f"{experiment}: eager {runs['eager']['images_per_s']}, compiled {runs['compiled']['images_per_s']} "

@@ -35,7 +35,7 @@ from pathlib import Path
 import yaml
 
 from harness.ablation import EXIT_BAD_INPUT, REPO_ROOT, references
-from harness.floors import data_floors, floor_rows
+from harness.floors import data_floors, floor_rows, versus_floor
 from pose3d.arguments import OneLineParser
 from pose3d.config import ConfigError, read_experiment
 from pose3d.files import write_atomic
@@ -85,8 +85,13 @@ def row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def versus(mean: float | None, floor: float | None) -> str:
-    return f"{mean / floor:.2f}x" if mean is not None and floor else "-"
+def mean_of(numbers: list[float]) -> float | None:
+    return statistics.fmean(numbers) if numbers else None
+
+
+def shown_floors(floors: dict, compact: bool) -> list[tuple[str, dict[str, float]]]:
+    """Both floors' rows, or only the orientation floor's in a compact table."""
+    return [(name, floor) for name, floor in floor_rows(floors) if not compact or floor is floors.get(ORIENTATION)]
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -95,7 +100,6 @@ def ablation_table(results: Path, axis: str, compact: bool = False) -> list[str]
     reference = references().get(axis, {})
     paper, paper_metric = reference.get("values", {}), reference.get("metric", "mpjpe")
     floors = run_floors(results, results / "runs" / rows[0]["run"])
-    orientation = floors.get(ORIENTATION, {})
     metrics = ["mpjpe", "pa_mpjpe"] + [f"{d}/mpjpe" for d in domains_of(rows)]
     if paper_metric not in metrics and any(r.get(paper_metric) for r in rows):
         metrics.append(paper_metric)
@@ -104,20 +108,18 @@ def ablation_table(results: Path, axis: str, compact: bool = False) -> list[str]
     lines = [row(header), "|" + "---|" * len(header)]
     for variant in dict.fromkeys(r["variant"] for r in rows):
         group = [r for r in rows if r["variant"] == variant]
-        mpjpe = values(group, "mpjpe")
         cells = [f"`{variant}`"] + ([] if compact else [str(len(group))])
         cells += [mean_std(values(group, m)) for m in metrics]
-        cells.append(versus(statistics.fmean(mpjpe) if mpjpe else None, orientation.get("mpjpe")))
+        cells.append(versus_floor(mean_of(values(group, "mpjpe")), floors))
         if not compact:
             fits = values(group, "fit_seconds")
             cells.append(f"{statistics.fmean(fits):.0f}" if fits else "-")
         if paper:
             cells.append(f"{paper[variant]}" if variant in paper else "-")
         lines.append(row(cells))
-    shown = [(name, v) for name, v in floor_rows(floors) if not compact or v is orientation]
-    for name, floor in shown:
+    for name, floor in shown_floors(floors, compact):
         cells = [f"*{name}*"] + ([] if compact else ["-"]) + [f"{floor[m]:.1f}" if m in floor else "-" for m in metrics]
-        cells += [versus(floor.get("mpjpe"), orientation.get("mpjpe"))] + ([] if compact else ["-"]) + (["-"] if paper else [])
+        cells += [versus_floor(floor.get("mpjpe"), floors)] + ([] if compact else ["-"]) + (["-"] if paper else [])
         lines.append(row(cells))
     return lines
 
@@ -126,28 +128,25 @@ def compare_table(results: Path, compact: bool = False) -> list[str]:
     rows = read_rows(results / "compare" / "summary.csv")
     paper = references().get("compare", {}).get("values", {})
     floors = run_floors(results, results / "compare" / "runs" / rows[0]["run"])
-    orientation = floors.get(ORIENTATION, {})
     domains = domains_of(rows)
+    metrics = ["mpjpe", "pa_mpjpe"] + [f"{d}/mpjpe" for d in domains]
     header = (["method", "seeds", "MPJPE", "PA-MPJPE"] + [f"{d} MPJPE" for d in domains]
               + [f"{d} x floor" for d in domains] + ["train s (+ prerequisites)", "paper MPJPE"])
     lines = [row(header), "|" + "---|" * len(header)]
     for method in dict.fromkeys(r["method"] for r in rows):
         group = [r for r in rows if r["method"] == method]
         cells = [f"{method} (`{group[0]['variant'] or 'default'}`)", str(len(group))]
-        cells += [mean_std(values(group, m)) for m in ["mpjpe", "pa_mpjpe"] + [f"{d}/mpjpe" for d in domains]]
-        for d in domains:
-            mpjpe = values(group, f"{d}/mpjpe")
-            cells.append(versus(statistics.fmean(mpjpe) if mpjpe else None, orientation.get(f"{d}/mpjpe")))
-        fit, before = values(group, "fit_seconds"), values(group, "prerequisite_seconds")
-        cost = f"{statistics.fmean(fit):.0f}" if fit else "-"
-        if before and statistics.fmean(before) > 0:
-            cost += f" (+ {statistics.fmean(before):.0f})"
+        cells += [mean_std(values(group, m)) for m in metrics]
+        cells += [versus_floor(mean_of(values(group, f"{d}/mpjpe")), floors, f"{d}/") for d in domains]
+        fit, before = mean_of(values(group, "fit_seconds")), mean_of(values(group, "prerequisite_seconds"))
+        cost = f"{fit:.0f}" if fit is not None else "-"
+        if before:
+            cost += f" (+ {before:.0f})"
         cells += [cost, f"{paper[method]}" if method in paper else "-"]
         lines.append(row(cells))
-    for name, floor in [(n, v) for n, v in floor_rows(floors) if not compact or v is orientation]:
-        cells = [f"*{name}*", "-"] + [f"{floor[m]:.1f}" if m in floor else "-"
-                                     for m in ["mpjpe", "pa_mpjpe"] + [f"{d}/mpjpe" for d in domains]]
-        cells += [versus(floor.get(f"{d}/mpjpe"), orientation.get(f"{d}/mpjpe")) for d in domains] + ["-", "-"]
+    for name, floor in shown_floors(floors, compact):
+        cells = [f"*{name}*", "-"] + [f"{floor[m]:.1f}" if m in floor else "-" for m in metrics]
+        cells += [versus_floor(floor.get(f"{d}/mpjpe"), floors, f"{d}/") for d in domains] + ["-", "-"]
         lines.append(row(cells))
     return lines
 
@@ -162,8 +161,8 @@ def sweeps_by_experiment() -> dict[str, str]:
     return found
 
 
-def headline_cell(results: Path, experiment: str) -> str:
-    axis = sweeps_by_experiment().get(experiment)
+def headline_cell(results: Path, experiment: str, axis: str | None) -> str:
+    """``experiment``'s default variant in the summary of ablation ``axis`` (the one sweeping it)."""
     variant = read_experiment(experiment).get("variant")
     if axis is None or variant is None:
         raise ConfigError(f"experiment '{experiment}' has no ablation sweep or default variant to take a headline from")
@@ -171,8 +170,8 @@ def headline_cell(results: Path, experiment: str) -> str:
     mpjpe = values([r for r in rows if r["variant"] == variant], "mpjpe")
     if not mpjpe:
         return f"`{variant}`: not run"
-    floor = run_floors(results, results / "runs" / rows[0]["run"]).get(ORIENTATION, {}).get("mpjpe")
-    return f"`{variant}`: {mean_std(mpjpe)} ({versus(statistics.fmean(mpjpe), floor)} floor)"
+    floors = run_floors(results, results / "runs" / rows[0]["run"])
+    return f"`{variant}`: {mean_std(mpjpe)} ({versus_floor(statistics.fmean(mpjpe), floors)} floor)"
 
 
 def fill_headlines(results: Path, table: list[str]) -> list[str]:
@@ -183,13 +182,13 @@ def fill_headlines(results: Path, table: list[str]) -> list[str]:
     module = header.index("module") if "module" in header else None
     if ours is None or module is None:
         raise ConfigError("a `headlines` table needs columns titled 'module' and 'ours ...'")
-    out = table[:2]
+    out, axes = table[:2], sweeps_by_experiment()
     for line in table[2:]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         name = re.search(r"`([\w-]+)`", cells[module])
         if name:
             try:
-                cells[ours] = headline_cell(results, name.group(1))
+                cells[ours] = headline_cell(results, name.group(1), axes.get(name.group(1)))
             except NoSummary:  # that ablation has not run here: the row keeps its value
                 pass
         out.append(row(cells))
@@ -281,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             if not path.is_file():
                 raise ConfigError(f"no markdown file {path}; expected files holding `<!-- table: NAME -->` lines")
         kept: dict[Path, list[str]] = {path: [] for path in files}
-        texts = {path: (path.read_text(), fill_tables(path.read_text(), args.results, kept[path])) for path in files}
+        texts = {path: path.read_text() for path in files}
+        texts = {path: (text, fill_tables(text, args.results, kept[path])) for path, text in texts.items()}
     except ConfigError as error:  # every table is built before any file is written
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
